@@ -1,0 +1,1 @@
+"""The transfer-order domain: aggregates, their events, the workflow and the service."""

@@ -1,0 +1,39 @@
+"""Domain exceptions: each class is one kind of refusal, mapped to one HTTP status."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A request the domain refuses; nothing has been changed."""
+
+
+class InvalidInput(DomainError):
+    """A value is missing, malformed or out of range (400)."""
+
+
+class ServersNotOwned(InvalidInput):
+    """Some servers are not the caller's: unknown and foreign look the same (400)."""
+
+
+class NotAllowed(DomainError):
+    """The caller lacks a role that may take this decision (403)."""
+
+
+class OrdersNotFound(DomainError):
+    """Some orders do not exist for this project (404)."""
+
+
+class Conflict(DomainError):
+    """The request contradicts the current state of the store (409)."""
+
+
+class ServersAlreadyOrdered(Conflict):
+    """Some servers are held by another unfinished order (409)."""
+
+
+class AlreadyDecided(Conflict):
+    """Some orders were already decided the other way (409)."""
+
+
+class StoreUnavailable(DomainError):
+    """The event store cannot be reached; nothing was changed (503)."""

@@ -1,0 +1,133 @@
+"""The Order aggregate: a request to move servers from one project to another."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain import workflow
+from domain.exceptions import AlreadyDecided
+
+_ORDER_IDS: Final = uuid5(NAMESPACE_URL, "urn:pm-order:order")
+
+
+def order_aggregate_id(number: int) -> UUID:
+    """The aggregate id of order `number`: the same on every replay."""
+    return uuid5(_ORDER_IDS, str(number))
+
+
+class Order(Aggregate):
+    """A transfer of servers from `resource_project` to `dest_project`."""
+
+    class Requested(Aggregate.Created):
+        number: int
+        snids: list[str]
+        resource_project: str
+        dest_project: str
+        user: str
+        mailto: list[str]
+        at: datetime
+
+    class Accepted(Aggregate.Event):
+        by: str
+        at: datetime
+
+    class Rejected(Aggregate.Event):
+        by: str
+        at: datetime
+
+    class WarningRaised(Aggregate.Event):
+        count: int
+        at: datetime
+
+    @staticmethod
+    def create_id(number: int) -> UUID:
+        return order_aggregate_id(number)
+
+    @event(Requested)
+    def __init__(
+        self,
+        number: int,
+        snids: list[str],
+        resource_project: str,
+        dest_project: str,
+        user: str,
+        mailto: list[str],
+        at: datetime,
+    ) -> None:
+        self.number = number
+        self.snids = list(snids)
+        self.resource_project = resource_project
+        self.dest_project = dest_project
+        self.user = user
+        self.mailto = list(mailto)
+        self.requested_at = at
+        self.state: str = workflow.UNFINISHED
+        self.decided_by: str | None = None
+        self.decided_at: datetime | None = None
+        self.warning_count = 0
+        self.warned_at: datetime | None = None
+
+    @property
+    def is_unfinished(self) -> bool:
+        return self.state == workflow.UNFINISHED
+
+    def decided_otherwise(self, accept: bool) -> bool:
+        """Whether the order was already decided the other way."""
+        return not self.is_unfinished and self.state != self._decided_state(accept)
+
+    def accept(self, by: str, at: datetime) -> None:
+        """The destination takes the servers; a repeat changes nothing."""
+        if self._decision_needed(accept=True):
+            self._accept(by=by, at=at)
+
+    def refuse(self, by: str, at: datetime) -> None:
+        """The destination declines and the servers stay; a repeat changes nothing."""
+        if self._decision_needed(accept=False):
+            self._refuse(by=by, at=at)
+
+    def _decision_needed(self, accept: bool) -> bool:
+        if self.state == self._decided_state(accept):
+            return False
+        if not workflow.may("accept" if accept else "refuse", self.state):
+            raise AlreadyDecided(f"order {self.number} is already {self.state}")
+        return True
+
+    @staticmethod
+    def _decided_state(accept: bool) -> str:
+        return workflow.FINISHED if accept else workflow.REFUSED
+
+    @event(Accepted)
+    def _accept(self, by: str, at: datetime) -> None:
+        self.state = workflow.next_state("accept", self.state)
+        self.decided_by = by
+        self.decided_at = at
+
+    @event(Rejected)
+    def _refuse(self, by: str, at: datetime) -> None:
+        self.state = workflow.next_state("refuse", self.state)
+        self.decided_by = by
+        self.decided_at = at
+
+    def warning_due(self, now: datetime, every: timedelta, most: int) -> bool:
+        """Whether an unanswered order is owed a warning at `now`."""
+        if not workflow.may("warn", self.state) or self.warning_count >= most:
+            return False
+        since = self.warned_at or self.requested_at
+        return now >= since + every
+
+    def raise_warning(self, now: datetime, every: timedelta, most: int) -> bool:
+        """Raise a warning if one is due; say whether one was raised."""
+        if not self.warning_due(now, every, most):
+            return False
+        self._raise_warning(count=self.warning_count + 1, at=now)
+        return True
+
+    @event(WarningRaised)
+    def _raise_warning(self, count: int, at: datetime) -> None:
+        self.state = workflow.next_state("warn", self.state)
+        self.warning_count = count
+        self.warned_at = at

@@ -1,0 +1,89 @@
+"""The Server aggregate: who owns one physical server and which order holds it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+_SERVER_IDS: Final = uuid5(NAMESPACE_URL, "urn:pm-order:server")
+
+
+def server_aggregate_id(snid: str) -> UUID:
+    """The aggregate id of server `snid`: derived from the serial number alone."""
+    return uuid5(_SERVER_IDS, snid)
+
+
+class Server(Aggregate):
+    """One physical server, owned by one project, held by at most one open order."""
+
+    class Registered(Aggregate.Created):
+        snid: str
+        project_id: str
+        at: datetime
+
+    class Reserved(Aggregate.Event):
+        order_id: int
+        at: datetime
+
+    class Transferred(Aggregate.Event):
+        order_id: int
+        from_project: str
+        to_project: str
+        at: datetime
+
+    class Released(Aggregate.Event):
+        order_id: int
+        at: datetime
+
+    @staticmethod
+    def create_id(snid: str) -> UUID:
+        return server_aggregate_id(snid)
+
+    @event(Registered)
+    def __init__(self, snid: str, project_id: str, at: datetime) -> None:
+        self.snid = snid
+        self.project_id = project_id
+        self.order_id: int | None = None
+
+    def is_free_for(self, project_id: str) -> bool:
+        return self.project_id == project_id and self.order_id is None
+
+    def reserve(self, order_id: int, at: datetime) -> None:
+        """Hold the server for an unfinished order."""
+        if self.order_id is not None:
+            raise ValueError(f"{self.snid} is held by order {self.order_id}")
+        self._reserve(order_id=order_id, at=at)
+
+    def transfer(self, order_id: int, to_project: str, at: datetime) -> None:
+        """Hand the server to the destination of the order that holds it."""
+        self._check_held_by(order_id)
+        self._transfer(
+            order_id=order_id, from_project=self.project_id, to_project=to_project, at=at
+        )
+
+    def release(self, order_id: int, at: datetime) -> None:
+        """Give the server back to its owner's free pool."""
+        self._check_held_by(order_id)
+        self._release(order_id=order_id, at=at)
+
+    def _check_held_by(self, order_id: int) -> None:
+        if self.order_id != order_id:
+            raise ValueError(f"{self.snid} is not held by order {order_id}")
+
+    @event(Reserved)
+    def _reserve(self, order_id: int, at: datetime) -> None:
+        self.order_id = order_id
+
+    @event(Transferred)
+    def _transfer(
+        self, order_id: int, from_project: str, to_project: str, at: datetime
+    ) -> None:
+        self.project_id = to_project
+        self.order_id = None
+
+    @event(Released)
+    def _release(self, order_id: int, at: datetime) -> None:
+        self.order_id = None

@@ -1,0 +1,309 @@
+"""The application service: the only way to change anything, in plain values."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from domain import values
+from domain.exceptions import (
+    AlreadyDecided,
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    OrdersNotFound,
+    ServersAlreadyOrdered,
+    ServersNotOwned,
+    StoreUnavailable,
+)
+from domain.order import Order, order_aggregate_id
+from domain.server import Server, server_aggregate_id
+
+Clock = Callable[[], datetime]
+
+# A version conflict means another writer got there first: re-read, re-check and
+# try again. Each retry follows someone else's success, so a few are plenty.
+MAX_ATTEMPTS: Final = 10
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrderApplication(Application[UUID]):
+    """The event store of orders and servers."""
+
+    # Table names come from the name: fixed so that subclasses share the store.
+    name = "pm_order"
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a command did: the log position that shows it, and the new order's id."""
+
+    position: int
+    order_id: int | None = None
+
+
+class OrderService:
+    """Requests, decides and warns about transfer orders; registers servers."""
+
+    def __init__(
+        self,
+        app: OrderApplication,
+        *,
+        approver_roles: frozenset[str] = frozenset(),
+        clock: Clock = utc_now,
+    ) -> None:
+        self.app = app
+        self.approver_roles = approver_roles
+        self.clock = clock
+        # One request at a time per process: conflicts then only come from other
+        # processes, and no thread wastes a round of reads on its neighbour.
+        self._requesting = threading.Lock()
+        self._last_number = 0
+
+    # -- commands ---------------------------------------------------------------
+
+    def register_servers(self, rows: Sequence[tuple[str, str]]) -> Written:
+        """Register (snid, project) rows, all or none; a repeated row changes nothing.
+
+        A row that would give an owned server to another project is refused:
+        servers change hands only through orders.
+        """
+        wanted: dict[str, str] = {}
+        for snid, project_id in rows:
+            values.check_snid(snid)
+            values.check_project_id(project_id)
+            if wanted.setdefault(snid, project_id) != project_id:
+                raise InvalidInput(f"server {snid} is listed for two projects")
+
+        def attempt() -> Written:
+            now = self.clock()
+            new: list[Server] = []
+            servers = self._servers(list(wanted))
+            for snid, project_id in wanted.items():
+                server = servers[snid]
+                if server is None:
+                    new.append(Server(snid=snid, project_id=project_id, at=now))
+                elif server.project_id != project_id:
+                    raise InvalidInput(
+                        f"server {snid} belongs to {server.project_id}: servers "
+                        "change hands only through orders"
+                    )
+            return Written(self._save(*new))
+
+        return self._retrying(attempt)
+
+    def request_transfer(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        snids: list[str],
+        dest_project: str,
+        mailto: list[str],
+    ) -> Written:
+        """Order the move of `snids` from `tenant` to `dest_project`."""
+        values.check_snids(snids)
+        values.check_project_id(dest_project, "dest_project")
+        if dest_project == tenant:
+            raise InvalidInput("'dest_project' must be another project than the caller's")
+        mailto = values.check_mailto(mailto)
+
+        def attempt() -> Written:
+            now = self.clock()
+            servers = self._servers(snids)
+            not_owned = [
+                s for s, server in servers.items()
+                if server is None or server.project_id != tenant
+            ]
+            if not_owned:
+                raise ServersNotOwned(
+                    f"servers not owned by project {tenant}: {', '.join(not_owned)}"
+                )
+            held = {s: server.order_id for s, server in servers.items()
+                    if server is not None and server.order_id is not None}
+            if held:
+                raise ServersAlreadyOrdered(
+                    "servers already in an unfinished order: "
+                    + ", ".join(f"{s} (order {n})" for s, n in held.items())
+                )
+            number = self._next_number()
+            order = Order(
+                number=number,
+                snids=snids,
+                resource_project=tenant,
+                dest_project=dest_project,
+                user=user,
+                mailto=mailto,
+                at=now,
+            )
+            reserved = [s for s in servers.values() if s is not None]
+            for server in reserved:
+                server.reserve(order_id=number, at=now)
+            position = self._save(order, *reserved)
+            self._last_number = number
+            return Written(position, order_id=number)
+
+        with self._requesting:
+            return self._retrying(attempt)
+
+    def decide(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        roles: frozenset[str],
+        order_ids: list[int],
+        accept: bool,
+    ) -> Written:
+        """Accept or refuse orders addressed to `tenant`, all or none."""
+        values.check_order_ids(order_ids)
+        if self.approver_roles and not roles & self.approver_roles:
+            raise NotAllowed(
+                "deciding orders needs one of the roles: "
+                + ", ".join(sorted(self.approver_roles))
+            )
+
+        def attempt() -> Written:
+            now = self.clock()
+            orders = {n: self._get(Order, order_aggregate_id(n)) for n in order_ids}
+            missing = [
+                n for n, o in orders.items() if o is None or o.dest_project != tenant
+            ]
+            if missing:
+                raise OrdersNotFound(
+                    f"orders not found for project {tenant}: "
+                    + ", ".join(map(str, missing))
+                )
+            found = [o for o in orders.values() if o is not None]
+            decided = [o for o in found if o.decided_otherwise(accept)]
+            if decided:
+                raise AlreadyDecided(
+                    "orders already decided the other way: "
+                    + ", ".join(f"{o.number} ({o.state})" for o in decided)
+                )
+            changing = [o for o in found if o.is_unfinished]
+            if not changing:
+                return Written(self.head())
+            servers: list[Server] = []
+            for order in changing:
+                held = self._servers(order.snids)
+                for server in held.values():
+                    assert server is not None, "a reserved server always exists"
+                    if accept:
+                        server.transfer(order.number, order.dest_project, at=now)
+                    else:
+                        server.release(order.number, at=now)
+                    servers.append(server)
+                if accept:
+                    order.accept(by=user, at=now)
+                else:
+                    order.refuse(by=user, at=now)
+            return Written(self._save(*changing, *servers))
+
+        return self._retrying(attempt)
+
+    def raise_warning(self, order_id: int, *, every: timedelta, most: int) -> Written:
+        """Warn about an unanswered order if the order says one is due."""
+
+        def attempt() -> Written:
+            order = self._get(Order, order_aggregate_id(order_id))
+            if order is None:
+                raise OrdersNotFound(f"order {order_id} not found")
+            if not order.raise_warning(self.clock(), every, most):
+                return Written(0)
+            return Written(self._save(order))
+
+        return self._retrying(attempt)
+
+    # -- queries of the store itself (tools; the API reads the projections) ------
+
+    def order(self, order_id: int, version: int | None = None) -> Order:
+        order = self._get(Order, order_aggregate_id(order_id), version)
+        if order is None:
+            raise OrdersNotFound(f"order {order_id} not found")
+        return order
+
+    def head(self) -> int:
+        """The notification id of the last event stored (0 if none)."""
+        with self._store_errors():
+            return self.app.recorder.max_notification_id() or 0
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                # The failed save emptied the aggregates' pending events: the next
+                # attempt reads them all again.
+                continue
+        raise Conflict("the store is busy with competing changes; try again")
+
+    def _save(self, *aggregates: Any) -> int:
+        if not aggregates:
+            return self.head()
+        with self._store_errors():
+            recordings = self.app.save(*aggregates)
+        return max(r.notification.id for r in recordings)
+
+    def _servers(self, snids: list[str]) -> dict[str, Server | None]:
+        return {s: self._get(Server, server_aggregate_id(s)) for s in snids}
+
+    def _get(self, kind: type[T], aggregate_id: UUID, version: int | None = None) -> T | None:
+        with self._store_errors():
+            try:
+                aggregate = self.app.repository.get(aggregate_id, version=version)
+            except AggregateNotFoundError:
+                return None
+        assert isinstance(aggregate, kind)
+        return aggregate
+
+    def _next_number(self) -> int:
+        """The lowest order number not yet taken.
+
+        Numbers are taken in sequence (n+1 only once n is stored), so "taken" is
+        monotonic: gallop forward from the last number this process saw, then
+        bisect.
+        """
+        low, step = self._last_number, 1
+        while self._number_taken(low + step):
+            low += step
+            step *= 2
+        high = low + step
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._number_taken(middle):
+                low = middle
+            else:
+                high = middle
+        self._last_number = low
+        return high
+
+    def _number_taken(self, number: int) -> bool:
+        with self._store_errors():
+            return bool(
+                self.app.recorder.select_events(order_aggregate_id(number), limit=1)
+            )
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except PersistenceError as error:
+            raise StoreUnavailable("the order store is unavailable; try again") from error

@@ -1,0 +1,120 @@
+"""The shapes of the values orders are made of, and their limits."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from domain.exceptions import InvalidInput
+
+MAX_SNIDS_PER_ORDER: Final = 200
+MAX_ORDERS_PER_DECISION: Final = 200
+MAX_MAILTO: Final = 20
+MAX_NAME_LENGTH: Final = 64
+
+_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A practical address check: one @, a dotted domain, no spaces or control characters.
+_EMAIL: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+
+
+def split_list(value: str | list[object], field: str) -> list[str]:
+    """A comma-separated string or a JSON array as a list of trimmed strings."""
+    if isinstance(value, str):
+        items: list[object] = [] if not value.strip() else list(value.split(","))
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise InvalidInput(f"'{field}' must be a comma-separated string or an array")
+    parts: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput(f"'{field}' must hold strings only")
+        parts.append(item.strip())
+    return parts
+
+
+def check_snid(snid: str) -> str:
+    """A server serial number: 1..64 of A-Z a-z 0-9 . _ -."""
+    if not _NAME.fullmatch(snid):
+        raise InvalidInput(
+            f"invalid snid {_quote(snid)}: use 1 to {MAX_NAME_LENGTH} of "
+            "A-Z a-z 0-9 . _ -"
+        )
+    return snid
+
+
+def check_project_id(project_id: str, field: str = "project id") -> str:
+    """A project id: 1..64 of A-Z a-z 0-9 . _ -."""
+    if not _NAME.fullmatch(project_id):
+        raise InvalidInput(
+            f"invalid {field} {_quote(project_id)}: use 1 to {MAX_NAME_LENGTH} of "
+            "A-Z a-z 0-9 . _ -"
+        )
+    return project_id
+
+
+def check_snids(snids: list[str]) -> list[str]:
+    """1..200 distinct valid serial numbers, in the order given."""
+    if not snids or snids == [""]:
+        raise InvalidInput("'snids' must name at least one server")
+    if len(snids) > MAX_SNIDS_PER_ORDER:
+        raise InvalidInput(
+            f"'snids' names {len(snids)} servers: at most {MAX_SNIDS_PER_ORDER} "
+            "per order"
+        )
+    for snid in snids:
+        check_snid(snid)
+    repeated = _repeated(snids)
+    if repeated:
+        raise InvalidInput(f"'snids' repeats {', '.join(repeated)}")
+    return snids
+
+
+def check_mailto(addresses: list[str]) -> list[str]:
+    """0..20 valid e-mail addresses; repeats are dropped, order is kept."""
+    addresses = [a for a in addresses if a]
+    if len(addresses) > MAX_MAILTO:
+        raise InvalidInput(
+            f"'mailto' has {len(addresses)} addresses: at most {MAX_MAILTO}"
+        )
+    for address in addresses:
+        if not _EMAIL.fullmatch(address):
+            raise InvalidInput(f"'mailto' has an invalid address {_quote(address)}")
+    return list(dict.fromkeys(addresses))
+
+
+def check_order_ids(order_ids: list[int]) -> list[int]:
+    """1..200 distinct positive order ids."""
+    if not order_ids:
+        raise InvalidInput("'order_ids' must name at least one order")
+    if len(order_ids) > MAX_ORDERS_PER_DECISION:
+        raise InvalidInput(
+            f"'order_ids' names {len(order_ids)} orders: at most "
+            f"{MAX_ORDERS_PER_DECISION} at once"
+        )
+    if any(i < 1 for i in order_ids):
+        raise InvalidInput("'order_ids' must hold positive integers")
+    repeated = _repeated([str(i) for i in order_ids])
+    if repeated:
+        raise InvalidInput(f"'order_ids' repeats {', '.join(repeated)}")
+    return order_ids
+
+
+def _repeated(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for item in items:
+        if item in seen:
+            repeated[item] = None
+        seen.add(item)
+    return list(repeated)
+
+
+def _quote(value: str, limit: int = 70) -> str:
+    """A value for an error message: repr-escaped and cut short."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return repr(text)
