@@ -32,14 +32,17 @@ class Order(Aggregate):
         at: datetime
 
     class Accepted(Aggregate.Event):
+        number: int
         by: str
         at: datetime
 
     class Rejected(Aggregate.Event):
+        number: int
         by: str
         at: datetime
 
     class WarningRaised(Aggregate.Event):
+        number: int
         count: int
         at: datetime
 
@@ -82,12 +85,12 @@ class Order(Aggregate):
     def accept(self, by: str, at: datetime) -> None:
         """The destination takes the servers; a repeat changes nothing."""
         if self._decision_needed(accept=True):
-            self._accept(by=by, at=at)
+            self._accept(number=self.number, by=by, at=at)
 
     def refuse(self, by: str, at: datetime) -> None:
         """The destination declines and the servers stay; a repeat changes nothing."""
         if self._decision_needed(accept=False):
-            self._refuse(by=by, at=at)
+            self._refuse(number=self.number, by=by, at=at)
 
     def _decision_needed(self, accept: bool) -> bool:
         if self.state == self._decided_state(accept):
@@ -101,13 +104,13 @@ class Order(Aggregate):
         return workflow.FINISHED if accept else workflow.REFUSED
 
     @event(Accepted)
-    def _accept(self, by: str, at: datetime) -> None:
+    def _accept(self, number: int, by: str, at: datetime) -> None:
         self.state = workflow.next_state("accept", self.state)
         self.decided_by = by
         self.decided_at = at
 
     @event(Rejected)
-    def _refuse(self, by: str, at: datetime) -> None:
+    def _refuse(self, number: int, by: str, at: datetime) -> None:
         self.state = workflow.next_state("refuse", self.state)
         self.decided_by = by
         self.decided_at = at
@@ -123,11 +126,11 @@ class Order(Aggregate):
         """Raise a warning if one is due; say whether one was raised."""
         if not self.warning_due(now, every, most):
             return False
-        self._raise_warning(count=self.warning_count + 1, at=now)
+        self._raise_warning(number=self.number, count=self.warning_count + 1, at=now)
         return True
 
     @event(WarningRaised)
-    def _raise_warning(self, count: int, at: datetime) -> None:
+    def _raise_warning(self, number: int, count: int, at: datetime) -> None:
         self.state = workflow.next_state("warn", self.state)
         self.warning_count = count
         self.warned_at = at

@@ -25,16 +25,19 @@ class Server(Aggregate):
         at: datetime
 
     class Reserved(Aggregate.Event):
+        snid: str
         order_id: int
         at: datetime
 
     class Transferred(Aggregate.Event):
+        snid: str
         order_id: int
         from_project: str
         to_project: str
         at: datetime
 
     class Released(Aggregate.Event):
+        snid: str
         order_id: int
         at: datetime
 
@@ -48,42 +51,40 @@ class Server(Aggregate):
         self.project_id = project_id
         self.order_id: int | None = None
 
-    def is_free_for(self, project_id: str) -> bool:
-        return self.project_id == project_id and self.order_id is None
-
     def reserve(self, order_id: int, at: datetime) -> None:
         """Hold the server for an unfinished order."""
         if self.order_id is not None:
             raise ValueError(f"{self.snid} is held by order {self.order_id}")
-        self._reserve(order_id=order_id, at=at)
+        self._reserve(snid=self.snid, order_id=order_id, at=at)
 
     def transfer(self, order_id: int, to_project: str, at: datetime) -> None:
         """Hand the server to the destination of the order that holds it."""
         self._check_held_by(order_id)
         self._transfer(
+            snid=self.snid,
             order_id=order_id, from_project=self.project_id, to_project=to_project, at=at
         )
 
     def release(self, order_id: int, at: datetime) -> None:
         """Give the server back to its owner's free pool."""
         self._check_held_by(order_id)
-        self._release(order_id=order_id, at=at)
+        self._release(snid=self.snid, order_id=order_id, at=at)
 
     def _check_held_by(self, order_id: int) -> None:
         if self.order_id != order_id:
             raise ValueError(f"{self.snid} is not held by order {order_id}")
 
     @event(Reserved)
-    def _reserve(self, order_id: int, at: datetime) -> None:
+    def _reserve(self, snid: str, order_id: int, at: datetime) -> None:
         self.order_id = order_id
 
     @event(Transferred)
     def _transfer(
-        self, order_id: int, from_project: str, to_project: str, at: datetime
+        self, snid: str, order_id: int, from_project: str, to_project: str, at: datetime
     ) -> None:
         self.project_id = to_project
         self.order_id = None
 
     @event(Released)
-    def _release(self, order_id: int, at: datetime) -> None:
+    def _release(self, snid: str, order_id: int, at: datetime) -> None:
         self.order_id = None

@@ -1,0 +1,1 @@
+"""pm-order: the service shell (configuration, store wiring, command line)."""

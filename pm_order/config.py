@@ -1,0 +1,110 @@
+"""Configuration from the environment (flags override it), checked up front."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
+
+_DURATION: Final = re.compile(r"(\d+)\s*(s|m|h|d)?")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid: the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    tokens_file: Path | None = None
+    keystone_url: str | None = None
+    approver_roles: frozenset[str] = frozenset()
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    warn_after: timedelta = timedelta(hours=1)
+    warn_max: int = 3
+    smtp_url: str | None = None
+    mail_from: str = "pm-order@localhost"
+    api_prefix: str = "/mana_api"
+    # How long a write's answer may wait for the views to show it.
+    read_your_writes_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
+        zone_name = get("PM_ORDER_TIMEZONE") or "UTC"
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"PM_ORDER_TIMEZONE={zone_name!r} is not an IANA time zone "
+                "(for example UTC or Asia/Shanghai)"
+            ) from None
+        warn_max_text = get("PM_ORDER_WARN_MAX") or "3"
+        if not warn_max_text.isdigit():
+            raise ConfigError(
+                f"PM_ORDER_WARN_MAX={warn_max_text!r} must be a whole number (0 or more)"
+            )
+        prefix = get("PM_ORDER_API_PREFIX") or "/mana_api"
+        if not re.fullmatch(r"(/[A-Za-z0-9._-]+)*", prefix):
+            raise ConfigError(
+                f"PM_ORDER_API_PREFIX={prefix!r} must be a path such as /mana_api"
+            )
+        tokens = get("PM_ORDER_TOKENS_FILE")
+        return cls(
+            database_url=check_database_url(
+                get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
+            ),
+            tokens_file=Path(tokens) if tokens else None,
+            keystone_url=get("PM_ORDER_KEYSTONE_URL"),
+            approver_roles=frozenset(
+                r.strip() for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
+                if r.strip()
+            ),
+            timezone=zone,
+            warn_after=parse_duration(get("PM_ORDER_WARN_AFTER") or "1h",
+                                      "PM_ORDER_WARN_AFTER"),
+            warn_max=int(warn_max_text),
+            smtp_url=get("PM_ORDER_SMTP_URL"),
+            mail_from=get("PM_ORDER_MAIL_FROM") or "pm-order@localhost",
+            api_prefix=prefix,
+        )
+
+    def check_identity(self) -> None:
+        """Exactly one way of checking tokens must be set."""
+        if self.tokens_file and self.keystone_url:
+            raise ConfigError(
+                "set only one of PM_ORDER_TOKENS_FILE and PM_ORDER_KEYSTONE_URL"
+            )
+        if not self.tokens_file and not self.keystone_url:
+            raise ConfigError(
+                "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
+                "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
+            )
+
+
+def parse_duration(text: str, name: str) -> timedelta:
+    """'90s', '15m', '2h', '1d' (or plain seconds) as a positive timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{name}={text!r} must be a duration such as 90s, 15m or 2h")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def check_database_url(url: str) -> str:
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    raise ConfigError(
+        f"PM_ORDER_DATABASE_URL={url!r} must be sqlite:///PATH or "
+        "postgresql://USER:PASS@HOST:PORT/DB"
+    )

@@ -1,0 +1,148 @@
+"""Opening the store: the event store and the read models, from one database URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from domain.service import OrderApplication
+from pm_order.config import ConfigError
+from projections.database import PostgresViews, SQLiteViews, ViewDatabase
+from projections.order_lists import OrderLists
+from projections.projector import Projector, View
+from projections.server_ownership import ServerOwnership
+
+# A dead database must give a quick 503, not a hung request.
+CONNECT_TIMEOUT_SECONDS: Final = 5
+LOCK_TIMEOUT_SECONDS: Final = 5
+
+
+@dataclass
+class Store:
+    """The event store (through the application) and the read-model database."""
+
+    app: OrderApplication
+    views: ViewDatabase
+    order_lists: OrderLists = field(default_factory=OrderLists)
+    server_ownership: ServerOwnership = field(default_factory=ServerOwnership)
+
+    @property
+    def all_views(self) -> list[View]:
+        return [self.order_lists, self.server_ownership]
+
+    def projectors(self) -> list[Projector]:
+        return [
+            Projector(self.app.recorder, self.app.mapper, self.views, view)
+            for view in self.all_views
+        ]
+
+    def create_tables(self) -> None:
+        for projector in self.projectors():
+            projector.create_tables()
+
+    def close(self) -> None:
+        self.views.close()
+        self.app.close()
+
+
+def open_store(url: str, *, create_tables: bool = True) -> Store:
+    """Open the store at `url` (sqlite:///PATH or postgresql://...)."""
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "SQLITE_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
+            "CREATE_TABLE": "y" if create_tables else "n",
+        }
+        app = OrderApplication(env=env)
+        views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
+    else:
+        settings = postgres_settings(url)
+        if settings.schema:
+            create_schema(settings)
+        app = OrderApplication(env=settings.env(create_tables))
+        views = PostgresViews(
+            settings.conninfo,
+            schema=settings.schema,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        )
+    store = Store(app=app, views=views)
+    if create_tables:
+        store.create_tables()
+    return store
+
+
+def sqlite_path(url: str) -> Path:
+    """sqlite:///rel/path is relative to the working directory; sqlite:////abs is not."""
+    return Path(url[len("sqlite:///"):])
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    schema: str | None
+
+    @property
+    def conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user,
+            password=self.password or None, dbname=self.dbname,
+        )
+
+    def env(self, create_tables: bool) -> dict[str, str]:
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS),
+            "POSTGRES_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_MAX_WAITING": "64",
+            "POSTGRES_POOL_SIZE": "8",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "CREATE_TABLE": "y" if create_tables else "n",
+        }
+        if self.schema:
+            env["POSTGRES_SCHEMA"] = self.schema
+        return env
+
+
+def postgres_settings(url: str) -> PostgresSettings:
+    parts = urlsplit(url)
+    schema = (parse_qs(parts.query).get("schema") or [None])[0]
+    if not parts.path.strip("/"):
+        raise ConfigError(f"PM_ORDER_DATABASE_URL={url!r} names no database")
+    return PostgresSettings(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=unquote(parts.path.strip("/")),
+        schema=schema,
+    )
+
+
+def create_schema(settings: PostgresSettings) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
+    ) as connection:
+        connection.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.schema))
+        )

@@ -1,0 +1,1 @@
+"""Read models: tables filled from the event log by the projector."""

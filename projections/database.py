@@ -1,0 +1,181 @@
+"""Connections to the database that holds the read models: SQLite or PostgreSQL.
+
+Statements are written once with `?` placeholders; PostgreSQL gets them as `%s`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the read models use (rows are tuples)."""
+
+    rowcount: int
+
+    def execute(self, statement: Any, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, statement: Any, params: Sequence[Sequence[Any]], /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class ViewDatabaseUnavailable(Exception):
+    """The read-model database cannot be reached."""
+
+
+class ViewDatabase:
+    """Transactions and reads against the read-model tables."""
+
+    dialect: Dialect
+
+    @contextmanager
+    def writing(self) -> Iterator[Cursor]:
+        """One write transaction: committed on success, rolled back on error."""
+        raise NotImplementedError
+        yield
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        """A consistent read."""
+        raise NotImplementedError
+        yield
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SQLiteViews(ViewDatabase):
+    """Read models in the same SQLite file as the event store (WAL mode)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._readers = threading.local()
+        self._all: list[sqlite3.Connection] = [self._writer]
+        self._all_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as error:
+            raise ViewDatabaseUnavailable(str(error)) from error
+        return connection
+
+    @contextmanager
+    def writing(self) -> Iterator[Cursor]:
+        with self._write_lock:
+            cursor = self._writer.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+            except BaseException:
+                self._writer.rollback()
+                raise
+            else:
+                self._writer.commit()
+            finally:
+                cursor.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._readers.connection = connection
+            with self._all_lock:
+                self._all.append(connection)
+        cursor = connection.cursor()
+        try:
+            cursor.execute("BEGIN")
+            yield cursor
+        finally:
+            connection.rollback()
+            cursor.close()
+
+    def close(self) -> None:
+        with self._all_lock:
+            for connection in self._all:
+                connection.close()
+            self._all.clear()
+
+
+class PostgresViews(ViewDatabase):
+    """Read models in PostgreSQL, through a psycopg 3 connection pool."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str | None = None,
+        max_size: int = 8,
+        connect_timeout: float = 5.0,
+        statement_timeout_ms: int = 10_000,
+    ) -> None:
+        import psycopg_pool
+
+        options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
+        if schema:
+            options += f" -c search_path={schema}"
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout,
+            kwargs={"connect_timeout": max(1, int(connect_timeout)), "options": options},
+            open=True,
+        )
+
+    @contextmanager
+    def writing(self) -> Iterator[Cursor]:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._pool.connection() as connection, connection.transaction():
+                with connection.cursor() as cursor:
+                    yield cursor
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            raise ViewDatabaseUnavailable(str(error)) from error
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        with self.writing() as cursor:
+            yield cursor
+
+    def sql(self, statement: str) -> str:
+        return _to_format_params(statement)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+@lru_cache(maxsize=512)
+def _to_format_params(statement: str) -> str:
+    return statement.replace("?", "%s")

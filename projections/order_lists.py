@@ -1,0 +1,232 @@
+"""The order lists: the five list types of the API, per tenant, newest first.
+
+Every order is one row of `order_lists_orders` and one entry per party (source
+and destination) in `order_lists_entries`, indexed for each list type; counts per
+tenant and list type are kept in `order_lists_counts` so that `total_count`
+costs one row read whatever the list's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
+
+from domain import workflow
+from domain.order import Order
+from projections.database import Cursor, ViewDatabase
+
+NAME: Final = "order_lists"
+
+SOURCE: Final = "source"
+DEST: Final = "dest"
+
+# List type -> the entries it selects: (role or None for both, state or None for any).
+LIST_TYPES: Final[dict[int, tuple[str | None, str | None]]] = {
+    0: (DEST, workflow.UNFINISHED),
+    1: (DEST, workflow.FINISHED),
+    2: (DEST, workflow.REFUSED),
+    3: (SOURCE, None),
+    4: (None, None),
+}
+_DEST_LIST_OF_STATE: Final = {state: t for t, (r, state) in LIST_TYPES.items()
+                              if r == DEST and state}
+
+_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS order_lists_orders ("
+    " id BIGINT PRIMARY KEY,"
+    " snids TEXT NOT NULL,"
+    " resource_project TEXT NOT NULL,"
+    " dest_project TEXT NOT NULL,"
+    " user_name TEXT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " mailto TEXT NOT NULL,"
+    " decided_by TEXT,"
+    " warning_count INTEGER NOT NULL,"
+    " warned_at DOUBLE PRECISION,"
+    " created_at DOUBLE PRECISION NOT NULL,"
+    " updated_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS order_lists_entries ("
+    " tenant TEXT NOT NULL,"
+    " order_id BIGINT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " PRIMARY KEY (tenant, order_id))",
+    "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role"
+    " ON order_lists_entries (tenant, role, order_id)",
+    "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role_state"
+    " ON order_lists_entries (tenant, role, state, order_id)",
+    "CREATE TABLE IF NOT EXISTS order_lists_counts ("
+    " tenant TEXT NOT NULL,"
+    " list_type INTEGER NOT NULL,"
+    " n BIGINT NOT NULL,"
+    " PRIMARY KEY (tenant, list_type))",
+)
+
+_INSERT_ORDER: Final = (
+    "INSERT INTO order_lists_orders (id, snids, resource_project, dest_project,"
+    " user_name, state, mailto, decided_by, warning_count, warned_at, created_at,"
+    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?)"
+)
+_INSERT_ENTRY: Final = (
+    "INSERT INTO order_lists_entries (tenant, order_id, role, state) VALUES (?, ?, ?, ?)"
+)
+_ADD_TO_COUNT: Final = (
+    "INSERT INTO order_lists_counts (tenant, list_type, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (tenant, list_type) DO UPDATE"
+    " SET n = order_lists_counts.n + excluded.n"
+)
+_SELECT_PARTIES: Final = (
+    "SELECT resource_project, dest_project, state FROM order_lists_orders WHERE id = ?"
+)
+_DECIDE_ORDER: Final = (
+    "UPDATE order_lists_orders SET state = ?, decided_by = ?, updated_at = ?"
+    " WHERE id = ?"
+)
+_UPDATE_ENTRY_STATES: Final = "UPDATE order_lists_entries SET state = ? WHERE order_id = ?"
+_WARN_ORDER: Final = (
+    "UPDATE order_lists_orders SET warning_count = ?, warned_at = ?, updated_at = ?"
+    " WHERE id = ?"
+)
+
+_COLUMNS: Final = (
+    "o.id, o.snids, o.resource_project, o.dest_project, o.user_name, o.state,"
+    " o.warning_count, o.warned_at, o.created_at, o.updated_at"
+)
+
+
+def _select_page(role: str | None, state: str | None) -> str:
+    where = "e.tenant = ?"
+    if role is not None:
+        where += " AND e.role = ?"
+    if state is not None:
+        where += " AND e.state = ?"
+    return (
+        f"SELECT {_COLUMNS} FROM order_lists_entries e"
+        " JOIN order_lists_orders o ON o.id = e.order_id"
+        f" WHERE {where} AND e.order_id < ?"
+        " ORDER BY e.order_id DESC LIMIT ?"
+    )
+
+
+_SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
+_SELECT_COUNT: Final = (
+    "SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?"
+)
+
+_REQUESTED: Final = get_topic(Order.Requested)
+_ACCEPTED: Final = get_topic(Order.Accepted)
+_REJECTED: Final = get_topic(Order.Rejected)
+_WARNING_RAISED: Final = get_topic(Order.WarningRaised)
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """One order as the lists show it (times in seconds since the epoch, UTC)."""
+
+    id: int
+    snids: str
+    resource_project: str
+    dest_project: str
+    user: str
+    state: str
+    warning_count: int
+    warned_at: float | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    orders: list[OrderRow]
+    total_count: int
+    next_marker: int | None
+
+
+class OrderLists:
+    """Projects Order events into the per-tenant lists, and answers list queries."""
+
+    name = NAME
+    topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
+
+    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        for statement in _DDL:
+            cursor.execute(statement)
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
+    ) -> None:
+        if isinstance(event, Order.Requested):
+            self._requested(cursor, db, event)
+        elif isinstance(event, Order.Accepted | Order.Rejected):
+            self._decided(cursor, db, event)
+        elif isinstance(event, Order.WarningRaised):
+            at = event.at.timestamp()
+            cursor.execute(
+                db.sql(_WARN_ORDER), (event.count, at, at, event.number)
+            )
+
+    def _requested(self, cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
+        at = event.at.timestamp()
+        number = event.number
+        cursor.execute(
+            db.sql(_INSERT_ORDER),
+            (number, ",".join(event.snids), event.resource_project, event.dest_project,
+             event.user, workflow.UNFINISHED, ",".join(event.mailto), at, at),
+        )
+        cursor.executemany(
+            db.sql(_INSERT_ENTRY),
+            [(event.resource_project, number, SOURCE, workflow.UNFINISHED),
+             (event.dest_project, number, DEST, workflow.UNFINISHED)],
+        )
+        cursor.executemany(
+            db.sql(_ADD_TO_COUNT),
+            [(event.resource_project, 3, 1), (event.resource_project, 4, 1),
+             (event.dest_project, 0, 1), (event.dest_project, 4, 1)],
+        )
+
+    def _decided(
+        self, cursor: Cursor, db: ViewDatabase, event: Order.Accepted | Order.Rejected
+    ) -> None:
+        number = event.number
+        cursor.execute(db.sql(_SELECT_PARTIES), (number,))
+        _, dest_project, before = cursor.fetchone()
+        after = workflow.FINISHED if isinstance(event, Order.Accepted) else workflow.REFUSED
+        cursor.execute(
+            db.sql(_DECIDE_ORDER), (after, event.by, event.at.timestamp(), number)
+        )
+        cursor.execute(db.sql(_UPDATE_ENTRY_STATES), (after, number))
+        cursor.executemany(
+            db.sql(_ADD_TO_COUNT),
+            [(dest_project, _DEST_LIST_OF_STATE[before], -1),
+             (dest_project, _DEST_LIST_OF_STATE[after], 1)],
+        )
+
+    # -- queries ---------------------------------------------------------------
+
+    @staticmethod
+    def page(
+        db: ViewDatabase, tenant: str, list_type: int, *, limit: int, marker: int | None
+    ) -> OrderPage:
+        """One page of `tenant`'s list `list_type`, newest first, after `marker`."""
+        role, state = LIST_TYPES[list_type]
+        params: list[Any] = [tenant]
+        if role is not None:
+            params.append(role)
+        if state is not None:
+            params.append(state)
+        params += [marker if marker is not None else 2**62, limit + 1]
+        with db.reading() as cursor:
+            cursor.execute(db.sql(_SELECT_PAGE[list_type]), params)
+            rows = cursor.fetchall()
+            cursor.execute(db.sql(_SELECT_COUNT), (tenant, list_type))
+            count = cursor.fetchone()
+        orders = [OrderRow(*row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return OrderPage(
+            orders=orders,
+            total_count=int(count[0]) if count else 0,
+            next_marker=orders[-1].id if more else None,
+        )

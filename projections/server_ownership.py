@@ -1,0 +1,86 @@
+"""Server ownership: which project owns each server and which order holds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
+
+from domain.server import Server
+from projections.database import Cursor, ViewDatabase
+
+NAME: Final = "server_ownership"
+
+_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS server_ownership ("
+    " snid TEXT PRIMARY KEY,"
+    " project_id TEXT NOT NULL,"
+    " order_id BIGINT,"
+    " updated_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS server_ownership_by_project"
+    " ON server_ownership (project_id, snid)",
+)
+_REGISTER: Final = (
+    "INSERT INTO server_ownership (snid, project_id, order_id, updated_at)"
+    " VALUES (?, ?, NULL, ?)"
+)
+_HOLD: Final = "UPDATE server_ownership SET order_id = ?, updated_at = ? WHERE snid = ?"
+_MOVE: Final = (
+    "UPDATE server_ownership SET project_id = ?, order_id = NULL, updated_at = ?"
+    " WHERE snid = ?"
+)
+_SELECT_ALL: Final = (
+    "SELECT snid, project_id, order_id, updated_at FROM server_ownership ORDER BY snid"
+)
+_SELECT_OF_PROJECT: Final = (
+    "SELECT snid, project_id, order_id, updated_at FROM server_ownership"
+    " WHERE project_id = ? ORDER BY snid"
+)
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    snid: str
+    project_id: str
+    order_id: int | None
+    updated_at: float
+
+
+class ServerOwnership:
+    """Projects Server events into one row per server."""
+
+    name = NAME
+    topics = frozenset(
+        get_topic(e)
+        for e in (Server.Registered, Server.Reserved, Server.Transferred, Server.Released)
+    )
+
+    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        for statement in _DDL:
+            cursor.execute(statement)
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
+    ) -> None:
+        at = event.at.timestamp()  # type: ignore[attr-defined]
+        if isinstance(event, Server.Registered):
+            cursor.execute(db.sql(_REGISTER), (event.snid, event.project_id, at))
+            return
+        snid = event.snid  # type: ignore[attr-defined]
+        if isinstance(event, Server.Reserved):
+            cursor.execute(db.sql(_HOLD), (event.order_id, at, snid))
+        elif isinstance(event, Server.Transferred):
+            cursor.execute(db.sql(_MOVE), (event.to_project, at, snid))
+        elif isinstance(event, Server.Released):
+            cursor.execute(db.sql(_HOLD), (None, at, snid))
+
+    @staticmethod
+    def servers(db: ViewDatabase, project_id: str | None = None) -> list[ServerRow]:
+        with db.reading() as cursor:
+            if project_id is None:
+                cursor.execute(db.sql(_SELECT_ALL))
+            else:
+                cursor.execute(db.sql(_SELECT_OF_PROJECT), (project_id,))
+            return [ServerRow(*row) for row in cursor.fetchall()]
