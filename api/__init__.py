@@ -1,0 +1,1 @@
+"""The REST API of the 2016 contract, on aiohttp."""

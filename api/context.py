@@ -1,0 +1,50 @@
+"""What handlers reach through the app and the request: typed keys and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from aiohttp import web
+
+from api.auth import Authenticator, Identity
+from domain.service import OrderService
+from pm_order.config import Config
+from pm_order.store import Store
+from projections.following import Following
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONFIG: Final = web.AppKey("config", Config)
+STORE: Final = web.AppKey("store", Store)
+SERVICE: Final = web.AppKey("service", OrderService)
+FOLLOWING: Final = web.AppKey("following", Following)
+AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
+EXECUTOR: Final = web.AppKey("executor", Executor)
+
+IDENTITY: Final = web.RequestKey("identity", Identity)
+
+
+async def run(request: web.Request, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call the synchronous store in the bounded pool, off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        request.app[EXECUTOR], partial(function, *args, **kwargs)
+    )
+
+
+async def after_write(request: web.Request, position: int) -> None:
+    """Hold the answer until the views show the write (read-your-writes)."""
+    config = request.app[CONFIG]
+    if not await request.app[FOLLOWING].caught_up(
+        position, config.read_your_writes_timeout
+    ):
+        # The write is stored and will show; answering an error would be untrue.
+        log.warning("views did not reach %d within %.1fs", position,
+                    config.read_your_writes_timeout)

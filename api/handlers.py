@@ -1,0 +1,59 @@
+"""The three operations of /pm_order/{tenant_id}: parse, call, answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aiohttp import web
+
+from api import requests, responses
+from api.context import CONFIG, IDENTITY, SERVICE, STORE, after_write, run
+from projections.order_lists import OrderLists
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """GET: one page of one of the caller's five lists."""
+    query = requests.list_query(request)
+    store = request.app[STORE]
+    page = await run(
+        request, OrderLists.page, store.views, request[IDENTITY].project_id,
+        query.list_type, limit=query.limit, marker=query.marker,
+    )
+    return responses.order_list(page, request.app[CONFIG].timezone)
+
+
+async def request_transfer(request: web.Request) -> web.Response:
+    """POST: order the move of the caller's servers to another project."""
+    identity = request[IDENTITY]
+    body = await requests.transfer_request(request, identity.project_id)
+    written = await run(
+        request, request.app[SERVICE].request_transfer,
+        tenant=identity.project_id, user=identity.user_name, snids=body.snids,
+        dest_project=body.dest_project, mailto=body.mailto,
+    )
+    await after_write(request, written.position)
+    assert written.order_id is not None
+    return responses.order_added(written.order_id)
+
+
+async def decide_orders(request: web.Request) -> web.Response:
+    """PUT: the destination accepts or refuses orders, all or none."""
+    identity = request[IDENTITY]
+    body = await requests.decision(request)
+    written = await run(
+        request, request.app[SERVICE].decide,
+        tenant=identity.project_id, user=identity.user_name, roles=identity.roles,
+        order_ids=body.order_ids, accept=body.accept,
+    )
+    await after_write(request, written.position)
+    return responses.orders_processed()
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (no token needed)."""
+    document = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    document["servers"] = [{"url": request.app[CONFIG].api_prefix or "/"}]
+    return responses.json_ok(document)

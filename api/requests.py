@@ -1,0 +1,145 @@
+"""Reading requests into plain values: the list query and the two bodies.
+
+The order of checks is the contract's: size (413), type (415), JSON (400), then
+each field (400). Rules about the store are the domain's, not checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from api.errors import ApiError
+from domain import values
+from domain.exceptions import InvalidInput
+
+MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_PAGE: Final = 1000
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    list_type: int
+    limit: int
+    marker: int | None
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    snids: list[str]
+    dest_project: str
+    mailto: list[str]
+
+
+@dataclass(frozen=True)
+class Decision:
+    order_ids: list[int]
+    accept: bool
+
+
+def list_query(request: web.Request) -> ListQuery:
+    list_type = _one_param(request, "type")
+    if list_type is None:
+        list_type = "4"
+    if list_type not in ("0", "1", "2", "3", "4"):
+        raise InvalidInput(f"'type' must be 0, 1, 2, 3 or 4, not {list_type[:20]!r}")
+    limit = _int_param(request, "limit", low=1, high=MAX_PAGE)
+    return ListQuery(
+        list_type=int(list_type),
+        limit=MAX_PAGE if limit is None else limit,
+        marker=_int_param(request, "marker", low=1, high=2**62),
+    )
+
+
+async def transfer_request(request: web.Request, tenant_id: str) -> TransferRequest:
+    body = await _json_object(request)
+    if body.get("tenant_id", tenant_id) != tenant_id:
+        raise InvalidInput("'tenant_id' in the body must be the URL's project")
+    snids = body.get("snids")
+    if snids is None:
+        raise InvalidInput("'snids' is required")
+    dest_project = body.get("dest_project")
+    if dest_project is None:
+        raise InvalidInput("'dest_project' is required")
+    if not isinstance(dest_project, str):
+        raise InvalidInput("'dest_project' must be a string")
+    mailto = body.get("mailto")
+    return TransferRequest(
+        snids=values.split_list(snids, "snids"),
+        dest_project=dest_project,
+        mailto=[] if mailto is None else values.split_list(mailto, "mailto"),
+    )
+
+
+async def decision(request: web.Request) -> Decision:
+    body = await _json_object(request)
+    if "order_ids" not in body:
+        raise InvalidInput("'order_ids' is required")
+    if "accept" not in body:
+        raise InvalidInput("'accept' is required: 1 to accept, 0 to refuse")
+    return Decision(order_ids=_order_ids(body["order_ids"]), accept=_accept(body["accept"]))
+
+
+def _order_ids(value: Any) -> list[int]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")] if value.strip() else []
+        if not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
+            raise InvalidInput("'order_ids' must be order numbers separated by commas")
+        ids = [int(p) for p in parts]
+    elif isinstance(value, list):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+            raise InvalidInput("'order_ids' as an array must hold integers only")
+        ids = list(value)
+    else:
+        raise InvalidInput("'order_ids' must be a comma-separated string or an array")
+    return values.check_order_ids(ids)
+
+
+def _accept(value: Any) -> bool:
+    # bool is an int in Python: true/false must not pass as 1/0.
+    if not isinstance(value, bool) and value in (1, 0, "1", "0"):
+        return value in (1, "1")
+    raise InvalidInput("'accept' must be 1 (accept) or 0 (refuse)")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "request body is larger than 1 MiB")
+    if request.content_type != "application/json":
+        raise ApiError(415, "the body must be JSON: send Content-Type: application/json")
+    raw = await request.read()  # aiohttp refuses more than MAX_BODY_BYTES with 413
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInput("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except (RecursionError, ValueError):
+        # Nested too deeply, or a number too long to convert.
+        raise InvalidInput("malformed JSON: nested too deeply or too long a number") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def _one_param(request: web.Request, name: str) -> str | None:
+    given = request.query.getall(name, [])
+    if len(given) > 1:
+        raise InvalidInput(f"'{name}' is given more than once")
+    return given[0] if given else None
+
+
+def _int_param(request: web.Request, name: str, *, low: int, high: int) -> int | None:
+    text = _one_param(request, name)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not (
+        low <= int(text) <= high
+    ):
+        raise InvalidInput(f"'{name}' must be an integer from {low} to {high}")
+    return int(text)

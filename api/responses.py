@@ -1,0 +1,63 @@
+"""The JSON bodies of successful answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import partial
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from projections.order_lists import OrderPage, OrderRow
+
+_dumps: Final = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+
+
+def json_ok(body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, dumps=_dumps)
+
+
+def format_time(seconds: float | None, zone: ZoneInfo) -> str:
+    """A moment as YYYY-MM-DD HH:MM:SS in `zone`; "" for none."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, zone).strftime(TIME_FORMAT)
+
+
+def order_json(order: OrderRow, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "snids": order.snids,
+        "resource_project": order.resource_project,
+        "dest_project": order.dest_project,
+        "user": order.user,
+        "state": order.state,
+        "warnning_times": format_time(order.warned_at, zone),
+        "create_at": format_time(order.created_at, zone),
+        "update_at": format_time(order.updated_at, zone),
+        "warning_count": order.warning_count,
+    }
+
+
+def order_list(page: OrderPage, zone: ZoneInfo) -> web.Response:
+    body: dict[str, Any] = {
+        "code": 200,
+        "msg": "",
+        "total_count": page.total_count,
+        "orders": [order_json(order, zone) for order in page.orders],
+    }
+    if page.next_marker is not None:
+        body["next_marker"] = page.next_marker
+    return json_ok(body)
+
+
+def order_added(order_id: int) -> web.Response:
+    return json_ok({"code": 200, "msg": "add success", "order_id": order_id})
+
+
+def orders_processed() -> web.Response:
+    return json_ok({"code": 200, "msg": "Order processing success"})
