@@ -1,0 +1,48 @@
+# pm-order: `make run` serves the demo, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+export PM_ORDER_TOKENS_FILE ?= examples/tokens.json
+export PM_ORDER_DATABASE_URL ?= sqlite:///var/pm-order.sqlite3
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install run test test-sqlite lint bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/pm-order machines import examples/inventory.csv
+	@echo
+	@echo "Serving on http://$(HOST):$(PORT). Try, in another terminal:"
+	@echo
+	@echo "  curl -s -H 'X-Auth-Token: tok-alice' -H 'Sp-Agent: scloudm' \\"
+	@echo "       'http://$(HOST):$(PORT)/mana_api/pm_order/proj-a?type=4'"
+	@echo
+	@echo "(the README walks through ordering, accepting and refusing)"
+	@echo
+	$(BIN)/pm-order serve --host $(HOST) --port $(PORT)
+
+# pytest exits 5 when it ran no test: make fails then, as on any failure.
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
