@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Final
 
 from aiohttp import web
@@ -26,7 +27,6 @@ from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
 from pm_order.config import Config, ConfigError
 from pm_order.store import Store, open_store
-from projections.following import Following
 
 # Routes whose callers must show a token for the project in the URL.
 PROJECT_ROUTES: Final = frozenset({"orders"})
@@ -78,14 +78,13 @@ def _lifetime(
         app[AUTHENTICATOR] = authenticator or _authenticator(config)
         owned = store is None
         app[STORE] = store or await app.loop.run_in_executor(
-            executor, open_store, config.database_url
+            executor,
+            partial(open_store, config.database_url, create_tables=config.create_tables),
         )
         app[SERVICE] = OrderService(
             app[STORE].app, approver_roles=config.approver_roles, clock=clock
         )
-        following = Following(
-            app[STORE].views, app[STORE].projectors(), executor, run_projectors=background
-        )
+        following = app[STORE].following(executor, run_projectors=background)
         app[FOLLOWING] = following
         await following.start()
         try:

@@ -54,7 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--api-only",
+        action="store_true",
+        help="leave the background work to `pm-order worker` processes",
+    )
     serve.set_defaults(command=serve_command)
+
+    worker = commands.add_parser(
+        "worker", help="run the background work only (projections), with standbys"
+    )
+    worker.set_defaults(command=worker_command)
+
+    db = commands.add_parser("db", help="the database schema")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="create or upgrade every table (event store and read models)"
+    )
+    upgrade.set_defaults(command=upgrade_database)
 
     machines = commands.add_parser("machines", help="the server inventory")
     machine_commands = machines.add_subparsers(required=True, metavar="ACTION")
@@ -76,9 +93,28 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     from api.app import create_app
 
     config.check_identity()
-    app = create_app(config)
-    log.info("serving on http://%s:%d%s", args.host, args.port, config.api_prefix)
+    app = create_app(config, background=not args.api_only)
+    log.info(
+        "serving on http://%s:%d%s%s", args.host, args.port, config.api_prefix,
+        " (API only)" if args.api_only else "",
+    )
     web.run_app(app, host=args.host, port=args.port, print=None)
+    return 0
+
+
+def worker_command(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pm_order.worker import work
+
+    asyncio.run(work(config))
+    return 0
+
+
+def upgrade_database(config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config.database_url, create_tables=True)
+    store.close()
+    print("tables are up to date")
     return 0
 
 
@@ -135,7 +171,9 @@ class _opened:
         self.config = config
 
     def __enter__(self) -> Store:
-        self.store = open_store(self.config.database_url)
+        self.store = open_store(
+            self.config.database_url, create_tables=self.config.create_tables
+        )
         return self.store
 
     def __exit__(self, *exc: object) -> None:

@@ -33,6 +33,8 @@ class Config:
     smtp_url: str | None = None
     mail_from: str = "pm-order@localhost"
     api_prefix: str = "/mana_api"
+    # Off in production: tables then come only from `pm-order db upgrade`.
+    create_tables: bool = True
     # How long a write's answer may wait for the views to show it.
     read_your_writes_timeout: float = 10.0
 
@@ -59,6 +61,9 @@ class Config:
                 f"PM_ORDER_API_PREFIX={prefix!r} must be a path such as /mana_api"
             )
         tokens = get("PM_ORDER_TOKENS_FILE")
+        create_tables = (get("PM_ORDER_CREATE_TABLES") or "yes").lower()
+        if create_tables not in ("yes", "no", "1", "0", "true", "false"):
+            raise ConfigError(f"PM_ORDER_CREATE_TABLES={create_tables!r} must be yes or no")
         return cls(
             database_url=check_database_url(
                 get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -76,6 +81,7 @@ class Config:
             smtp_url=get("PM_ORDER_SMTP_URL"),
             mail_from=get("PM_ORDER_MAIL_FROM") or "pm-order@localhost",
             api_prefix=prefix,
+            create_tables=create_tables in ("yes", "1", "true"),
         )
 
     def check_identity(self) -> None:

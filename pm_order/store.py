@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from domain.service import OrderApplication
 from pm_order.config import ConfigError
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
+from projections.following import Following
 from projections.order_lists import OrderLists
 from projections.projector import Projector, View
 from projections.server_ownership import ServerOwnership
@@ -37,6 +39,16 @@ class Store:
             Projector(self.app.recorder, self.app.mapper, self.views, view)
             for view in self.all_views
         ]
+
+    def following(self, executor: Executor, *, run_projectors: bool) -> Following:
+        """The background projection of every view (or the watch of it)."""
+        return Following(
+            self.views,
+            self.projectors(),
+            executor,
+            run_projectors=run_projectors,
+            events_channel=getattr(self.app.recorder, "channel_name", None),
+        )
 
     def create_tables(self) -> None:
         for projector in self.projectors():

@@ -5,9 +5,11 @@ Statements are written once with `?` placeholders; PostgreSQL gets them as `%s`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -54,8 +56,33 @@ class ViewDatabase:
     def sql(self, statement: str) -> str:
         return statement
 
+    def leadership(self, name: str) -> Leadership:
+        """Who may run the projector of view `name`: this process or another."""
+        return SoleLeader()
+
+    def announce_progress(self, cursor: Cursor) -> None:
+        """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+
     def close(self) -> None:
         raise NotImplementedError
+
+
+class Leadership(Protocol):
+    """An election among processes for the one projector of a view."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class SoleLeader:
+    """One process owns the embedded store: it always leads."""
+
+    def try_acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
 
 
 class SQLiteViews(ViewDatabase):
@@ -88,7 +115,7 @@ class SQLiteViews(ViewDatabase):
 
     @contextmanager
     def writing(self) -> Iterator[Cursor]:
-        with self._write_lock:
+        with self._write_lock, _sqlite_errors():
             cursor = self._writer.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
@@ -111,8 +138,9 @@ class SQLiteViews(ViewDatabase):
                 self._all.append(connection)
         cursor = connection.cursor()
         try:
-            cursor.execute("BEGIN")
-            yield cursor
+            with _sqlite_errors():
+                cursor.execute("BEGIN")
+                yield cursor
         finally:
             connection.rollback()
             cursor.close()
@@ -140,15 +168,22 @@ class PostgresViews(ViewDatabase):
     ) -> None:
         import psycopg_pool
 
+        self.conninfo = conninfo
+        self.schema = schema
+        self.connect_timeout = connect_timeout
         options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
         if schema:
             options += f" -c search_path={schema}"
+        self.connect_kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, int(connect_timeout)),
+            "options": options,
+        }
         self._pool = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
             timeout=connect_timeout,
-            kwargs={"connect_timeout": max(1, int(connect_timeout)), "options": options},
+            kwargs=self.connect_kwargs,
             open=True,
         )
 
@@ -172,8 +207,80 @@ class PostgresViews(ViewDatabase):
     def sql(self, statement: str) -> str:
         return _to_format_params(statement)
 
+    @property
+    def progress_channel(self) -> str:
+        return f"{self.schema or 'public'}_pm_order_projected"
+
+    def leadership(self, name: str) -> Leadership:
+        return AdvisoryLock(self, f"pm-order:{self.schema or 'public'}:{name}")
+
+    def announce_progress(self, cursor: Cursor) -> None:
+        from psycopg import sql
+
+        cursor.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(self.progress_channel)))
+
+    async def notifications(self, channels: Sequence[str]) -> AsyncIterator[str]:
+        """The channel of each NOTIFY received; ends when the connection breaks."""
+        import psycopg
+        from psycopg import sql
+
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, **self.connect_kwargs
+        )
+        try:
+            for channel in channels:
+                await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            async for notify in connection.notifies():
+                yield notify.channel
+        finally:
+            await connection.close()
+
     def close(self) -> None:
         self._pool.close()
+
+
+class AdvisoryLock:
+    """Leadership held as a session advisory lock on a connection of its own.
+
+    The lock goes when the holder's session does (its process died, or the
+    database restarted), and a standby's next try takes it.
+    """
+
+    def __init__(self, views: PostgresViews, name: str) -> None:
+        self.views = views
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._connection: Any = None
+
+    def try_acquire(self) -> bool:
+        import psycopg
+
+        try:
+            if self._connection is None or self._connection.closed:
+                self._connection = psycopg.connect(
+                    self.views.conninfo, autocommit=True, **self.views.connect_kwargs
+                )
+            row = self._connection.execute(
+                "SELECT pg_try_advisory_lock(%s)", (self.key,)
+            ).fetchone()
+        except psycopg.Error:
+            self.release()
+            return False
+        return bool(row and row[0])
+
+    def release(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+
+@contextmanager
+def _sqlite_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        # Locked past the busy timeout, disk full, file gone: not the caller's fault.
+        raise ViewDatabaseUnavailable(str(error)) from error
 
 
 @lru_cache(maxsize=512)

@@ -1,36 +1,44 @@
 """Keeping views up to date in the background, and waiting for them.
 
 Projectors run as asyncio tasks whose database work happens in the executor.
+Of all processes sharing a store, one runs each view's projector: the leader
+(PostgreSQL: an advisory lock; SQLite: the only process). The others stand by
+and take over when the leader's session ends.
+
 A command's handler awaits `caught_up(position)` before it answers, so that any
-read starting after the answer sees the write (read-your-writes). Where the
-projectors run in another process, the tracking table is polled instead.
+read starting after the answer sees the write (read-your-writes). Where a view
+is projected by another process, this process learns the view's position from
+the tracking table, woken by the projector's NOTIFY on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Final, TypeVar
 
-from projections.database import ViewDatabase
+from projections.database import PostgresViews, ViewDatabase
 from projections.projector import Projector, tracked_position
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How often to look for events written by other processes when nothing woke us.
+# How often to look for events nobody told us about (other processes on SQLite,
+# a missed NOTIFY), and how often a standby asks for leadership.
 IDLE_POLL_SECONDS: Final = 1.0
-# Polling the tracking table while requests wait on another process's projector.
+STANDBY_POLL_SECONDS: Final = 1.0
+# Reading the tracking table while requests wait on another process's projector.
 _WAIT_POLL_FIRST: Final = 0.002
 _WAIT_POLL_MOST: Final = 0.05
 _RETRY_AFTER_ERROR: Final = 1.0
 
 
 class Following:
-    """Runs projectors (or watches other processes' projectors) for some views."""
+    """Runs (or watches other processes run) the projectors of some views."""
 
     def __init__(
         self,
@@ -40,6 +48,8 @@ class Following:
         *,
         run_projectors: bool = True,
         idle_poll: float = IDLE_POLL_SECONDS,
+        standby_poll: float = STANDBY_POLL_SECONDS,
+        events_channel: str | None = None,
     ) -> None:
         self.db = db
         self.projectors = list(projectors)
@@ -47,9 +57,13 @@ class Following:
         self.executor = executor
         self.run_projectors = run_projectors
         self.idle_poll = idle_poll
+        self.standby_poll = standby_poll
+        self.events_channel = events_channel
         self._positions = dict.fromkeys(self.views, 0)
+        self._leading = dict.fromkeys(self.views, False)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._wake: list[asyncio.Event] = []
+        self._wakes = {view: asyncio.Event() for view in self.views}
+        self._progress = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
 
@@ -58,18 +72,18 @@ class Following:
         """The log position every followed view has reached."""
         return min(self._positions.values(), default=0)
 
+    def leads(self, view: str) -> bool:
+        """Whether this process runs the projector of `view` now."""
+        return self._leading[view]
+
     async def start(self) -> None:
         for view in self.views:
-            self._positions[view] = await self._run(tracked_position, self.db, view)
+            self._positions[view] = await self._position_or(view, 0)
         if self.run_projectors:
             for projector in self.projectors:
-                wake = asyncio.Event()
-                self._wake.append(wake)
-                self._tasks.append(
-                    asyncio.create_task(
-                        self._follow(projector, wake), name=f"project {projector.view.name}"
-                    )
-                )
+                self._spawn(self._follow(projector), f"project {projector.view.name}")
+        if isinstance(self.db, PostgresViews):
+            self._spawn(self._listen(self.db), "listen")
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._poller] if self._poller else [])]
@@ -83,7 +97,7 @@ class Following:
 
     def wake(self) -> None:
         """New events were stored: project them now (call on the event loop)."""
-        for wake in self._wake:
+        for wake in self._wakes.values():
             wake.set()
 
     async def caught_up(self, position: int, timeout: float) -> bool:
@@ -92,9 +106,10 @@ class Following:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((position, future))
-        if self.run_projectors:
-            self.wake()
-        elif self._poller is None or self._poller.done():
+        self.wake()
+        if not all(self._leading.values()) and (
+            self._poller is None or self._poller.done()
+        ):
             self._poller = asyncio.create_task(self._poll_while_waited())
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -104,44 +119,86 @@ class Following:
             self._waiters = [(p, f) for p, f in self._waiters if f is not future]
         return True
 
-    async def _follow(self, projector: Projector, wake: asyncio.Event) -> None:
+    async def _follow(self, projector: Projector) -> None:
         view = projector.view.name
-        position = self._positions[view]
+        leadership = self.db.leadership(view)
+        try:
+            while True:
+                if not self._leading[view]:
+                    if not await self._run(leadership.try_acquire):
+                        await self._pause(view, self.standby_poll)
+                        continue
+                    log.info("projecting %s here", view)
+                    self._leading[view] = True
+                try:
+                    await self._project(projector)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("projecting %s failed; retrying", view)
+                    self._leading[view] = False
+                    await self._run(leadership.release)
+                    await asyncio.sleep(_RETRY_AFTER_ERROR)
+        finally:
+            self._leading[view] = False
+            with contextlib.suppress(Exception):
+                leadership.release()
+
+    async def _project(self, projector: Projector) -> None:
+        """Apply pages while there are any, then wait to be woken; forever."""
+        view = projector.view.name
+        position = await self._run(projector.position)
+        self._advance(view, position)
         while True:
-            try:
-                moved = await self._run(projector.run_page, position)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("projecting %s failed; retrying", view)
-                await asyncio.sleep(_RETRY_AFTER_ERROR)
-                position = await self._position_or(view, position)
-                continue
+            # Cleared before reading, so a wake during the read is not lost.
+            self._wakes[view].clear()
+            moved = await self._run(projector.run_page, position)
             if moved != position:
                 position = moved
                 self._advance(view, position)
                 continue
-            wake.clear()
+            await self._pause(view, self.idle_poll)
+
+    async def _pause(self, view: str, seconds: float) -> None:
+        wake = self._wakes[view]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
+
+    async def _listen(self, db: PostgresViews) -> None:
+        channels = [db.progress_channel]
+        if self.events_channel:
+            channels.append(self.events_channel)
+        while True:
             try:
-                await asyncio.wait_for(wake.wait(), self.idle_poll)
-            except TimeoutError:
-                pass
+                async for channel in db.notifications(channels):
+                    if channel == db.progress_channel:
+                        self._progress.set()
+                    else:
+                        self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("listening for notifications failed: %s", error)
+            await asyncio.sleep(_RETRY_AFTER_ERROR)
 
     async def _poll_while_waited(self) -> None:
         delay = _WAIT_POLL_FIRST
         while self._waiters:
+            self._progress.clear()
             for view in self.views:
                 self._advance(view, await self._position_or(view, self._positions[view]))
             if not self._waiters:
                 return
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), delay)
             delay = min(delay * 2, _WAIT_POLL_MOST)
 
     async def _position_or(self, view: str, fallback: int) -> int:
         try:
             return await self._run(tracked_position, self.db, view)
-        except Exception:
-            log.warning("cannot read the position of %s", view, exc_info=True)
+        except Exception as error:
+            log.warning("cannot read the position of %s: %s", view, error)
             return fallback
 
     def _advance(self, view: str, position: int) -> None:
@@ -150,6 +207,9 @@ class Following:
         for wanted, future in self._waiters:
             if wanted <= reached and not future.done():
                 future.set_result(None)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -127,6 +127,7 @@ class Projector:
                 )
             for event in events:
                 self.view.apply(cursor, db, event)
+            db.announce_progress(cursor)
 
     def catch_up(self) -> int:
         """Apply pages until the log's end; returns the final position."""

@@ -1,0 +1,41 @@
+"""The background worker: projectors (with standbys elsewhere), until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from pm_order.config import Config
+from pm_order.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+async def work(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run the background work against the configured store until `stop` (or a signal)."""
+    stop = stop or _stop_on_signals()
+    executor = ThreadPoolExecutor(4, thread_name_prefix="pm-order-worker")
+    loop = asyncio.get_running_loop()
+    store = await loop.run_in_executor(
+        executor, lambda: open_store(config.database_url, create_tables=config.create_tables)
+    )
+    following = store.following(executor, run_projectors=True)
+    try:
+        await following.start()
+        log.info("worker started")
+        await stop.wait()
+    finally:
+        await following.stop()
+        await loop.run_in_executor(executor, store.close)
+        executor.shutdown(wait=True)
+        log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
