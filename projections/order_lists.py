@@ -149,6 +149,7 @@ class OrderLists:
     """Projects Order events into the per-tenant lists, and answers list queries."""
 
     name = NAME
+    tables = ("order_lists_orders", "order_lists_entries", "order_lists_counts")
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:

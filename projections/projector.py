@@ -42,6 +42,7 @@ class View(Protocol):
     """A read model: its tables, and how each event changes them."""
 
     name: str
+    tables: tuple[str, ...]
     topics: frozenset[str]
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None: ...
@@ -49,6 +50,16 @@ class View(Protocol):
     def apply(
         self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
     ) -> None: ...
+
+
+def view_contents(db: ViewDatabase, view: View) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of `view`, sorted: for comparing two copies."""
+    contents: dict[str, list[tuple[Any, ...]]] = {}
+    with db.reading() as cursor:
+        for table in view.tables:
+            cursor.execute(f"SELECT * FROM {table}")  # names are ours, not input
+            contents[table] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
+    return contents
 
 
 class ProjectionConflict(Exception):

@@ -52,6 +52,7 @@ class ServerOwnership:
     """Projects Server events into one row per server."""
 
     name = NAME
+    tables = ("server_ownership",)
     topics = frozenset(
         get_topic(e)
         for e in (Server.Registered, Server.Reserved, Server.Transferred, Server.Released)

@@ -1,0 +1,75 @@
+"""Application-test helpers: a small inventory, reading aggregates back, more stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from domain.server import Server, server_aggregate_id
+from domain.service import OrderService
+from pm_order.store import Store, open_store
+
+INVENTORY = [
+    *((f"SN-A-{n}", "proj-a") for n in range(1, 7)),
+    *((f"SN-B-{n}", "proj-b") for n in range(1, 4)),
+    ("SN-C-1", "proj-c"),
+]
+
+
+@pytest.fixture
+def registered(service: OrderService) -> OrderService:
+    """The service with INVENTORY registered."""
+    service.register_servers(INVENTORY)
+    return service
+
+
+def owner(store: Store, snid: str) -> tuple[str, int | None]:
+    """(owning project, holding order) of a server, read from the event store."""
+    server = store.app.repository.get(server_aggregate_id(snid))
+    assert isinstance(server, Server)
+    return server.project_id, server.order_id
+
+
+def request(
+    service: OrderService,
+    snids: list[str],
+    *,
+    tenant: str = "proj-a",
+    dest: str = "proj-b",
+    user: str = "alice",
+) -> int:
+    """Request a transfer and return the new order's number."""
+    written = service.request_transfer(
+        tenant=tenant, user=user, snids=snids, dest_project=dest, mailto=[]
+    )
+    assert written.order_id is not None
+    return written.order_id
+
+
+def decide(
+    service: OrderService,
+    order_ids: list[int],
+    *,
+    accept: bool,
+    tenant: str = "proj-b",
+    roles: frozenset[str] = frozenset({"member"}),
+) -> int:
+    """Decide orders and return the log position that shows it."""
+    return service.decide(
+        tenant=tenant, user="bob", roles=roles, order_ids=order_ids, accept=accept
+    ).position
+
+
+@pytest.fixture
+def reopen(store_url: str) -> Iterator[Callable[[], Store]]:
+    """Open the test store again, as another process would; closed afterwards."""
+    opened: list[Store] = []
+
+    def _open() -> Store:
+        opened.append(open_store(store_url))
+        return opened[-1]
+
+    yield _open
+    for store in opened:
+        store.close()

@@ -1,0 +1,161 @@
+"""Real processes for integration tests: pm-order servers and workers, and a
+throwaway PostgreSQL cluster the test owns (never the shared server)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Final
+
+STARTUP_SECONDS: Final = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: object, what: str, seconds: float = STARTUP_SECONDS) -> None:
+    """Poll `condition()` until true; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"gave up waiting for {what}")
+
+
+class PmOrderProcess:
+    """`python -m pm_order ARGS` with its own environment and log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pm_order", *args],
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, seconds: float = STARTUP_SECONDS) -> None:
+        def seen() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.args} exited early:\n{self.log()}")
+            return text in self.log()
+
+        wait_until(seen, f"{text!r} in the log of {self.args}", seconds)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+class ApiServer(PmOrderProcess):
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, api_only: bool = True
+    ) -> None:
+        self.port = free_port()
+        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__([*args, "--api-only"] if api_only else args, env, log_path)
+        wait_until(self._answers, f"pm-order serve on port {self.port}")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"serve exited early:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/mana_api/openapi.json", timeout=1):
+                return True
+        except OSError:
+            return False
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary folder, on a free port, that tests may
+    stop and start at will."""
+
+    def __init__(self) -> None:
+        bin_dir = _postgres_bin()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL server binaries are not installed")
+        self.bin = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix="pm-order-pg-"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            check=True, capture_output=True,
+        )
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        subprocess.run(
+            _as_postgres([
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30",
+                "-l", str(self.folder / "server.log"),
+                "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                      " -c fsync=off",
+                "start",
+            ]),
+            check=True, capture_output=True,
+        )
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w",
+                          "-m", "immediate", "stop"]),
+            check=False, capture_output=True,
+        )
+
+    def destroy(self) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.folder)
