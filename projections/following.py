@@ -122,6 +122,12 @@ class Following:
     async def _follow(self, projector: Projector) -> None:
         view = projector.view.name
         leadership = self.db.leadership(view)
+        failures = 0
+
+        def recovered() -> None:
+            nonlocal failures
+            failures = 0
+
         try:
             while True:
                 if not self._leading[view]:
@@ -131,11 +137,15 @@ class Following:
                     log.info("projecting %s here", view)
                     self._leading[view] = True
                 try:
-                    await self._project(projector)
+                    await self._project(projector, recovered)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("projecting %s failed; retrying", view)
+                except Exception as error:
+                    failures += 1
+                    if failures == 1:
+                        log.exception("projecting %s failed; retrying", view)
+                    else:
+                        log.debug("projecting %s failed again: %s", view, error)
                     self._leading[view] = False
                     await self._run(leadership.release)
                     await asyncio.sleep(_RETRY_AFTER_ERROR)
@@ -144,7 +154,7 @@ class Following:
             with contextlib.suppress(Exception):
                 leadership.release()
 
-    async def _project(self, projector: Projector) -> None:
+    async def _project(self, projector: Projector, succeeded: Callable[[], None]) -> None:
         """Apply pages while there are any, then wait to be woken; forever."""
         view = projector.view.name
         position = await self._run(projector.position)
@@ -153,6 +163,7 @@ class Following:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[view].clear()
             moved = await self._run(projector.run_page, position)
+            succeeded()
             if moved != position:
                 position = moved
                 self._advance(view, position)
@@ -169,9 +180,11 @@ class Following:
         channels = [db.progress_channel]
         if self.events_channel:
             channels.append(self.events_channel)
+        failures = 0
         while True:
             try:
                 async for channel in db.notifications(channels):
+                    failures = 0
                     if channel == db.progress_channel:
                         self._progress.set()
                     else:
@@ -179,7 +192,11 @@ class Following:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.warning("listening for notifications failed: %s", error)
+                failures += 1
+                # Said once per outage; polling covers the gap meanwhile.
+                (log.warning if failures == 1 else log.debug)(
+                    "listening for notifications failed: %s", error
+                )
             await asyncio.sleep(_RETRY_AFTER_ERROR)
 
     async def _poll_while_waited(self) -> None:

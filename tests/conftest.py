@@ -213,6 +213,7 @@ async def api(
     app = create_app(config, store=store, clock=clock)
     client = await aiohttp_client(app)
     yield Api(client=client, store=store, service=service)
+    await client.close()  # stop the app's background work before the store closes
 
 
 @pytest.fixture

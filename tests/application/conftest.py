@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderService
 from pm_order.store import Store, open_store
+from tests.conftest import FakeClock
 
 INVENTORY = [
     *((f"SN-A-{n}", "proj-a") for n in range(1, 7)),
@@ -22,6 +24,30 @@ def registered(service: OrderService) -> OrderService:
     """The service with INVENTORY registered."""
     service.register_servers(INVENTORY)
     return service
+
+
+@pytest.fixture
+def history(registered: OrderService, clock: FakeClock) -> OrderService:
+    """Orders 1..5 in every state, over three projects.
+
+    1: proj-a -> proj-b, SN-A-1 and SN-A-2, accepted
+    2: proj-a -> proj-c, SN-A-3, refused
+    3: proj-a -> proj-b, SN-A-4, by ann, warned twice
+    4: proj-a -> proj-b, SN-A-5, unfinished
+    5: proj-b -> proj-a, SN-B-1, unfinished
+    """
+    accepted = request(registered, ["SN-A-1", "SN-A-2"])
+    refused = request(registered, ["SN-A-3"], dest="proj-c")
+    warned = request(registered, ["SN-A-4"], user="ann")
+    request(registered, ["SN-A-5"])
+    request(registered, ["SN-B-1"], tenant="proj-b", dest="proj-a", user="bob")
+    clock.advance(minutes=10)
+    decide(registered, [accepted], accept=True)
+    decide(registered, [refused], accept=False, tenant="proj-c")
+    for _ in range(2):
+        clock.advance(hours=1)
+        registered.raise_warning(warned, every=timedelta(hours=1), most=3)
+    return registered
 
 
 def owner(store: Store, snid: str) -> tuple[str, int | None]:
