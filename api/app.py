@@ -77,10 +77,15 @@ def _lifetime(
         app[EXECUTOR] = executor
         app[AUTHENTICATOR] = authenticator or _authenticator(config)
         owned = store is None
-        app[STORE] = store or await app.loop.run_in_executor(
-            executor,
-            partial(open_store, config.database_url, create_tables=config.create_tables),
-        )
+        if store is None:
+            app[STORE] = await app.loop.run_in_executor(
+                executor,
+                partial(
+                    open_store, config.database_url, create_tables=config.create_tables
+                ),
+            )
+        else:
+            app[STORE] = store
         app[SERVICE] = OrderService(
             app[STORE].app, approver_roles=config.approver_roles, clock=clock
         )

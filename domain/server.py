@@ -62,7 +62,10 @@ class Server(Aggregate):
         self._check_held_by(order_id)
         self._transfer(
             snid=self.snid,
-            order_id=order_id, from_project=self.project_id, to_project=to_project, at=at
+            order_id=order_id,
+            from_project=self.project_id,
+            to_project=to_project,
+            at=at,
         )
 
     def release(self, order_id: int, at: datetime) -> None:

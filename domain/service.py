@@ -118,22 +118,28 @@ class OrderService:
         values.check_snids(snids)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
-            raise InvalidInput("'dest_project' must be another project than the caller's")
+            raise InvalidInput(
+                "'dest_project' must be another project than the caller's"
+            )
         mailto = values.check_mailto(mailto)
 
         def attempt() -> Written:
             now = self.clock()
             servers = self._servers(snids)
             not_owned = [
-                s for s, server in servers.items()
+                s
+                for s, server in servers.items()
                 if server is None or server.project_id != tenant
             ]
             if not_owned:
                 raise ServersNotOwned(
                     f"servers not owned by project {tenant}: {', '.join(not_owned)}"
                 )
-            held = {s: server.order_id for s, server in servers.items()
-                    if server is not None and server.order_id is not None}
+            held = {
+                s: server.order_id
+                for s, server in servers.items()
+                if server is not None and server.order_id is not None
+            }
             if held:
                 raise ServersAlreadyOrdered(
                     "servers already in an unfinished order: "
@@ -263,10 +269,14 @@ class OrderService:
     def _servers(self, snids: list[str]) -> dict[str, Server | None]:
         return {s: self._get(Server, server_aggregate_id(s)) for s in snids}
 
-    def _get(self, kind: type[T], aggregate_id: UUID, version: int | None = None) -> T | None:
+    def _get(
+        self, kind: type[T], aggregate_id: UUID, version: int | None = None
+    ) -> T | None:
         with self._store_errors():
             try:
-                aggregate = self.app.repository.get(aggregate_id, version=version)
+                aggregate: object = self.app.repository.get(
+                    aggregate_id, version=version
+                )
             except AggregateNotFoundError:
                 return None
         assert isinstance(aggregate, kind)
@@ -306,4 +316,6 @@ class OrderService:
         except IntegrityError:
             raise
         except PersistenceError as error:
-            raise StoreUnavailable("the order store is unavailable; try again") from error
+            raise StoreUnavailable(
+                "the order store is unavailable; try again"
+            ) from error

@@ -28,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = Config.from_env()
         if getattr(args, "database_url", None):
-            config = _replace(config, database_url=check_database_url(args.database_url))
+            config = _replace(
+                config, database_url=check_database_url(args.database_url)
+            )
         return int(args.command(config, args))
     except ConfigError as error:
         print(f"pm-order: {error}", file=sys.stderr)
@@ -95,7 +97,10 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     config.check_identity()
     app = create_app(config, background=not args.api_only)
     log.info(
-        "serving on http://%s:%d%s%s", args.host, args.port, config.api_prefix,
+        "serving on http://%s:%d%s%s",
+        args.host,
+        args.port,
+        config.api_prefix,
         " (API only)" if args.api_only else "",
     )
     web.run_app(app, host=args.host, port=args.port, print=None)
@@ -133,8 +138,15 @@ def list_machines(config: Config, args: argparse.Namespace) -> int:
         servers = store.server_ownership.servers(store.views, args.project)
     if args.json:
         for server in servers:
-            print(json.dumps({"snid": server.snid, "project_id": server.project_id,
-                              "order_id": server.order_id}))
+            print(
+                json.dumps(
+                    {
+                        "snid": server.snid,
+                        "project_id": server.project_id,
+                        "order_id": server.order_id,
+                    }
+                )
+            )
         return 0
     print(f"{'SNID':<24} {'PROJECT':<24} ORDER")
     for server in servers:
@@ -148,14 +160,16 @@ def _read_inventory(path: Path) -> list[tuple[str, str]]:
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
             if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != [
-                "snid", "project_id"
+                "snid",
+                "project_id",
             ]:
                 raise ConfigError(f"{path}: the first line must be 'snid,project_id'")
             rows = []
             for line, row in enumerate(reader, start=2):
-                snid, project = (row.get("snid") or "").strip(), (
-                    row.get("project_id") or ""
-                ).strip()
+                snid, project = (
+                    (row.get("snid") or "").strip(),
+                    (row.get("project_id") or "").strip(),
+                )
                 if not snid or not project or None in row:
                     raise ConfigError(f"{path}:{line}: expected 'snid,project_id'")
                 rows.append((snid, project))

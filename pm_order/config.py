@@ -40,8 +40,11 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        env = os.environ if env is None else env
-        get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
+        source: Mapping[str, str] = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return (source.get(name) or "").strip() or None
+
         zone_name = get("PM_ORDER_TIMEZONE") or "UTC"
         try:
             zone = ZoneInfo(zone_name)
@@ -53,7 +56,7 @@ class Config:
         warn_max_text = get("PM_ORDER_WARN_MAX") or "3"
         if not warn_max_text.isdigit():
             raise ConfigError(
-                f"PM_ORDER_WARN_MAX={warn_max_text!r} must be a whole number (0 or more)"
+                f"PM_ORDER_WARN_MAX={warn_max_text!r} must be a whole number, 0 or more"
             )
         prefix = get("PM_ORDER_API_PREFIX") or "/mana_api"
         if not re.fullmatch(r"(/[A-Za-z0-9._-]+)*", prefix):
@@ -63,7 +66,9 @@ class Config:
         tokens = get("PM_ORDER_TOKENS_FILE")
         create_tables = (get("PM_ORDER_CREATE_TABLES") or "yes").lower()
         if create_tables not in ("yes", "no", "1", "0", "true", "false"):
-            raise ConfigError(f"PM_ORDER_CREATE_TABLES={create_tables!r} must be yes or no")
+            raise ConfigError(
+                f"PM_ORDER_CREATE_TABLES={create_tables!r} must be yes or no"
+            )
         return cls(
             database_url=check_database_url(
                 get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -71,12 +76,14 @@ class Config:
             tokens_file=Path(tokens) if tokens else None,
             keystone_url=get("PM_ORDER_KEYSTONE_URL"),
             approver_roles=frozenset(
-                r.strip() for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
+                r.strip()
+                for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
                 if r.strip()
             ),
             timezone=zone,
-            warn_after=parse_duration(get("PM_ORDER_WARN_AFTER") or "1h",
-                                      "PM_ORDER_WARN_AFTER"),
+            warn_after=parse_duration(
+                get("PM_ORDER_WARN_AFTER") or "1h", "PM_ORDER_WARN_AFTER"
+            ),
             warn_max=int(warn_max_text),
             smtp_url=get("PM_ORDER_SMTP_URL"),
             mail_from=get("PM_ORDER_MAIL_FROM") or "pm-order@localhost",

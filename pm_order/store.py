@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,8 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
 
 
 def sqlite_path(url: str) -> Path:
-    """sqlite:///rel/path is relative to the working directory; sqlite:////abs is not."""
-    return Path(url[len("sqlite:///"):])
+    """sqlite:///rel is relative to the working directory; sqlite:////abs is not."""
+    return Path(url[len("sqlite:///") :])
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,11 @@ class PostgresSettings:
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(
-            host=self.host, port=self.port, user=self.user,
-            password=self.password or None, dbname=self.dbname,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or None,
+            dbname=self.dbname,
         )
 
     def env(self, create_tables: bool) -> dict[str, str]:
@@ -164,7 +168,12 @@ class PostgresSettings:
 
 def postgres_settings(url: str) -> PostgresSettings:
     parts = urlsplit(url)
-    schema = (parse_qs(parts.query).get("schema") or [None])[0]
+    schemas = parse_qs(parts.query).get("schema")
+    schema = schemas[0] if schemas else None
+    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ConfigError(
+            f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
+        )
     if not parts.path.strip("/"):
         raise ConfigError(f"PM_ORDER_DATABASE_URL={url!r} names no database")
     return PostgresSettings(
@@ -185,5 +194,7 @@ def create_schema(settings: PostgresSettings) -> None:
         settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
     ) as connection:
         connection.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.schema))
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(settings.schema or "public")
+            )
         )

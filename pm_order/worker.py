@@ -14,12 +14,13 @@ log = logging.getLogger(__name__)
 
 
 async def work(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run the background work against the configured store until `stop` (or a signal)."""
+    """Run the background work on the configured store until `stop` or a signal."""
     stop = stop or _stop_on_signals()
     executor = ThreadPoolExecutor(4, thread_name_prefix="pm-order-worker")
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(
-        executor, lambda: open_store(config.database_url, create_tables=config.create_tables)
+        executor,
+        lambda: open_store(config.database_url, create_tables=config.create_tables),
     )
     following = store.following(executor, run_projectors=True)
     try:

@@ -21,11 +21,14 @@ Dialect = Literal["sqlite", "postgresql"]
 class Cursor(Protocol):
     """The part of a DB-API cursor the read models use (rows are tuples)."""
 
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, statement: Any, params: Sequence[Any] = ..., /) -> Any: ...
 
-    def executemany(self, statement: Any, params: Sequence[Sequence[Any]], /) -> Any: ...
+    def executemany(
+        self, statement: Any, params: Sequence[Sequence[Any]], /
+    ) -> Any: ...
 
     def fetchone(self) -> Any: ...
 
@@ -130,7 +133,9 @@ class SQLiteViews(ViewDatabase):
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
-        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        connection: sqlite3.Connection | None = getattr(
+            self._readers, "connection", None
+        )
         if connection is None:
             connection = self._connect()
             self._readers.connection = connection
@@ -193,9 +198,12 @@ class PostgresViews(ViewDatabase):
         import psycopg_pool
 
         try:
-            with self._pool.connection() as connection, connection.transaction():
-                with connection.cursor() as cursor:
-                    yield cursor
+            with (
+                self._pool.connection() as connection,
+                connection.transaction(),
+                connection.cursor() as cursor,
+            ):
+                yield cursor
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise ViewDatabaseUnavailable(str(error)) from error
 
@@ -217,7 +225,9 @@ class PostgresViews(ViewDatabase):
     def announce_progress(self, cursor: Cursor) -> None:
         from psycopg import sql
 
-        cursor.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(self.progress_channel)))
+        cursor.execute(
+            sql.SQL("NOTIFY {}").format(sql.Identifier(self.progress_channel))
+        )
 
     async def notifications(self, channels: Sequence[str]) -> AsyncIterator[str]:
         """The channel of each NOTIFY received; ends when the connection breaks."""
@@ -229,7 +239,9 @@ class PostgresViews(ViewDatabase):
         )
         try:
             for channel in channels:
-                await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                await connection.execute(
+                    sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+                )
             async for notify in connection.notifies():
                 yield notify.channel
         finally:
@@ -248,7 +260,9 @@ class AdvisoryLock:
 
     def __init__(self, views: PostgresViews, name: str) -> None:
         self.views = views
-        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self.key = int.from_bytes(
+            hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
+        )
         self._connection: Any = None
 
     def try_acquire(self) -> bool:

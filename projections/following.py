@@ -154,7 +154,9 @@ class Following:
             with contextlib.suppress(Exception):
                 leadership.release()
 
-    async def _project(self, projector: Projector, succeeded: Callable[[], None]) -> None:
+    async def _project(
+        self, projector: Projector, succeeded: Callable[[], None]
+    ) -> None:
         """Apply pages while there are any, then wait to be woken; forever."""
         view = projector.view.name
         position = await self._run(projector.position)
@@ -191,7 +193,7 @@ class Following:
                         self.wake()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the listener must outlive any failure
                 failures += 1
                 # Said once per outage; polling covers the gap meanwhile.
                 (log.warning if failures == 1 else log.debug)(
@@ -204,7 +206,9 @@ class Following:
         while self._waiters:
             self._progress.clear()
             for view in self.views:
-                self._advance(view, await self._position_or(view, self._positions[view]))
+                self._advance(
+                    view, await self._position_or(view, self._positions[view])
+                )
             if not self._waiters:
                 return
             with contextlib.suppress(TimeoutError):
@@ -214,7 +218,7 @@ class Following:
     async def _position_or(self, view: str, fallback: int) -> int:
         try:
             return await self._run(tracked_position, self.db, view)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a waiter retries; never crash the poll
             log.warning("cannot read the position of %s: %s", view, error)
             return fallback
 

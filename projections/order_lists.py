@@ -31,8 +31,9 @@ LIST_TYPES: Final[dict[int, tuple[str | None, str | None]]] = {
     3: (SOURCE, None),
     4: (None, None),
 }
-_DEST_LIST_OF_STATE: Final = {state: t for t, (r, state) in LIST_TYPES.items()
-                              if r == DEST and state}
+_DEST_LIST_OF_STATE: Final = {
+    state: t for t, (r, state) in LIST_TYPES.items() if r == DEST and state
+}
 
 _DDL: Final = (
     "CREATE TABLE IF NOT EXISTS order_lists_orders ("
@@ -71,7 +72,8 @@ _INSERT_ORDER: Final = (
     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?)"
 )
 _INSERT_ENTRY: Final = (
-    "INSERT INTO order_lists_entries (tenant, order_id, role, state) VALUES (?, ?, ?, ?)"
+    "INSERT INTO order_lists_entries (tenant, order_id, role, state)"
+    " VALUES (?, ?, ?, ?)"
 )
 _ADD_TO_COUNT: Final = (
     "INSERT INTO order_lists_counts (tenant, list_type, n) VALUES (?, ?, ?)"
@@ -85,7 +87,9 @@ _DECIDE_ORDER: Final = (
     "UPDATE order_lists_orders SET state = ?, decided_by = ?, updated_at = ?"
     " WHERE id = ?"
 )
-_UPDATE_ENTRY_STATES: Final = "UPDATE order_lists_entries SET state = ? WHERE order_id = ?"
+_UPDATE_ENTRY_STATES: Final = (
+    "UPDATE order_lists_entries SET state = ? WHERE order_id = ?"
+)
 _WARN_ORDER: Final = (
     "UPDATE order_lists_orders SET warning_count = ?, warned_at = ?, updated_at = ?"
     " WHERE id = ?"
@@ -149,7 +153,11 @@ class OrderLists:
     """Projects Order events into the per-tenant lists, and answers list queries."""
 
     name = NAME
-    tables = ("order_lists_orders", "order_lists_entries", "order_lists_counts")
+    tables: tuple[str, ...] = (
+        "order_lists_orders",
+        "order_lists_entries",
+        "order_lists_counts",
+    )
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
@@ -165,27 +173,42 @@ class OrderLists:
             self._decided(cursor, db, event)
         elif isinstance(event, Order.WarningRaised):
             at = event.at.timestamp()
-            cursor.execute(
-                db.sql(_WARN_ORDER), (event.count, at, at, event.number)
-            )
+            cursor.execute(db.sql(_WARN_ORDER), (event.count, at, at, event.number))
 
-    def _requested(self, cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
+    def _requested(
+        self, cursor: Cursor, db: ViewDatabase, event: Order.Requested
+    ) -> None:
         at = event.at.timestamp()
         number = event.number
         cursor.execute(
             db.sql(_INSERT_ORDER),
-            (number, ",".join(event.snids), event.resource_project, event.dest_project,
-             event.user, workflow.UNFINISHED, ",".join(event.mailto), at, at),
+            (
+                number,
+                ",".join(event.snids),
+                event.resource_project,
+                event.dest_project,
+                event.user,
+                workflow.UNFINISHED,
+                ",".join(event.mailto),
+                at,
+                at,
+            ),
         )
         cursor.executemany(
             db.sql(_INSERT_ENTRY),
-            [(event.resource_project, number, SOURCE, workflow.UNFINISHED),
-             (event.dest_project, number, DEST, workflow.UNFINISHED)],
+            [
+                (event.resource_project, number, SOURCE, workflow.UNFINISHED),
+                (event.dest_project, number, DEST, workflow.UNFINISHED),
+            ],
         )
         cursor.executemany(
             db.sql(_ADD_TO_COUNT),
-            [(event.resource_project, 3, 1), (event.resource_project, 4, 1),
-             (event.dest_project, 0, 1), (event.dest_project, 4, 1)],
+            [
+                (event.resource_project, 3, 1),
+                (event.resource_project, 4, 1),
+                (event.dest_project, 0, 1),
+                (event.dest_project, 4, 1),
+            ],
         )
 
     def _decided(
@@ -194,15 +217,19 @@ class OrderLists:
         number = event.number
         cursor.execute(db.sql(_SELECT_PARTIES), (number,))
         _, dest_project, before = cursor.fetchone()
-        after = workflow.FINISHED if isinstance(event, Order.Accepted) else workflow.REFUSED
+        after = (
+            workflow.FINISHED if isinstance(event, Order.Accepted) else workflow.REFUSED
+        )
         cursor.execute(
             db.sql(_DECIDE_ORDER), (after, event.by, event.at.timestamp(), number)
         )
         cursor.execute(db.sql(_UPDATE_ENTRY_STATES), (after, number))
         cursor.executemany(
             db.sql(_ADD_TO_COUNT),
-            [(dest_project, _DEST_LIST_OF_STATE[before], -1),
-             (dest_project, _DEST_LIST_OF_STATE[after], 1)],
+            [
+                (dest_project, _DEST_LIST_OF_STATE[before], -1),
+                (dest_project, _DEST_LIST_OF_STATE[after], 1),
+            ],
         )
 
     # -- queries ---------------------------------------------------------------

@@ -58,7 +58,9 @@ def view_contents(db: ViewDatabase, view: View) -> dict[str, list[tuple[Any, ...
     with db.reading() as cursor:
         for table in view.tables:
             cursor.execute(f"SELECT * FROM {table}")  # names are ours, not input
-            contents[table] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
+            contents[table] = sorted(
+                (tuple(row) for row in cursor.fetchall()), key=repr
+            )
     return contents
 
 

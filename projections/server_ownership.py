@@ -52,10 +52,15 @@ class ServerOwnership:
     """Projects Server events into one row per server."""
 
     name = NAME
-    tables = ("server_ownership",)
+    tables: tuple[str, ...] = ("server_ownership",)
     topics = frozenset(
         get_topic(e)
-        for e in (Server.Registered, Server.Reserved, Server.Transferred, Server.Released)
+        for e in (
+            Server.Registered,
+            Server.Reserved,
+            Server.Transferred,
+            Server.Released,
+        )
     )
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
