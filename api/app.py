@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api import handlers
-from api.auth import SP_AGENT, Authenticator, TokensFile, www_authenticate
+from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
 from api.context import (
     AUTHENTICATOR,
     CONFIG,
@@ -25,7 +25,7 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
-from pm_order.config import Config, ConfigError
+from pm_order.config import Config
 from pm_order.store import Store, open_store
 
 # Routes whose callers must show a token for the project in the URL.
@@ -75,7 +75,7 @@ def _lifetime(
         config = app[CONFIG]
         executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="pm-order-store")
         app[EXECUTOR] = executor
-        app[AUTHENTICATOR] = authenticator or _authenticator(config)
+        app[AUTHENTICATOR] = authenticator or authenticator_for(config)
         owned = store is None
         if store is None:
             app[STORE] = await app.loop.run_in_executor(
@@ -102,13 +102,6 @@ def _lifetime(
             executor.shutdown(wait=True)
 
     return lifetime
-
-
-def _authenticator(config: Config) -> Authenticator:
-    config.check_identity()
-    if config.tokens_file is not None:
-        return TokensFile(config.tokens_file)
-    raise ConfigError("Keystone is not supported yet: set PM_ORDER_TOKENS_FILE")
 
 
 @web.middleware

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from pm_order.config import ConfigError
+from pm_order.config import Config, ConfigError
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ class TokensFile:
 
     async def close(self) -> None:
         return None
+
+
+def authenticator_for(config: Config) -> Authenticator:
+    """The token check the configuration asks for; ConfigError if it is unusable."""
+    config.check_identity()
+    if config.tokens_file is not None:
+        return TokensFile(config.tokens_file)
+    raise ConfigError("Keystone is not supported yet: set PM_ORDER_TOKENS_FILE")
 
 
 def _digest(token: str) -> str:

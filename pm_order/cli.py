@@ -93,9 +93,11 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from api.app import create_app
+    from api.auth import authenticator_for
 
-    config.check_identity()
-    app = create_app(config, background=not args.api_only)
+    app = create_app(
+        config, authenticator=authenticator_for(config), background=not args.api_only
+    )
     log.info(
         "serving on http://%s:%d%s%s",
         args.host,

@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
 from pm_order.config import ConfigError
-from projections.database import PostgresViews, SQLiteViews, ViewDatabase
+from projections.database import (
+    PostgresViews,
+    SQLiteViews,
+    ViewDatabase,
+    ViewDatabaseUnavailable,
+)
 from projections.following import Following
 from projections.order_lists import OrderLists
-from projections.projector import Projector, View
+from projections.projector import Projector, View, has_tracking
 from projections.server_ownership import ServerOwnership
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
@@ -83,6 +88,32 @@ class Store:
         for projector in self.projectors():
             projector.create_tables()
 
+    def check_tables(self) -> None:
+        """Fail with a clear message when the tables were never created."""
+        try:
+            self.app.recorder.max_notification_id()
+            missing = [
+                view.name
+                for view in self.all_views
+                if not has_tracking(self.views, view.name)
+            ]
+        except PersistenceError as error:
+            if not _is_missing_table(error):
+                raise
+            missing = ["the event store"]
+        except ViewDatabaseUnavailable:
+            raise
+        except Exception as error:
+            if not _is_missing_table(error):
+                raise
+            missing = ["projection_tracking"]
+        if missing:
+            self.close()
+            raise ConfigError(
+                f"the database lacks pm-order tables ({', '.join(missing)}): "
+                "run `pm-order db upgrade` (or set PM_ORDER_CREATE_TABLES=yes)"
+            )
+
     def close(self) -> None:
         self.views.close()
         self.app.close()
@@ -114,7 +145,14 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
     store = Store(app=app, views=views)
     if create_tables:
         store.create_tables()
+    else:
+        store.check_tables()
     return store
+
+
+def _is_missing_table(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "no such table" in text or "does not exist" in text
 
 
 def sqlite_path(url: str) -> Path:

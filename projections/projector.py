@@ -82,6 +82,13 @@ def tracked_position(db: ViewDatabase, view: str) -> int:
     return int(row[0]) if row else 0
 
 
+def has_tracking(db: ViewDatabase, view: str) -> bool:
+    """Whether `view`'s tables were created (its tracking row exists)."""
+    with db.reading() as cursor:
+        cursor.execute(db.sql(_SELECT_POSITION), (view,))
+        return cursor.fetchone() is not None
+
+
 class Projector:
     """Brings one view up to date with the event log, a page per transaction."""
 

@@ -220,3 +220,21 @@ async def api(
 def config_with(config: Config) -> Any:
     """Build a variant of `config`: config_with(approver_roles=...)."""
     return lambda **changes: replace(config, **changes)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly when PostgreSQL tests were skipped, and why."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "postgres" in getattr(report, "keywords", {})
+    ]
+    if skipped:
+        reason = _postgres_reason[0] if _postgres_reason else "unknown"
+        terminalreporter.write_sep(
+            "!", f"{len(skipped)} PostgreSQL tests SKIPPED: {reason}", red=True, bold=True
+        )
+        terminalreporter.write_line(
+            "Start PostgreSQL (or set PM_ORDER_TEST_POSTGRES_URL) to run them; "
+            "CI sets PM_ORDER_REQUIRE_POSTGRES=1 and fails instead."
+        )

@@ -1,0 +1,149 @@
+"""The pm-order command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BACKENDS, POSTGRES_URL, drop_postgres_schema, need_postgres
+
+
+def pm_order(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pm_order", *args],
+        cwd=cwd, env={**clean, **(env or {})}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/cli.sqlite3"
+        return
+    need_postgres()
+    schema = f"cli_{os.urandom(6).hex()}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    drop_postgres_schema(schema)
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def listed(database_url: str, cwd: Path, *args: str) -> list[dict[str, object]]:
+    result = pm_order("--database-url", database_url, "machines", "list", "--json",
+                      *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_importing_machines_registers_every_row(database_url: str, tmp_path: Path) -> None:
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\nS2,p1\nS3,p2\n")
+    result = pm_order("--database-url", database_url, "machines", "import", str(inventory),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert listed(database_url, tmp_path) == [
+        {"snid": "S1", "project_id": "p1", "order_id": None},
+        {"snid": "S2", "project_id": "p1", "order_id": None},
+        {"snid": "S3", "project_id": "p2", "order_id": None},
+    ]
+    assert [s["snid"] for s in listed(database_url, tmp_path, "--project", "p2")] == ["S3"]
+
+
+def test_reimporting_the_same_rows_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
+    args = ("--database-url", database_url, "machines", "import", str(inventory))
+    assert pm_order(*args, cwd=tmp_path).returncode == 0
+    again = pm_order(*args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert listed(database_url, tmp_path) == [
+        {"snid": "S1", "project_id": "p1", "order_id": None}
+    ]
+
+
+def test_a_row_moving_an_owned_server_refuses_the_whole_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    first = write_csv(tmp_path / "a.csv", "snid,project_id\nS1,p1\n")
+    assert pm_order("--database-url", database_url, "machines", "import", str(first),
+                    cwd=tmp_path).returncode == 0
+    moving = write_csv(tmp_path / "b.csv", "snid,project_id\nS2,p2\nS1,p2\n")
+    result = pm_order("--database-url", database_url, "machines", "import", str(moving),
+                      cwd=tmp_path)
+    assert result.returncode == 1
+    assert "S1 belongs to p1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [s["snid"] for s in listed(database_url, tmp_path)] == ["S1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("snid,owner\nS1,p1\n", "first line must be 'snid,project_id'"),
+        ("snid,project_id\nS1\n", "expected 'snid,project_id'"),
+        ("snid,project_id\nS 1,p1\n", "invalid snid"),
+    ],
+)
+def test_a_malformed_inventory_is_refused_with_a_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    inventory = write_csv(tmp_path / "bad.csv", text)
+    result = pm_order("machines", "import", str(inventory), cwd=tmp_path)
+    assert result.returncode in (1, 2)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_a_token_source_says_how_to_set_one(tmp_path: Path) -> None:
+    result = pm_order("serve", "--port", "1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "PM_ORDER_TOKENS_FILE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PM_ORDER_DATABASE_URL", "mysql://x"),
+        ("PM_ORDER_TIMEZONE", "Mars/Olympus"),
+        ("PM_ORDER_WARN_AFTER", "soon"),
+        ("PM_ORDER_WARN_MAX", "-1"),
+        ("PM_ORDER_TOKENS_FILE", "/nonexistent/tokens.json"),
+    ],
+)
+def test_invalid_configuration_exits_2_with_one_line(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {"PM_ORDER_TOKENS_FILE": str(tmp_path / "tokens.json"), variable: value}
+    (tmp_path / "tokens.json").write_text('{"tokens": []}')
+    result = pm_order("serve", "--port", "1", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_table_creation_the_tables_come_from_db_upgrade(
+    database_url: str, tmp_path: Path
+) -> None:
+    off = {"PM_ORDER_CREATE_TABLES": "no"}
+    before = pm_order("--database-url", database_url, "machines", "list", cwd=tmp_path,
+                      env=off)
+    assert before.returncode == 2
+    assert "pm-order db upgrade" in before.stderr
+    assert pm_order("--database-url", database_url, "db", "upgrade",
+                    cwd=tmp_path).returncode == 0
+    after = pm_order("--database-url", database_url, "machines", "list", cwd=tmp_path,
+                     env=off)
+    assert after.returncode == 0, after.stderr
