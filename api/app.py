@@ -25,6 +25,7 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
+from pm_order.background import Background
 from pm_order.config import Config
 from pm_order.store import Store, open_store
 
@@ -41,7 +42,8 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     background: bool = True,
 ) -> web.Application:
-    """The API; with `background`, also the projectors that keep its views current.
+    """The API; with `background`, also the background work (projectors, warning
+    scheduler, mailer); without, it follows the views other processes keep.
 
     A given `store` is used as it is and left open; otherwise one is opened from
     the configuration and closed with the app.
@@ -58,8 +60,9 @@ def create_app(
     orders.add_route("PUT", handlers.decide_orders)
     app.router.add_get(prefix + "/openapi.json", handlers.openapi_document)
     app.cleanup_ctx.append(
-        _lifetime(store=store, authenticator=authenticator, clock=clock,
-                  background=background)
+        _lifetime(
+            store=store, authenticator=authenticator, clock=clock, background=background
+        )
     )
     return app
 
@@ -73,7 +76,9 @@ def _lifetime(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
-        executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="pm-order-store")
+        executor = ThreadPoolExecutor(
+            STORE_THREADS, thread_name_prefix="pm-order-store"
+        )
         app[EXECUTOR] = executor
         app[AUTHENTICATOR] = authenticator or authenticator_for(config)
         owned = store is None
@@ -89,13 +94,15 @@ def _lifetime(
         app[SERVICE] = OrderService(
             app[STORE].app, approver_roles=config.approver_roles, clock=clock
         )
-        following = app[STORE].following(executor, run_projectors=background)
-        app[FOLLOWING] = following
-        await following.start()
+        work = Background(
+            app[STORE], app[SERVICE], config, executor, run_work=background
+        )
+        app[FOLLOWING] = work.following
+        await work.start()
         try:
             yield
         finally:
-            await following.stop()
+            await work.stop()
             await app[AUTHENTICATOR].close()
             if owned:
                 await app.loop.run_in_executor(executor, app[STORE].close)
@@ -121,7 +128,8 @@ async def authentication_middleware(
     if identity is None:
         raise ApiError(
             401,
-            "a valid X-Auth-Token is required" if not token
+            "a valid X-Auth-Token is required"
+            if not token
             else "the X-Auth-Token is unknown or expired",
             headers=www_authenticate(config.keystone_url),
         )

@@ -40,6 +40,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _StaleRead(Exception):
+    """Aggregates read one by one disagree: another writer changed them between."""
+
+
 class OrderApplication(Application[UUID]):
     """The event store of orders and servers."""
 
@@ -207,7 +211,9 @@ class OrderService:
             for order in changing:
                 held = self._servers(order.snids)
                 for server in held.values():
-                    assert server is not None, "a reserved server always exists"
+                    if server is None or server.order_id != order.number:
+                        # Read after another writer decided the order: start again.
+                        raise _StaleRead
                     if accept:
                         server.transfer(order.number, order.dest_project, at=now)
                     else:
@@ -253,9 +259,9 @@ class OrderService:
         for _ in range(MAX_ATTEMPTS):
             try:
                 return attempt()
-            except IntegrityError:
-                # The failed save emptied the aggregates' pending events: the next
-                # attempt reads them all again.
+            except (IntegrityError, _StaleRead):
+                # Someone else changed what we read. (A failed save also emptied the
+                # aggregates' pending events.) The next attempt reads it all again.
                 continue
         raise Conflict("the store is busy with competing changes; try again")
 

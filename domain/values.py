@@ -14,8 +14,11 @@ MAX_NAME_LENGTH: Final = 64
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A practical address check: one @, a dotted domain, no spaces or control characters.
+_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# RFC 5322 dot-atom local part (no leading, trailing or doubled dot), at most 64
+# characters; a dotted domain; 254 characters in all (RFC 5321 path limit).
 _EMAIL: Final = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    rf"(?=.{{1,254}}$)(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@"
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
@@ -75,8 +78,8 @@ def check_snids(snids: list[str]) -> list[str]:
 
 
 def check_mailto(addresses: list[str]) -> list[str]:
-    """0..20 valid e-mail addresses; repeats are dropped, order is kept."""
-    addresses = [a for a in addresses if a]
+    """0..20 distinct valid e-mail addresses; repeats are dropped, order is kept."""
+    addresses = list(dict.fromkeys(a for a in addresses if a))
     if len(addresses) > MAX_MAILTO:
         raise InvalidInput(
             f"'mailto' has {len(addresses)} addresses: at most {MAX_MAILTO}"
@@ -84,7 +87,7 @@ def check_mailto(addresses: list[str]) -> list[str]:
     for address in addresses:
         if not _EMAIL.fullmatch(address):
             raise InvalidInput(f"'mailto' has an invalid address {_quote(address)}")
-    return list(dict.fromkeys(addresses))
+    return addresses
 
 
 def check_order_ids(order_ids: list[int]) -> list[int]:

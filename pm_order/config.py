@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
@@ -22,6 +23,46 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """Where mail goes: smtp:// (plain), smtp+starttls:// or smtps:// (TLS)."""
+
+    host: str
+    port: int
+    use_tls: bool = False
+    start_tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpSettings:
+        parts = urlsplit(url)
+        modes = {
+            "smtp": (False, False, 25),
+            "smtp+starttls": (False, True, 587),
+            "smtps": (True, False, 465),
+        }
+        try:
+            use_tls, start_tls, default_port = modes[parts.scheme]
+            port = parts.port or default_port
+        except (KeyError, ValueError):
+            raise ConfigError(
+                f"PM_ORDER_SMTP_URL={url!r} must be smtp://HOST:PORT, "
+                "smtp+starttls://HOST:PORT or smtps://HOST:PORT, with an optional "
+                "USER:PASSWORD@ before the host"
+            ) from None
+        if not parts.hostname:
+            raise ConfigError(f"PM_ORDER_SMTP_URL={url!r} names no host")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     tokens_file: Path | None = None
@@ -30,7 +71,7 @@ class Config:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     warn_after: timedelta = timedelta(hours=1)
     warn_max: int = 3
-    smtp_url: str | None = None
+    smtp: SmtpSettings | None = None
     mail_from: str = "pm-order@localhost"
     api_prefix: str = "/mana_api"
     # Off in production: tables then come only from `pm-order db upgrade`.
@@ -85,8 +126,10 @@ class Config:
                 get("PM_ORDER_WARN_AFTER") or "1h", "PM_ORDER_WARN_AFTER"
             ),
             warn_max=int(warn_max_text),
-            smtp_url=get("PM_ORDER_SMTP_URL"),
-            mail_from=get("PM_ORDER_MAIL_FROM") or "pm-order@localhost",
+            smtp=SmtpSettings.from_url(smtp)
+            if (smtp := get("PM_ORDER_SMTP_URL"))
+            else None,
+            mail_from=check_address(get("PM_ORDER_MAIL_FROM") or "pm-order@localhost"),
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
         )
@@ -102,6 +145,12 @@ class Config:
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def check_address(address: str) -> str:
+    if "@" not in address or any(c.isspace() for c in address):
+        raise ConfigError(f"PM_ORDER_MAIL_FROM={address!r} must be an e-mail address")
+    return address
 
 
 def parse_duration(text: str, name: str) -> timedelta:

@@ -22,6 +22,7 @@ from projections.database import (
     ViewDatabaseUnavailable,
 )
 from projections.following import Following
+from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.projector import Projector, View, has_tracking
 from projections.server_ownership import ServerOwnership
@@ -63,10 +64,11 @@ class Store:
     views: ViewDatabase
     order_lists: OrderLists = field(default_factory=OrderLists)
     server_ownership: ServerOwnership = field(default_factory=ServerOwnership)
+    mail_outbox: MailOutbox = field(default_factory=MailOutbox)
 
     @property
     def all_views(self) -> list[View]:
-        return [self.order_lists, self.server_ownership]
+        return [self.order_lists, self.server_ownership, self.mail_outbox]
 
     def projectors(self) -> list[Projector]:
         return [
@@ -195,7 +197,7 @@ class PostgresSettings:
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_MAX_WAITING": "64",
-            "POSTGRES_POOL_SIZE": "8",
+            "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "8",
             "CREATE_TABLE": "y" if create_tables else "n",
         }

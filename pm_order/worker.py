@@ -1,4 +1,4 @@
-"""The background worker: projectors (with standbys elsewhere), until stopped."""
+"""The background worker: projectors, warning scheduler and mailer, until stopped."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from domain.service import OrderService
+from pm_order.background import Background
 from pm_order.config import Config
 from pm_order.store import open_store
 
@@ -22,13 +24,14 @@ async def work(config: Config, stop: asyncio.Event | None = None) -> None:
         executor,
         lambda: open_store(config.database_url, create_tables=config.create_tables),
     )
-    following = store.following(executor, run_projectors=True)
+    service = OrderService(store.app, approver_roles=config.approver_roles)
+    work = Background(store, service, config, executor)
     try:
-        await following.start()
+        await work.start()
         log.info("worker started")
         await stop.wait()
     finally:
-        await following.stop()
+        await work.stop()
         await loop.run_in_executor(executor, store.close)
         executor.shutdown(wait=True)
         log.info("worker stopped")

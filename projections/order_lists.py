@@ -59,6 +59,10 @@ _DDL: Final = (
     " ON order_lists_entries (tenant, role, order_id)",
     "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role_state"
     " ON order_lists_entries (tenant, role, state, order_id)",
+    # The warning scheduler's question: which unfinished orders waited longest.
+    "CREATE INDEX IF NOT EXISTS order_lists_orders_waiting"
+    " ON order_lists_orders (COALESCE(warned_at, created_at))"
+    " WHERE state = 'unfinished'",
     "CREATE TABLE IF NOT EXISTS order_lists_counts ("
     " tenant TEXT NOT NULL,"
     " list_type INTEGER NOT NULL,"
@@ -118,6 +122,13 @@ def _select_page(role: str | None, state: str | None) -> str:
 _SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
 _SELECT_COUNT: Final = (
     "SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?"
+)
+
+_SELECT_OVERDUE: Final = (
+    "SELECT id FROM order_lists_orders"
+    " WHERE state = 'unfinished' AND COALESCE(warned_at, created_at) <= ?"
+    " AND warning_count < ?"
+    " ORDER BY COALESCE(warned_at, created_at) LIMIT ?"
 )
 
 _REQUESTED: Final = get_topic(Order.Requested)
@@ -258,3 +269,15 @@ class OrderLists:
             total_count=int(count[0]) if count else 0,
             next_marker=orders[-1].id if more else None,
         )
+
+    @staticmethod
+    def overdue(
+        db: ViewDatabase, waited_since: float, most: int, limit: int = 500
+    ) -> list[int]:
+        """Unfinished orders untouched by a warning since `waited_since`, oldest first.
+
+        Only a proposal: the order itself decides whether a warning is due.
+        """
+        with db.reading() as cursor:
+            cursor.execute(db.sql(_SELECT_OVERDUE), (waited_since, most, limit))
+            return [int(row[0]) for row in cursor.fetchall()]

@@ -52,7 +52,7 @@ def history(registered: OrderService, clock: FakeClock) -> OrderService:
 
 def owner(store: Store, snid: str) -> tuple[str, int | None]:
     """(owning project, holding order) of a server, read from the event store."""
-    server = store.app.repository.get(server_aggregate_id(snid))
+    server: object = store.app.repository.get(server_aggregate_id(snid))
     assert isinstance(server, Server)
     return server.project_id, server.order_id
 

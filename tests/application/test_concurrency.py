@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -53,7 +54,9 @@ def race(calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
 
 
 @pytest.fixture
-def processes(reopen: Callable[[], Store], clock: FakeClock) -> Callable[[int], list[OrderService]]:
+def processes(
+    reopen: Callable[[], Store], clock: FakeClock
+) -> Callable[[int], list[OrderService]]:
     """`n` services, each on its own application and connections to the store."""
 
     def _open(n: int) -> list[OrderService]:
@@ -69,7 +72,7 @@ def test_two_processes_racing_for_a_server_have_exactly_one_winner(
     first, second = processes(2)
     first.register_servers([("SN-1", "proj-a")])
     # when
-    outcomes = race([lambda s=s: request(s, ["SN-1"]) for s in (first, second)])
+    outcomes = race([partial(request, s, ["SN-1"]) for s in (first, second)])
     # then
     [winner] = [o for o in outcomes if isinstance(o, int)]
     [loser] = [o for o in outcomes if not isinstance(o, int)]
@@ -87,13 +90,14 @@ def test_every_race_for_a_server_has_exactly_one_winner(
     winners: list[int] = []
     for n in range(ROUNDS):
         # when
-        outcomes = race([lambda s=s: request(s, [f"SN-{n}"]) for s in (first, second)])
+        snid = f"SN-{n}"
+        outcomes = race([partial(request, s, [snid]) for s in (first, second)])
         # then
         won = [o for o in outcomes if isinstance(o, int)]
         lost = [o for o in outcomes if not isinstance(o, int)]
         assert len(won) == 1, f"round {n}: {outcomes}"
         assert isinstance(lost[0], ServersAlreadyOrdered), f"round {n}: {outcomes}"
-        assert owner(store, f"SN-{n}") == ("proj-a", won[0])
+        assert owner(store, snid) == ("proj-a", won[0])
         winners += won
     # and no loser wrote anything: registrations, then an order and a reservation
     # per round (PostgreSQL may skip notification ids, so count the events)
@@ -109,8 +113,12 @@ def test_racers_on_overlapping_servers_have_exactly_one_winner(
     first, second = processes(2)
     first.register_servers([(f"SN-{n}", "proj-a") for n in (1, 2, 3)])
     # when
-    outcomes = race([lambda: request(first, ["SN-1", "SN-2"]),
-                     lambda: request(second, ["SN-2", "SN-3"])])
+    outcomes = race(
+        [
+            lambda: request(first, ["SN-1", "SN-2"]),
+            lambda: request(second, ["SN-2", "SN-3"]),
+        ]
+    )
     # then the loser reserved nothing, not even its unshared server
     [winner] = [o for o in outcomes if isinstance(o, int)]
     [loser] = [o for o in outcomes if not isinstance(o, int)]
@@ -127,9 +135,7 @@ def test_racers_on_disjoint_servers_all_win_with_consecutive_numbers(
     services = processes(RACERS)
     services[0].register_servers([(f"SN-{n}", "proj-a") for n in range(RACERS)])
     # when
-    outcomes = race(
-        [lambda s=s, n=n: request(s, [f"SN-{n}"]) for n, s in enumerate(services)]
-    )
+    outcomes = race([partial(request, s, [f"SN-{n}"]) for n, s in enumerate(services)])
     # then
     assert sorted(outcomes) == list(range(1, RACERS + 1))  # type: ignore[type-var]
     for n, number in enumerate(outcomes):
@@ -193,7 +199,9 @@ def run_at(
 
 
 @pytest.fixture
-def two(processes: Callable[[int], list[OrderService]]) -> tuple[OrderService, OrderService]:
+def two(
+    processes: Callable[[int], list[OrderService]],
+) -> tuple[OrderService, OrderService]:
     """Two processes, with SN-1..SN-4 registered to proj-a."""
     first, second = processes(2)
     first.register_servers([(f"SN-{n}", "proj-a") for n in range(1, 5)])
@@ -220,7 +228,9 @@ def test_a_server_ordered_meanwhile_by_another_process_is_reported_held(
 
 
 def test_a_number_taken_meanwhile_by_another_process_is_not_reused(
-    two: tuple[OrderService, OrderService], store: Store, monkeypatch: pytest.MonkeyPatch
+    two: tuple[OrderService, OrderService],
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given another process takes number 1 for other servers just before this one saves
     first, second = two
@@ -233,19 +243,9 @@ def test_a_number_taken_meanwhile_by_another_process_is_not_reused(
     assert owner(store, "SN-1") == ("proj-a", 2)
 
 
-_BUG_MIXED_READS = (
-    "BUG: OrderService.decide reads the order and then its servers one by one; when "
-    "another process decides the same order between those reads, Server.transfer/"
-    "release raises a bare ValueError ('SN-2 is not held by order 1') that escapes "
-    "the retry loop, instead of re-reading and answering AlreadyDecided (or success "
-    "for the same decision)"
-)
 MOMENTS = [
     "before reading the order",
-    pytest.param(
-        "between reading SN-1 and SN-2",
-        marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=_BUG_MIXED_READS),
-    ),
+    "between reading SN-1 and SN-2",
     "before saving",
 ]
 
@@ -278,7 +278,8 @@ def test_a_decision_taken_meanwhile_the_other_way_raises_already_decided(
 
 @pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize(
-    ("accept", "state", "new_owner"), [(True, FINISHED, "proj-b"), (False, REFUSED, "proj-a")]
+    ("accept", "state", "new_owner"),
+    [(True, FINISHED, "proj-b"), (False, REFUSED, "proj-a")],
 )
 def test_the_same_decision_taken_meanwhile_is_a_success_that_writes_nothing_more(
     two: tuple[OrderService, OrderService],
@@ -294,7 +295,9 @@ def test_the_same_decision_taken_meanwhile_is_a_success_that_writes_nothing_more
     number = request(first, ["SN-1", "SN-2"])
     heads: list[int] = []
     run_at(
-        moment, monkeypatch, first,
+        moment,
+        monkeypatch,
+        first,
         lambda: heads.append(decide(second, [number], accept=accept)),
     )
     # when

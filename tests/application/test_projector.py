@@ -1,11 +1,12 @@
 """The projector: the log applied to the views exactly once, whatever happens.
 
-How "the view is right" is judged: the tests compare the full contents of every
-view table (and the tracked positions) with views rebuilt from scratch, by a fresh
-projector reading the same event log into a second, independent database: an
-empty SQLite file of its own (`rebuilt`). Nothing is copied and nothing in the
-database under test is dropped, so the reference cannot inherit a fault of the
-run it judges; on PostgreSQL it also checks that both dialects of the views agree.
+How "the view is right" is judged: the full contents of every view table
+(`view_contents`) and each tracked position are compared with views rebuilt from
+scratch by a fresh projector reading the same event log into a second,
+independent database: an empty SQLite file of its own (`rebuilt`). Nothing is
+copied and nothing in the database under test is dropped, so the reference cannot
+inherit a fault of the run it judges; on PostgreSQL it also checks that both
+dialects of the views agree.
 """
 
 from __future__ import annotations
@@ -27,39 +28,47 @@ from domain.workflow import FINISHED, UNFINISHED
 from pm_order.store import Store
 from projections.database import Cursor, SQLiteViews, ViewDatabase
 from projections.order_lists import OrderLists
-from projections.projector import ProjectionConflict, Projector, View, tracked_position
+from projections.projector import (
+    ProjectionConflict,
+    Projector,
+    View,
+    tracked_position,
+    view_contents,
+)
 from projections.server_ownership import ServerOwnership, ServerRow
 from tests.application.conftest import decide, request
 from tests.conftest import FakeClock
 
-# Every view table and its key: rows are compared sorted by it.
-VIEW_TABLES = ("order_lists_orders", "order_lists_entries", "order_lists_counts",
-               "server_ownership")
 VIEWS = ("order_lists", "server_ownership")
 Contents = dict[str, Any]
+
+
+def all_views() -> list[View]:
+    return [OrderLists(), ServerOwnership()]
 
 
 def contents(db: ViewDatabase) -> Contents:
     """Every row of every view table, and each view's tracked position."""
     dump: Contents = {}
-    with db.reading() as cursor:
-        for table in VIEW_TABLES:
-            cursor.execute(f"SELECT * FROM {table}")
-            # Sorted here, not in SQL: the two databases collate text differently.
-            dump[table] = sorted(tuple(row) for row in cursor.fetchall())
-    for view in VIEWS:
-        dump[f"position of {view}"] = tracked_position(db, view)
+    for view in all_views():
+        dump.update(view_contents(db, view))
+        dump[f"position of {view.name}"] = tracked_position(db, view.name)
     return dump
 
 
-def projectors(store: Store, db: ViewDatabase | None = None, page_size: int = 3) -> list[
-    Projector
-]:
+def projectors(
+    store: Store, db: ViewDatabase | None = None, page_size: int = 3
+) -> list[Projector]:
     """A projector per view, reading `store`'s log in small pages into `db`."""
     return [
-        Projector(store.app.recorder, store.app.mapper, db or store.views, view,
-                  page_size=page_size)
-        for view in (OrderLists(), ServerOwnership())
+        Projector(
+            store.app.recorder,
+            store.app.mapper,
+            db or store.views,
+            view,
+            page_size=page_size,
+        )
+        for view in all_views()
     ]
 
 
@@ -70,7 +79,7 @@ def catch_up(store: Store) -> None:
 
 @pytest.fixture
 def rebuilt(store: Store, tmp_path: Path) -> Iterator[Callable[[], Contents]]:
-    """The views rebuilt from scratch from `store`'s log, into a database of their own."""
+    """The views rebuilt from `store`'s log into a database of their own."""
     db = SQLiteViews(tmp_path / "rebuilt-views.sqlite3")
 
     def _rebuild() -> Contents:
@@ -84,8 +93,13 @@ def rebuilt(store: Store, tmp_path: Path) -> Iterator[Callable[[], Contents]]:
 
 
 def ids(store: Store, tenant: str, list_type: int, **paging: Any) -> list[int]:
-    page = OrderLists.page(store.views, tenant, list_type,
-                           limit=paging.get("limit", 1000), marker=paging.get("marker"))
+    page = OrderLists.page(
+        store.views,
+        tenant,
+        list_type,
+        limit=paging.get("limit", 1000),
+        marker=paging.get("marker"),
+    )
     return [order.id for order in page.orders]
 
 
@@ -119,7 +133,11 @@ def stored_events(store: Store) -> list[DomainEventProtocol[Any]]:
     ],
 )
 def test_projecting_the_log_gives_each_list_newest_first_with_its_count(
-    history: OrderService, store: Store, tenant: str, list_type: int, expected: list[int]
+    history: OrderService,
+    store: Store,
+    tenant: str,
+    list_type: int,
+    expected: list[int],
 ) -> None:
     # when
     catch_up(store)
@@ -136,11 +154,19 @@ def test_a_listed_order_shows_its_request_and_its_warnings(
     # when
     catch_up(store)
     # then order 3 (requested at T0 by ann, warned at T0+1h10m and T0+2h10m)
-    [row] = [o for o in OrderLists.page(store.views, "proj-b", 0, limit=10, marker=None)
-             .orders if o.id == 3]
+    [row] = [
+        o
+        for o in OrderLists.page(store.views, "proj-b", 0, limit=10, marker=None).orders
+        if o.id == 3
+    ]
     requested = (clock.now - timedelta(hours=2, minutes=10)).timestamp()
     assert (row.snids, row.resource_project, row.dest_project, row.user, row.state) == (
-        "SN-A-4", "proj-a", "proj-b", "ann", UNFINISHED)
+        "SN-A-4",
+        "proj-a",
+        "proj-b",
+        "ann",
+        UNFINISHED,
+    )
     assert (row.warning_count, row.warned_at) == (2, clock.now.timestamp())
     assert (row.created_at, row.updated_at) == (requested, clock.now.timestamp())
 
@@ -190,12 +216,19 @@ def test_projecting_the_log_gives_each_servers_owner_and_holding_order(
     # when
     catch_up(store)
     # then
-    owners = {r.snid: (r.project_id, r.order_id) for r in ServerOwnership.servers(store.views)}
+    owners = {
+        r.snid: (r.project_id, r.order_id) for r in ServerOwnership.servers(store.views)
+    }
     assert owners == {
-        "SN-A-1": ("proj-b", None), "SN-A-2": ("proj-b", None),
-        "SN-A-3": ("proj-a", None), "SN-A-4": ("proj-a", 3), "SN-A-5": ("proj-a", 4),
+        "SN-A-1": ("proj-b", None),
+        "SN-A-2": ("proj-b", None),
+        "SN-A-3": ("proj-a", None),
+        "SN-A-4": ("proj-a", 3),
+        "SN-A-5": ("proj-a", 4),
         "SN-A-6": ("proj-a", None),
-        "SN-B-1": ("proj-b", 5), "SN-B-2": ("proj-b", None), "SN-B-3": ("proj-b", None),
+        "SN-B-1": ("proj-b", 5),
+        "SN-B-2": ("proj-b", None),
+        "SN-B-3": ("proj-b", None),
         "SN-C-1": ("proj-c", None),
     }
 
@@ -274,7 +307,9 @@ def test_a_restarted_projector_neither_loses_nor_doubles_a_row(
     assert len(dump["order_lists_orders"]) == requests
     assert len(dump["order_lists_entries"]) == 2 * requests
     assert len(dump["server_ownership"]) == registrations
-    counts = {(tenant, list_type): n for tenant, list_type, n in dump["order_lists_counts"]}
+    counts = {
+        (tenant, list_type): n for tenant, list_type, n in dump["order_lists_counts"]
+    }
     assert counts[("proj-a", 4)] == len(ids(restarted, "proj-a", 4))
 
 
@@ -301,18 +336,21 @@ def test_a_projector_killed_between_pages_loses_nothing_written_meanwhile(
 
 
 class FailingAfter:
-    """A real view that fails after applying `good` events of a page: a crash mid-page."""
+    """A real view that crashes after applying `good` events of a page."""
 
     def __init__(self, view: View, good: int) -> None:
         self.view = view
         self.name = view.name
+        self.tables = view.tables
         self.topics = view.topics
         self.good = good
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
         self.view.create_tables(cursor, db)
 
-    def apply(self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]) -> None:
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
+    ) -> None:
         if self.good == 0:
             raise RuntimeError("crashed mid-page")
         self.good -= 1
@@ -326,8 +364,13 @@ def test_a_page_that_fails_half_way_leaves_neither_rows_nor_a_moved_position(
     for n in (1, 2, 3):
         request(registered, [f"SN-A-{n}"])
     before = contents(store.views)
-    failing = Projector(store.app.recorder, store.app.mapper, store.views,
-                        FailingAfter(OrderLists(), good=2), page_size=1000)
+    failing = Projector(
+        store.app.recorder,
+        store.app.mapper,
+        store.views,
+        FailingAfter(OrderLists(), good=2),
+        page_size=1000,
+    )
     # when
     with pytest.raises(RuntimeError, match="crashed mid-page"):
         failing.run_page()
@@ -341,8 +384,13 @@ def test_a_page_that_failed_is_applied_whole_by_the_next_run(
     # given a page that failed half-way
     for n in (1, 2, 3):
         request(registered, [f"SN-A-{n}"])
-    failing = Projector(store.app.recorder, store.app.mapper, store.views,
-                        FailingAfter(OrderLists(), good=2), page_size=1000)
+    failing = Projector(
+        store.app.recorder,
+        store.app.mapper,
+        store.views,
+        FailingAfter(OrderLists(), good=2),
+        page_size=1000,
+    )
     with pytest.raises(RuntimeError):
         failing.run_page()
     # when
@@ -351,7 +399,7 @@ def test_a_page_that_failed_is_applied_whole_by_the_next_run(
     assert contents(store.views) == rebuilt()
 
 
-# -- two projectors on one view ----------------------------------------------------------
+# -- two projectors on one view --------------------------------------------------------
 
 
 def test_a_projector_applying_a_page_another_already_applied_raises_conflict(

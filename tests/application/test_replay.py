@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.order import order_aggregate_id
+from domain.order import Order, order_aggregate_id
 from domain.server import server_aggregate_id
 from domain.service import OrderService
 from domain.workflow import FINISHED, REFUSED, UNFINISHED
@@ -35,10 +35,11 @@ def test_an_order_read_back_by_a_fresh_application_is_the_same(
     history: OrderService, store: Store, reopen: Callable[[], Store], number: int
 ) -> None:
     # given
-    before = store.app.repository.get(order_aggregate_id(number))
+    before: object = store.app.repository.get(order_aggregate_id(number))
     # when
-    after = reopen().app.repository.get(order_aggregate_id(number))
+    after: object = reopen().app.repository.get(order_aggregate_id(number))
     # then
+    assert isinstance(after, Order)
     assert after.number == number
     assert state_of(after) == state_of(before)
 
@@ -48,9 +49,9 @@ def test_a_server_read_back_by_a_fresh_application_is_the_same(
     history: OrderService, store: Store, reopen: Callable[[], Store], snid: str
 ) -> None:
     # given
-    before = store.app.repository.get(server_aggregate_id(snid))
+    before: object = store.app.repository.get(server_aggregate_id(snid))
     # when
-    after = reopen().app.repository.get(server_aggregate_id(snid))
+    after: object = reopen().app.repository.get(server_aggregate_id(snid))
     # then
     assert state_of(after) == state_of(before)
 

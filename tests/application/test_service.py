@@ -104,7 +104,10 @@ def test_registering_a_server_for_two_projects_at_once_is_refused(
 
 @pytest.mark.parametrize(
     ("row", "complaint"),
-    [(("bad snid", "proj-a"), "invalid snid"), (("SN-1", "bad/proj"), "invalid project")],
+    [
+        (("bad snid", "proj-a"), "invalid snid"),
+        (("SN-1", "bad/proj"), "invalid project"),
+    ],
 )
 def test_registering_an_invalid_row_is_refused(
     service: OrderService, row: tuple[str, str], complaint: str
@@ -122,16 +125,34 @@ def test_a_request_records_the_order_as_given(
 ) -> None:
     # when
     number = registered.request_transfer(
-        tenant="proj-a", user="alice", snids=["SN-A-3", "SN-A-1"],
-        dest_project="proj-b", mailto=["x@example.com"],
+        tenant="proj-a",
+        user="alice",
+        snids=["SN-A-3", "SN-A-1"],
+        dest_project="proj-b",
+        mailto=["x@example.com"],
     ).order_id
     # then
     assert number is not None
     order = registered.order(number)
-    assert (order.number, order.snids, order.resource_project, order.dest_project,
-            order.user, order.mailto, order.requested_at, order.state) == (
-        number, ["SN-A-3", "SN-A-1"], "proj-a", "proj-b", "alice",
-        ["x@example.com"], clock.now, UNFINISHED)
+    assert (
+        order.number,
+        order.snids,
+        order.resource_project,
+        order.dest_project,
+        order.user,
+        order.mailto,
+        order.requested_at,
+        order.state,
+    ) == (
+        number,
+        ["SN-A-3", "SN-A-1"],
+        "proj-a",
+        "proj-b",
+        "alice",
+        ["x@example.com"],
+        clock.now,
+        UNFINISHED,
+    )
 
 
 def test_requesting_reserves_every_server_for_the_new_order(
@@ -152,13 +173,17 @@ def test_the_order_and_its_reservations_are_written_in_one_save(
     head = registered.head()
     # when
     written = registered.request_transfer(
-        tenant="proj-a", user="alice", snids=["SN-A-1", "SN-A-2"],
-        dest_project="proj-b", mailto=[],
+        tenant="proj-a",
+        user="alice",
+        snids=["SN-A-1", "SN-A-2"],
+        dest_project="proj-b",
+        mailto=[],
     )
     # then exactly the order and its two reservations follow, ending at the answer
     added = store.app.recorder.select_notifications(start=head + 1, limit=10)
     events = [store.app.mapper.to_domain_event(n) for n in added]
-    assert [type(e) for e in events] == [Order.Requested, Server.Reserved, Server.Reserved]
+    kinds: list[type] = [type(e) for e in events]
+    assert kinds == [Order.Requested, Server.Reserved, Server.Reserved]
     assert [n.id for n in added] == [head + 1, head + 2, head + 3]
     assert written.position == added[-1].id == registered.head()
 
@@ -360,7 +385,9 @@ def test_deciding_several_orders_decides_each(registered: OrderService) -> None:
 
 
 @pytest.mark.parametrize("accept", [True, False])
-def test_repeating_a_decision_writes_nothing(registered: OrderService, accept: bool) -> None:
+def test_repeating_a_decision_writes_nothing(
+    registered: OrderService, accept: bool
+) -> None:
     # given
     number = request(registered, ["SN-A-1"])
     decide(registered, [number], accept=accept)
@@ -394,7 +421,9 @@ def test_deciding_is_all_or_nothing_when_one_order_is_missing(
     number = request(registered, ["SN-A-1"])
     head = registered.head()
     # when / then
-    with pytest.raises(OrdersNotFound, match="orders not found for project proj-b: 99$"):
+    with pytest.raises(
+        OrdersNotFound, match=r"orders not found for project proj-b: 99$"
+    ):
         decide(registered, [number, 99], accept=True)
     assert registered.head() == head
     assert owner(store, "SN-A-1") == ("proj-a", number)
@@ -424,7 +453,9 @@ def test_deciding_is_all_or_nothing_when_one_order_was_decided_otherwise(
     decide(registered, [decided], accept=first)
     head = registered.head()
     # when / then
-    with pytest.raises(AlreadyDecided, match=f"orders already decided the other way: {decided} "):
+    with pytest.raises(
+        AlreadyDecided, match=f"orders already decided the other way: {decided} "
+    ):
         decide(registered, [open_, decided], accept=then)
     assert registered.head() == head
     assert registered.order(open_).state == UNFINISHED
@@ -438,12 +469,16 @@ def test_not_found_answers_before_already_decided(registered: OrderService) -> N
         decide(registered, [decided, 99], accept=False)
 
 
-@pytest.mark.parametrize("roles", [frozenset(), frozenset({"member"}), frozenset({"admin"})])
+@pytest.mark.parametrize(
+    "roles", [frozenset(), frozenset({"member"}), frozenset({"admin"})]
+)
 def test_deciding_without_an_approver_role_raises_not_allowed(
     store: Store, clock: FakeClock, roles: frozenset[str]
 ) -> None:
     # given a service where only approvers decide
-    service = OrderService(store.app, clock=clock, approver_roles=frozenset({"approver"}))
+    service = OrderService(
+        store.app, clock=clock, approver_roles=frozenset({"approver"})
+    )
     service.register_servers(INVENTORY)
     number = request(service, ["SN-A-1"])
     head = service.head()
@@ -455,14 +490,18 @@ def test_deciding_without_an_approver_role_raises_not_allowed(
 
 
 def test_not_allowed_answers_before_not_found(store: Store, clock: FakeClock) -> None:
-    service = OrderService(store.app, clock=clock, approver_roles=frozenset({"approver"}))
+    service = OrderService(
+        store.app, clock=clock, approver_roles=frozenset({"approver"})
+    )
     with pytest.raises(NotAllowed):
         decide(service, [99], accept=True, roles=frozenset({"member"}))
 
 
 def test_an_approver_role_may_decide(store: Store, clock: FakeClock) -> None:
     # given
-    service = OrderService(store.app, clock=clock, approver_roles=frozenset({"approver"}))
+    service = OrderService(
+        store.app, clock=clock, approver_roles=frozenset({"approver"})
+    )
     service.register_servers(INVENTORY)
     number = request(service, ["SN-A-1"])
     # when
@@ -473,8 +512,12 @@ def test_an_approver_role_may_decide(store: Store, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     ("order_ids", "complaint"),
-    [([], "at least one"), ([1, 1], "repeats 1"), ([0], "positive"),
-     (list(range(1, 202)), "at most 200")],
+    [
+        ([], "at least one"),
+        ([1, 1], "repeats 1"),
+        ([0], "positive"),
+        (list(range(1, 202)), "at most 200"),
+    ],
 )
 def test_an_invalid_list_of_order_ids_is_refused(
     registered: OrderService, order_ids: list[int], complaint: str

@@ -28,15 +28,26 @@ def decide(order: Order, accept: bool, by: str = "bob", minutes: int = 5) -> Non
 def test_a_requested_order_is_unfinished_and_keeps_what_was_asked() -> None:
     # when
     order = Order(
-        number=3, snids=["SN-9", "SN-1"], resource_project="proj-a",
-        dest_project="proj-b", user="alice", mailto=["a@example.com"], at=T0,
+        number=3,
+        snids=["SN-9", "SN-1"],
+        resource_project="proj-a",
+        dest_project="proj-b",
+        user="alice",
+        mailto=["a@example.com"],
+        at=T0,
     )
     # then
     assert order.state == UNFINISHED
     assert order.is_unfinished
-    assert (order.number, order.snids, order.resource_project, order.dest_project,
-            order.user, order.mailto, order.requested_at) == (
-        3, ["SN-9", "SN-1"], "proj-a", "proj-b", "alice", ["a@example.com"], T0)
+    assert (
+        order.number,
+        order.snids,
+        order.resource_project,
+        order.dest_project,
+        order.user,
+        order.mailto,
+        order.requested_at,
+    ) == (3, ["SN-9", "SN-1"], "proj-a", "proj-b", "alice", ["a@example.com"], T0)
     assert (order.decided_by, order.decided_at) == (None, None)
     assert (order.warning_count, order.warned_at) == (0, None)
 
@@ -44,15 +55,26 @@ def test_a_requested_order_is_unfinished_and_keeps_what_was_asked() -> None:
 def test_the_requested_event_carries_every_field_of_the_order() -> None:
     # when
     order = Order(
-        number=3, snids=["SN-9", "SN-1"], resource_project="proj-a",
-        dest_project="proj-b", user="alice", mailto=[], at=T0,
+        number=3,
+        snids=["SN-9", "SN-1"],
+        resource_project="proj-a",
+        dest_project="proj-b",
+        user="alice",
+        mailto=[],
+        at=T0,
     )
     # then
     [requested] = order.collect_events()
     assert isinstance(requested, Order.Requested)
-    assert (requested.number, requested.snids, requested.resource_project,
-            requested.dest_project, requested.user, requested.mailto, requested.at) == (
-        3, ["SN-9", "SN-1"], "proj-a", "proj-b", "alice", [], T0)
+    assert (
+        requested.number,
+        requested.snids,
+        requested.resource_project,
+        requested.dest_project,
+        requested.user,
+        requested.mailto,
+        requested.at,
+    ) == (3, ["SN-9", "SN-1"], "proj-a", "proj-b", "alice", [], T0)
 
 
 def test_an_order_id_is_derived_from_its_number_alone() -> None:
@@ -91,12 +113,17 @@ def test_the_decision_event_carries_number_decider_and_time(
     # then
     [decided] = order.collect_events()
     assert (decided.number, decided.by, decided.at) == (  # type: ignore[attr-defined]
-        7, "bob", T0 + timedelta(minutes=30))
+        7,
+        "bob",
+        T0 + timedelta(minutes=30),
+    )
     assert (order.decided_by, order.decided_at) == ("bob", T0 + timedelta(minutes=30))
 
 
 @pytest.mark.parametrize("accept", [True, False])
-def test_repeating_the_same_decision_triggers_no_event(order: Order, accept: bool) -> None:
+def test_repeating_the_same_decision_triggers_no_event(
+    order: Order, accept: bool
+) -> None:
     # given
     decide(order, accept, by="bob", minutes=5)
     order.collect_events()

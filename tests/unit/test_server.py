@@ -20,7 +20,10 @@ def test_a_registered_server_is_owned_and_free() -> None:
     [registered] = server.collect_events()
     assert isinstance(registered, Server.Registered)
     assert (registered.snid, registered.project_id, registered.at) == (
-        "SN-1", "proj-a", T0)
+        "SN-1",
+        "proj-a",
+        T0,
+    )
 
 
 def test_a_server_id_is_derived_from_its_snid_alone() -> None:
@@ -40,7 +43,9 @@ def test_reserving_holds_the_server_for_the_order(server: Server) -> None:
 
 
 @pytest.mark.parametrize("second_order", [4, 5])
-def test_a_held_server_cannot_be_reserved_twice(server: Server, second_order: int) -> None:
+def test_a_held_server_cannot_be_reserved_twice(
+    server: Server, second_order: int
+) -> None:
     # given
     server.reserve(order_id=4, at=T0)
     server.collect_events()
@@ -63,9 +68,13 @@ def test_transferring_gives_the_server_to_the_destination_and_frees_it(
     assert (server.project_id, server.order_id) == ("proj-b", None)
     [transferred] = server.collect_events()
     assert isinstance(transferred, Server.Transferred)
-    assert (transferred.snid, transferred.order_id, transferred.from_project,
-            transferred.to_project, transferred.at) == (
-        "SN-1", 4, "proj-a", "proj-b", LATER)
+    assert (
+        transferred.snid,
+        transferred.order_id,
+        transferred.from_project,
+        transferred.to_project,
+        transferred.at,
+    ) == ("SN-1", 4, "proj-a", "proj-b", LATER)
 
 
 def test_releasing_returns_the_server_to_its_owner_free(server: Server) -> None:
@@ -91,11 +100,12 @@ def test_only_the_holding_order_may_transfer_or_release(
         server.reserve(order_id=held_by, at=T0)
     server.collect_events()
     # when / then
+    moves = {
+        "transfer": lambda: server.transfer(order_id=4, to_project="proj-b", at=LATER),
+        "release": lambda: server.release(order_id=4, at=LATER),
+    }
     with pytest.raises(ValueError, match="SN-1 is not held by order 4"):
-        if move == "transfer":
-            server.transfer(order_id=4, to_project="proj-b", at=LATER)
-        else:
-            server.release(order_id=4, at=LATER)
+        moves[move]()
     assert (server.project_id, server.order_id) == ("proj-a", held_by)
     assert server.collect_events() == []
 

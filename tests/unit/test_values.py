@@ -11,7 +11,18 @@ from domain.exceptions import InvalidInput
 
 VALID_NAMES = ["a", "Z", "0", "SN-A-001", "a.b_c-d", "x" * 64]
 INVALID_NAMES = [
-    "", "x" * 65, "a b", " a", "a ", "a,b", "a/b", "a:b", "ä", "a\n", "a\x00", "a@b",
+    "",
+    "x" * 65,
+    "a b",
+    " a",
+    "a ",
+    "a,b",
+    "a/b",
+    "a:b",
+    "ä",
+    "a\n",
+    "a\x00",
+    "a@b",
 ]
 
 
@@ -32,7 +43,9 @@ def test_a_snid_that_is_empty_too_long_or_has_other_characters_is_refused(
 
 
 @pytest.mark.parametrize("project_id", VALID_NAMES)
-def test_a_project_id_of_1_to_64_allowed_characters_is_accepted(project_id: str) -> None:
+def test_a_project_id_of_1_to_64_allowed_characters_is_accepted(
+    project_id: str,
+) -> None:
     assert values.check_project_id(project_id) == project_id
 
 
@@ -94,13 +107,37 @@ def test_a_valid_mail_address_is_accepted(address: str) -> None:
 @pytest.mark.parametrize(
     "address",
     [
-        "plain", "@example.com", "a@", "a@example", "a b@example.com",
-        "a@exa mple.com", "a@@example.com", "a@-example.com", "a@example-.com",
-        "a@example.com\n", "<a@example.com>", "a@example.com,b@example.com",
+        "plain",
+        "@example.com",
+        "a@",
+        "a@example",
+        "a b@example.com",
+        "a@exa mple.com",
+        "a@@example.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@example.com\n",
+        "<a@example.com>",
+        "a@example.com,b@example.com",
         "x" * 65 + "@example.com",
     ],
 )
 def test_an_invalid_mail_address_is_refused(address: str) -> None:
+    with pytest.raises(InvalidInput, match="invalid address"):
+        values.check_mailto([address])
+
+
+@pytest.mark.parametrize(
+    "address", [".a@example.com", "a.@example.com", "a..b@example.com"]
+)
+def test_a_local_part_with_a_stray_dot_is_refused(address: str) -> None:
+    with pytest.raises(InvalidInput, match="invalid address"):
+        values.check_mailto([address])
+
+
+def test_an_address_longer_than_254_characters_is_refused() -> None:
+    address = "x" * 64 + "@" + ("a" * 63 + ".") * 3 + "com"
+    assert len(address) > 254
     with pytest.raises(InvalidInput, match="invalid address"):
         values.check_mailto([address])
 

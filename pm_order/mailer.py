@@ -1,0 +1,130 @@
+"""The mailer: delivers the outbox over SMTP, at least once, retrying with backoff.
+
+A message is recorded as sent only after the SMTP server has taken it; a mailer
+that dies in between sends it again, with the same Message-ID, so that the
+receiving side can recognise the repeat. After `max_attempts` failures a message
+is dead-lettered (`pm-order mail list --failed`) until retried by command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+
+from pm_order.config import SmtpSettings
+from pm_order.mail_messages import compose
+from projections.database import ViewDatabase
+from projections.mail_outbox import MailOutbox, OutgoingMail
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SEND_TIMEOUT_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Wait `first` seconds after the first failure, doubling up to `most`."""
+
+    first: float = 5.0
+    most: float = 600.0
+    max_attempts: int = 8
+
+    def retry_at(self, now: float, attempts: int) -> float | None:
+        """When to try again after `attempts` failures; None: give up."""
+        if attempts >= self.max_attempts:
+            return None
+        wait: float = min(self.first * 2.0 ** (attempts - 1), self.most)
+        return now + wait
+
+
+DEFAULT_BACKOFF: Final = Backoff()
+
+
+class Mailer:
+    """Sends due messages of the outbox and records each attempt."""
+
+    def __init__(
+        self,
+        db: ViewDatabase,
+        smtp: SmtpSettings,
+        executor: Executor,
+        *,
+        sender: str,
+        zone: ZoneInfo,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.smtp = smtp
+        self.executor = executor
+        self.sender = sender
+        self.zone = zone
+        self.backoff = backoff
+        self.clock = clock
+
+    async def deliver_due(self) -> int:
+        """Try every message that is due now; returns how many were sent."""
+        due = await self._run(MailOutbox.due, self.db, self.clock())
+        sent = 0
+        for mail in due:
+            if await self._deliver(mail):
+                sent += 1
+        return sent
+
+    async def _deliver(self, mail: OutgoingMail) -> bool:
+        message = compose(mail, sender=self.sender, zone=self.zone)
+        try:
+            await aiosmtplib.send(
+                message,
+                sender=self.sender,
+                recipients=mail.recipients,
+                hostname=self.smtp.host,
+                port=self.smtp.port,
+                use_tls=self.smtp.use_tls,
+                start_tls=self.smtp.start_tls,
+                username=self.smtp.username,
+                password=self.smtp.password,
+                timeout=SEND_TIMEOUT_SECONDS,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            attempts = mail.attempts + 1
+            retry_at = self.backoff.retry_at(self.clock(), attempts)
+            if retry_at is None:
+                log.error(
+                    "giving up on %s after %d attempts: %s",
+                    mail.message_id,
+                    attempts,
+                    error,
+                )
+            else:
+                log.warning(
+                    "sending %s failed (attempt %d): %s",
+                    mail.message_id,
+                    attempts,
+                    error,
+                )
+            await self._run(
+                MailOutbox.mark_attempt_failed,
+                self.db,
+                mail.message_id,
+                attempts,
+                retry_at,
+                f"{type(error).__name__}: {error}",
+            )
+            return False
+        await self._run(MailOutbox.mark_sent, self.db, mail.message_id, self.clock())
+        return True
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, function, *args)

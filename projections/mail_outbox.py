@@ -1,0 +1,239 @@
+"""The mail outbox: one message per order event for the order's `mailto` list.
+
+Filled by the projector (so exactly once per event, whatever restarts or
+replays), emptied by the mailer, which records each delivery attempt here. A
+message's id is derived from its order and event version, so a resent message
+carries the same Message-ID as the first try.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
+
+from domain.order import Order
+from projections.database import Cursor, ViewDatabase
+
+NAME: Final = "mail_outbox"
+
+PENDING: Final = "pending"
+SENT: Final = "sent"
+FAILED: Final = "failed"
+
+REQUESTED: Final = "requested"
+WARNED: Final = "warning"
+ACCEPTED: Final = "accepted"
+REFUSED: Final = "refused"
+
+_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS mail_orders ("
+    " order_id BIGINT PRIMARY KEY,"
+    " snids TEXT NOT NULL,"
+    " resource_project TEXT NOT NULL,"
+    " dest_project TEXT NOT NULL,"
+    " user_name TEXT NOT NULL,"
+    " mailto TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mail_outbox ("
+    " message_id TEXT PRIMARY KEY,"
+    " order_id BIGINT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " warning_count INTEGER NOT NULL,"
+    " happened_at DOUBLE PRECISION NOT NULL,"
+    " recipients TEXT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL,"
+    " next_attempt_at DOUBLE PRECISION NOT NULL,"
+    " last_error TEXT,"
+    " sent_at DOUBLE PRECISION)",
+    "CREATE INDEX IF NOT EXISTS mail_outbox_due"
+    " ON mail_outbox (state, next_attempt_at)",
+)
+_INSERT_ORDER: Final = (
+    "INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
+    " user_name, mailto) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING"
+)
+_SELECT_MAILTO: Final = "SELECT mailto FROM mail_orders WHERE order_id = ?"
+# A message already there (a replay into a kept outbox) keeps its delivery state.
+_INSERT_MESSAGE: Final = (
+    "INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
+    " happened_at, recipients, state, attempts, next_attempt_at, last_error, sent_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL)"
+    " ON CONFLICT (message_id) DO NOTHING"
+)
+_COLUMNS: Final = (
+    "m.message_id, m.order_id, m.kind, m.actor, m.warning_count, m.happened_at,"
+    " m.recipients, m.state, m.attempts, m.next_attempt_at, m.last_error, m.sent_at,"
+    " o.snids, o.resource_project, o.dest_project, o.user_name"
+)
+_FROM: Final = "FROM mail_outbox m JOIN mail_orders o ON o.order_id = m.order_id"
+_SELECT_DUE: Final = (
+    f"SELECT {_COLUMNS} {_FROM}"
+    " WHERE m.state = ? AND m.next_attempt_at <= ?"
+    " ORDER BY m.next_attempt_at, m.message_id LIMIT ?"
+)
+_SELECT_ALL: Final = f"SELECT {_COLUMNS} {_FROM} ORDER BY m.happened_at, m.message_id"
+_SELECT_IN_STATE: Final = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE m.state = ? ORDER BY m.happened_at, m.message_id"
+)
+_MARK_SENT: Final = (
+    "UPDATE mail_outbox SET state = ?, attempts = attempts + 1, sent_at = ?,"
+    " last_error = NULL WHERE message_id = ? AND state = ?"
+)
+_MARK_ATTEMPT_FAILED: Final = (
+    "UPDATE mail_outbox SET state = ?, attempts = ?, next_attempt_at = ?,"
+    " last_error = ? WHERE message_id = ? AND state = ?"
+)
+_RETRY_FAILED: Final = (
+    "UPDATE mail_outbox SET state = ?, attempts = 0, next_attempt_at = ?"
+    " WHERE state = ?"
+)
+_RETRY_ONE: Final = (
+    "UPDATE mail_outbox SET state = ?, attempts = 0, next_attempt_at = ?"
+    " WHERE state = ? AND message_id = ?"
+)
+
+_KIND_OF: Final = {
+    get_topic(Order.Requested): REQUESTED,
+    get_topic(Order.WarningRaised): WARNED,
+    get_topic(Order.Accepted): ACCEPTED,
+    get_topic(Order.Rejected): REFUSED,
+}
+
+
+def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
+    """The Message-ID of the mail about version `version` of order `order_id`."""
+    return f"<order-{order_id}.event-{version}@{domain}>"
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A message of the outbox with what it needs to be written."""
+
+    message_id: str
+    order_id: int
+    kind: str
+    actor: str
+    warning_count: int
+    happened_at: float
+    recipients: list[str]
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    sent_at: float | None
+    snids: list[str]
+    resource_project: str
+    dest_project: str
+    requested_by: str
+
+
+def _mail(row: Any) -> OutgoingMail:
+    values = list(row)
+    values[6] = values[6].split(",")
+    values[12] = values[12].split(",")
+    return OutgoingMail(*values)
+
+
+class MailOutbox:
+    """Projects Order events into messages to send."""
+
+    name = NAME
+    tables: tuple[str, ...] = ("mail_orders", "mail_outbox")
+    topics = frozenset(_KIND_OF)
+
+    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        for statement in _DDL:
+            cursor.execute(statement)
+
+    def apply(
+        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
+    ) -> None:
+        kind = _KIND_OF[get_topic(type(event))]
+        number: int = event.number  # type: ignore[attr-defined]
+        if isinstance(event, Order.Requested):
+            cursor.execute(
+                db.sql(_INSERT_ORDER),
+                (
+                    number,
+                    ",".join(event.snids),
+                    event.resource_project,
+                    event.dest_project,
+                    event.user,
+                    ",".join(event.mailto),
+                ),
+            )
+            mailto, actor = event.mailto, event.user
+        else:
+            cursor.execute(db.sql(_SELECT_MAILTO), (number,))
+            row = cursor.fetchone()
+            mailto = row[0].split(",") if row and row[0] else []
+            actor = getattr(event, "by", "pm-order")
+        if not mailto:
+            return
+        at = event.at.timestamp()  # type: ignore[attr-defined]
+        cursor.execute(
+            db.sql(_INSERT_MESSAGE),
+            (
+                message_id(number, event.originator_version),
+                number,
+                kind,
+                actor,
+                getattr(event, "count", 0),
+                at,
+                ",".join(mailto),
+                PENDING,
+                at,
+            ),
+        )
+
+    # -- the mailer's side -------------------------------------------------------
+
+    @staticmethod
+    def due(db: ViewDatabase, now: float, limit: int = 50) -> list[OutgoingMail]:
+        with db.reading() as cursor:
+            cursor.execute(db.sql(_SELECT_DUE), (PENDING, now, limit))
+            return [_mail(row) for row in cursor.fetchall()]
+
+    @staticmethod
+    def messages(db: ViewDatabase, state: str | None = None) -> list[OutgoingMail]:
+        with db.reading() as cursor:
+            if state is None:
+                cursor.execute(db.sql(_SELECT_ALL))
+            else:
+                cursor.execute(db.sql(_SELECT_IN_STATE), (state,))
+            return [_mail(row) for row in cursor.fetchall()]
+
+    @staticmethod
+    def mark_sent(db: ViewDatabase, message: str, now: float) -> None:
+        with db.writing() as cursor:
+            cursor.execute(db.sql(_MARK_SENT), (SENT, now, message, PENDING))
+
+    @staticmethod
+    def mark_attempt_failed(
+        db: ViewDatabase,
+        message: str,
+        attempts: int,
+        retry_at: float | None,
+        error: str,
+    ) -> None:
+        """Record a failed try: retry at `retry_at`, or give up when it is None."""
+        state = PENDING if retry_at is not None else FAILED
+        with db.writing() as cursor:
+            cursor.execute(
+                db.sql(_MARK_ATTEMPT_FAILED),
+                (state, attempts, retry_at or 0.0, error[:500], message, PENDING),
+            )
+
+    @staticmethod
+    def retry_failed(db: ViewDatabase, now: float, message: str | None = None) -> int:
+        """Put dead-lettered messages back in line; returns how many."""
+        with db.writing() as cursor:
+            if message is None:
+                cursor.execute(db.sql(_RETRY_FAILED), (PENDING, now, FAILED))
+            else:
+                cursor.execute(db.sql(_RETRY_ONE), (PENDING, now, FAILED, message))
+            return int(cursor.rowcount)
