@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -14,7 +16,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
-from pm_order.config import ConfigError
+from pm_order.config import Config, ConfigError
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -24,7 +26,7 @@ from projections.database import (
 from projections.following import Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
-from projections.projector import Projector, View, has_tracking
+from projections.projector import ProjectionConflict, Projector, View, has_tracking
 from projections.server_ownership import ServerOwnership
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
@@ -89,6 +91,16 @@ class Store:
     def create_tables(self) -> None:
         for projector in self.projectors():
             projector.create_tables()
+
+    def catch_up(self) -> None:
+        """Bring every view up to date here, whether or not a server is running."""
+        for projector in self.projectors():
+            for _ in range(10):
+                try:
+                    projector.catch_up()
+                    break
+                except ProjectionConflict:
+                    continue  # another process moved it first: read its position again
 
     def check_tables(self) -> None:
         """Fail with a clear message when the tables were never created."""
@@ -238,3 +250,13 @@ def create_schema(settings: PostgresSettings) -> None:
                 sql.Identifier(settings.schema or "public")
             )
         )
+
+
+@contextmanager
+def opened_store(config: Config) -> Iterator[Store]:
+    """The configured store, open for one command."""
+    store = open_store(config.database_url, create_tables=config.create_tables)
+    try:
+        yield store
+    finally:
+        store.close()

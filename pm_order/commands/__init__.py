@@ -1,0 +1,1 @@
+"""The command groups of `pm-order`, one module each; each has `register`."""

@@ -1,0 +1,83 @@
+"""`pm-order machines import|list`: the server inventory."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from domain.service import OrderService
+from pm_order.config import Config, ConfigError
+from pm_order.store import opened_store
+
+
+def register(commands: Any) -> Any:
+    """Adds `machines`; returns its sub-commands, for other groups to extend."""
+    machines = commands.add_parser("machines", help="the server inventory")
+    actions = machines.add_subparsers(required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import", help="register servers from a CSV file with header snid,project_id"
+    )
+    load.add_argument("file", type=Path)
+    load.set_defaults(command=import_machines)
+    listing = actions.add_parser("list", help="list servers and their owners")
+    listing.add_argument("--project", help="only this project's servers")
+    listing.add_argument("--json", action="store_true", help="JSON lines")
+    listing.set_defaults(command=list_machines)
+    return actions
+
+
+def import_machines(config: Config, args: argparse.Namespace) -> int:
+    rows = read_inventory(args.file)
+    with opened_store(config) as store:
+        written = OrderService(store.app).register_servers(rows)
+        store.catch_up()
+    print(f"{len(rows)} rows read; the log is at {written.position}")
+    return 0
+
+
+def list_machines(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        store.catch_up()
+        servers = store.server_ownership.servers(store.views, args.project)
+    if args.json:
+        for server in servers:
+            print(
+                json.dumps(
+                    {
+                        "snid": server.snid,
+                        "project_id": server.project_id,
+                        "order_id": server.order_id,
+                    }
+                )
+            )
+        return 0
+    print(f"{'SNID':<24} {'PROJECT':<24} ORDER")
+    for server in servers:
+        held = "" if server.order_id is None else str(server.order_id)
+        print(f"{server.snid:<24} {server.project_id:<24} {held}")
+    return 0
+
+
+def read_inventory(path: Path) -> list[tuple[str, str]]:
+    """The (snid, project_id) rows of an inventory CSV file."""
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            header = [f.strip() for f in reader.fieldnames or []]
+            if header != ["snid", "project_id"]:
+                raise ConfigError(f"{path}: the first line must be 'snid,project_id'")
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                snid = (row.get("snid") or "").strip()
+                project = (row.get("project_id") or "").strip()
+                if not snid or not project or None in row:
+                    raise ConfigError(f"{path}:{line}: expected 'snid,project_id'")
+                rows.append((snid, project))
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{path}: not a UTF-8 CSV file ({error})") from None
+    return rows

@@ -1,0 +1,81 @@
+"""`pm-order mail list|retry`: the outbox, and what the mailer gave up on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from pm_order.config import Config
+from pm_order.store import opened_store
+from projections import mail_outbox
+from projections.mail_outbox import MailOutbox
+
+
+def register(commands: Any) -> None:
+    mail = commands.add_parser("mail", help="the mail outbox")
+    actions = mail.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="messages and their delivery state")
+    states = listing.add_mutually_exclusive_group()
+    states.add_argument(
+        "--failed",
+        action="store_const",
+        const=mail_outbox.FAILED,
+        dest="state",
+        help="only those given up on (dead letters)",
+    )
+    states.add_argument(
+        "--pending",
+        action="store_const",
+        const=mail_outbox.PENDING,
+        dest="state",
+        help="only those not sent yet",
+    )
+    listing.add_argument("--json", action="store_true", help="JSON lines")
+    listing.set_defaults(command=list_mail)
+    retry = actions.add_parser(
+        "retry", help="put failed messages back in line (all, or the one named)"
+    )
+    retry.add_argument("message_id", nargs="?", help="one Message-ID, with its <>")
+    retry.set_defaults(command=retry_mail)
+
+
+def list_mail(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        store.catch_up()
+        messages = MailOutbox.messages(store.views, args.state)
+    if args.json:
+        for m in messages:
+            print(
+                json.dumps(
+                    {
+                        "message_id": m.message_id,
+                        "order_id": m.order_id,
+                        "kind": m.kind,
+                        "recipients": m.recipients,
+                        "state": m.state,
+                        "attempts": m.attempts,
+                        "last_error": m.last_error,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    print(
+        f"{'MESSAGE-ID':<32} {'ORDER':>6} {'KIND':<10} {'STATE':<8} TRIES  LAST ERROR"
+    )
+    for m in messages:
+        print(
+            f"{m.message_id:<32} {m.order_id:>6} {m.kind:<10} {m.state:<8} "
+            f"{m.attempts:>5}  {m.last_error or ''}"
+        )
+    return 0
+
+
+def retry_mail(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        count = MailOutbox.retry_failed(store.views, time.time(), args.message_id)
+    print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
+    return 0 if count or args.message_id is None else 1
