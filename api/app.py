@@ -11,7 +11,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api import handlers
+from api import handlers, report_handlers
 from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
 from api.context import (
     AUTHENTICATOR,
@@ -30,7 +30,7 @@ from pm_order.config import Config
 from pm_order.store import Store, open_store
 
 # Routes whose callers must show a token for the project in the URL.
-PROJECT_ROUTES: Final = frozenset({"orders"})
+PROJECT_ROUTES: Final = frozenset({"orders", "report"})
 STORE_THREADS: Final = 8
 
 
@@ -58,6 +58,10 @@ def create_app(
     orders.add_route("GET", handlers.list_orders)
     orders.add_route("POST", handlers.request_transfer)
     orders.add_route("PUT", handlers.decide_orders)
+    report = app.router.add_resource(
+        prefix + "/pm_order_report/{tenant_id}", name="report"
+    )
+    report.add_route("GET", report_handlers.project_report)
     app.router.add_get(prefix + "/openapi.json", handlers.openapi_document)
     app.cleanup_ctx.append(
         _lifetime(

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from domain.exceptions import DomainError
-from pm_order.commands import machines, mail, service
+from pm_order.commands import (
+    audit,
+    events,
+    machines,
+    mail,
+    projections,
+    report,
+    service,
+)
 from pm_order.config import Config, ConfigError, check_database_url
 
 
@@ -42,6 +50,10 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = root.add_subparsers(required=True, metavar="COMMAND")
     service.register(commands)
-    machines.register(commands)
+    machine_actions = machines.register(commands)
+    audit.register(commands, machine_actions)
+    projections.register(commands)
+    events.register(commands)
     mail.register(commands)
+    report.register(commands)
     return root

@@ -27,6 +27,7 @@ from projections.following import Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.projector import ProjectionConflict, Projector, View, has_tracking
+from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
@@ -67,10 +68,11 @@ class Store:
     order_lists: OrderLists = field(default_factory=OrderLists)
     server_ownership: ServerOwnership = field(default_factory=ServerOwnership)
     mail_outbox: MailOutbox = field(default_factory=MailOutbox)
+    reports: Reports = field(default_factory=Reports)
 
     @property
     def all_views(self) -> list[View]:
-        return [self.order_lists, self.server_ownership, self.mail_outbox]
+        return [self.order_lists, self.server_ownership, self.mail_outbox, self.reports]
 
     def projectors(self) -> list[Projector]:
         return [
