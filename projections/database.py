@@ -10,7 +10,7 @@ import hashlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -65,6 +65,24 @@ class ViewDatabase:
 
     def announce_progress(self, cursor: Cursor) -> None:
         """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+
+    def scratch(self, label: str) -> ViewDatabase:
+        """An empty place beside this database to build a view's tables in."""
+        raise NotImplementedError
+
+    def copy_tables_from(
+        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+    ) -> None:
+        """Replace `tables`' rows with `scratch`'s, in `cursor`'s transaction."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Close and remove a scratch place."""
+        raise NotImplementedError
+
+    def attached(self, scratch: ViewDatabase) -> AbstractContextManager[None]:
+        """Make `scratch` reachable from this database's write transactions."""
+        return nullcontext()
 
     def close(self) -> None:
         raise NotImplementedError
@@ -149,6 +167,37 @@ class SQLiteViews(ViewDatabase):
         finally:
             connection.rollback()
             cursor.close()
+
+    def scratch(self, label: str) -> SQLiteViews:
+        path = Path(f"{self.path}.{label}")
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+        return SQLiteViews(path, busy_timeout=self.busy_timeout)
+
+    def copy_tables_from(
+        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+    ) -> None:
+        assert isinstance(scratch, SQLiteViews)
+        for table in tables:  # names are the views' own, never input
+            cursor.execute(f"DELETE FROM main.{table}")
+            cursor.execute(f"INSERT INTO main.{table} SELECT * FROM scratch.{table}")
+
+    @contextmanager
+    def attached(self, scratch: ViewDatabase) -> Iterator[None]:
+        """`scratch` readable as schema `scratch` from this database's writer."""
+        assert isinstance(scratch, SQLiteViews)
+        with self._write_lock:
+            self._writer.execute("ATTACH DATABASE ? AS scratch", (scratch.path,))
+        try:
+            yield
+        finally:
+            with self._write_lock:
+                self._writer.execute("DETACH DATABASE scratch")
+
+    def discard(self) -> None:
+        self.close()
+        for path in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
+            Path(path).unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._all_lock:
@@ -246,6 +295,58 @@ class PostgresViews(ViewDatabase):
                 yield notify.channel
         finally:
             await connection.close()
+
+    def scratch(self, label: str) -> PostgresViews:
+        from psycopg import sql
+
+        schema = f"{self.schema or 'public'}_{label}"[:63]
+        with self.writing() as cursor:
+            cursor.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(schema)
+                )
+            )
+            cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        return PostgresViews(
+            self.conninfo,
+            schema=schema,
+            max_size=2,
+            connect_timeout=self.connect_timeout,
+        )
+
+    def copy_tables_from(
+        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+    ) -> None:
+        from psycopg import sql
+
+        assert isinstance(scratch, PostgresViews)
+        assert scratch.schema
+        for table in tables:
+            cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            cursor.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}.{}").format(
+                    sql.Identifier(table),
+                    sql.Identifier(scratch.schema),
+                    sql.Identifier(table),
+                )
+            )
+
+    def discard(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        schema = self.schema
+        assert schema, "only a scratch schema is discarded"
+        self.close()
+
+        with psycopg.connect(
+            self.conninfo, autocommit=True, **self.connect_kwargs
+        ) as c:
+            c.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(schema)
+                )
+            )
 
     def close(self) -> None:
         self._pool.close()

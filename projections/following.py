@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from typing import Any, Final, TypeVar
 
 from projections.database import PostgresViews, ViewDatabase
-from projections.projector import Projector, tracked_position
+from projections.projector import ProjectionConflict, Projector, tracked_position
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,14 @@ class Following:
         while True:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[view].clear()
-            moved = await self._run(projector.run_page, position)
+            try:
+                moved = await self._run(projector.run_page, position)
+            except ProjectionConflict:
+                # Moved elsewhere (a standby that took over, a rebuild switched in):
+                # carry on from where the view is now.
+                position = await self._run(projector.position)
+                log.info("%s moved elsewhere; continuing from %d", view, position)
+                continue
             succeeded()
             if moved != position:
                 position = moved

@@ -8,7 +8,7 @@ resumes where the last committed page ended, with nothing lost or doubled.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from eventsourcing.domain import DomainEventProtocol
@@ -25,6 +25,12 @@ _TRACKING_DDL: Final = (
     " moved_at DOUBLE PRECISION NOT NULL)",
 )
 _SELECT_POSITION: Final = "SELECT position FROM projection_tracking WHERE view = ?"
+_SELECT_TRACKING: Final = (
+    "SELECT position, moved_at FROM projection_tracking WHERE view = ?"
+)
+_SET_POSITION: Final = (
+    "UPDATE projection_tracking SET position = ?, moved_at = ? WHERE view = ?"
+)
 _START_TRACKING: Final = (
     "INSERT INTO projection_tracking (view, position, moved_at) VALUES (?, 0, ?)"
     " ON CONFLICT (view) DO NOTHING"
@@ -52,16 +58,34 @@ class View(Protocol):
     ) -> None: ...
 
 
-def view_contents(db: ViewDatabase, view: View) -> dict[str, list[tuple[Any, ...]]]:
+Contents = dict[str, list[tuple[Any, ...]]]
+
+
+def view_contents(db: ViewDatabase, view: View) -> Contents:
     """Every row of every table of `view`, sorted: for comparing two copies."""
-    contents: dict[str, list[tuple[Any, ...]]] = {}
     with db.reading() as cursor:
-        for table in view.tables:
-            cursor.execute(f"SELECT * FROM {table}")  # names are ours, not input
-            contents[table] = sorted(
-                (tuple(row) for row in cursor.fetchall()), key=repr
-            )
+        return read_contents(cursor, view)
+
+
+def read_contents(cursor: Cursor, view: View) -> Contents:
+    contents: Contents = {}
+    for table in view.tables:
+        cursor.execute(f"SELECT * FROM {table}")  # names are ours, not input
+        contents[table] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
     return contents
+
+
+def tracking_of(db: ViewDatabase, view: str) -> tuple[int, float | None]:
+    """(position, when it last moved) of `view`; (0, None) before its tables exist."""
+    with db.reading() as cursor:
+        cursor.execute(db.sql(_SELECT_TRACKING), (view,))
+        row = cursor.fetchone()
+    return (int(row[0]), float(row[1])) if row else (0, None)
+
+
+def set_position(cursor: Cursor, db: ViewDatabase, view: str, position: int) -> None:
+    """Move `view`'s tracking to `position` unconditionally (a rebuild's switch)."""
+    cursor.execute(db.sql(_SET_POSITION), (position, time.time(), view))
 
 
 class ProjectionConflict(Exception):
@@ -77,8 +101,13 @@ def create_tracking_table(db: ViewDatabase) -> None:
 def tracked_position(db: ViewDatabase, view: str) -> int:
     """How far `view` has applied the log (0 before anything)."""
     with db.reading() as cursor:
-        cursor.execute(db.sql(_SELECT_POSITION), (view,))
-        row = cursor.fetchone()
+        return position_in(cursor, db, view)
+
+
+def position_in(cursor: Cursor, db: ViewDatabase, view: str) -> int:
+    """`view`'s position, read within `cursor`'s transaction."""
+    cursor.execute(db.sql(_SELECT_POSITION), (view,))
+    row = cursor.fetchone()
     return int(row[0]) if row else 0
 
 
@@ -116,14 +145,15 @@ class Projector:
     def position(self) -> int:
         return tracked_position(self.db, self.view.name)
 
-    def run_page(self, after: int | None = None) -> int:
-        """Apply the next page after `after` (default: the tracked position).
+    def run_page(self, after: int | None = None, stop: int | None = None) -> int:
+        """Apply the next page after `after` (default: the tracked position), up to
+        `stop` if given.
 
         Returns the new position (unchanged when the log holds nothing newer).
         """
         start = self.position() if after is None else after
         notifications = self.recorder.select_notifications(
-            start=start, limit=self.page_size, inclusive_of_start=False
+            start=start, limit=self.page_size, stop=stop, inclusive_of_start=False
         )
         if not notifications:
             return start
@@ -149,11 +179,16 @@ class Projector:
                 self.view.apply(cursor, db, event)
             db.announce_progress(cursor)
 
-    def catch_up(self) -> int:
-        """Apply pages until the log's end; returns the final position."""
+    def catch_up(
+        self, stop: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Apply pages until the log's end (or `stop`); returns the final position."""
         position = self.position()
-        while True:
-            moved = self.run_page(position)
+        while stop is None or position < stop:
+            moved = self.run_page(position, stop)
             if moved == position:
-                return position
+                break
             position = moved
+            if progress is not None:
+                progress(position)
+        return position

@@ -1,0 +1,184 @@
+"""Rebuilding, verifying and watching the views, on each store."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.service import OrderService
+from pm_order.store import Store
+from projections import rebuild as rebuilding
+from projections.projector import (
+    Projector,
+    set_position,
+    tracked_position,
+    view_contents,
+)
+from tests.conftest import INVENTORY, FakeClock
+
+
+@pytest.fixture
+def busy_store(store: Store, service: OrderService, clock: FakeClock) -> Store:
+    """Twenty orders in every state, views caught up."""
+    service.register_servers(INVENTORY)
+    for n in range(1, 11):
+        service.request_transfer(
+            tenant="proj-a",
+            user="alice",
+            snids=[f"SN-A-{n:03d}"],
+            dest_project="proj-b",
+            mailto=["a@example.com"],
+        )
+        clock.advance(minutes=5)
+    service.decide(
+        tenant="proj-b", user="bob", roles=frozenset(), order_ids=[1, 2], accept=True
+    )
+    service.decide(
+        tenant="proj-b", user="bob", roles=frozenset(), order_ids=[3], accept=False
+    )
+    store.catch_up()
+    return store
+
+
+def rebuild(
+    store: Store, name: str, progress: rebuilding.Progress | None = None
+) -> int:
+    view = next(v for v in store.all_views if v.name == name)
+    return rebuilding.rebuild(
+        store.app.recorder, store.app.mapper, store.views, view, progress
+    )
+
+
+def verify(store: Store, name: str) -> list[rebuilding.Difference]:
+    view = next(v for v in store.all_views if v.name == name)
+    return rebuilding.verify(store.app.recorder, store.app.mapper, store.views, view)
+
+
+@pytest.mark.parametrize("name", ["order_lists", "server_ownership", "reports"])
+def test_a_rebuild_switches_in_the_same_rows_at_the_head(
+    busy_store: Store, name: str
+) -> None:
+    view = next(v for v in busy_store.all_views if v.name == name)
+    before = view_contents(busy_store.views, view)
+    position = rebuild(busy_store, name)
+    assert position == busy_store.app.recorder.max_notification_id()
+    assert tracked_position(busy_store.views, name) == position
+    assert view_contents(busy_store.views, view) == before
+
+
+def test_a_rebuild_repairs_a_corrupted_view(busy_store: Store) -> None:
+    view = busy_store.order_lists
+    good = view_contents(busy_store.views, view)
+    with busy_store.views.writing() as cursor:
+        cursor.execute("UPDATE order_lists_orders SET state = 'finished' WHERE id = 5")
+    rebuild(busy_store, "order_lists")
+    assert view_contents(busy_store.views, view) == good
+
+
+def test_an_interrupted_rebuild_switches_nothing_and_can_run_again(
+    busy_store: Store,
+) -> None:
+    view = busy_store.order_lists
+    with busy_store.views.writing() as cursor:
+        cursor.execute(
+            "UPDATE order_lists_orders SET user_name = 'mallory' WHERE id = 4"
+        )
+    corrupted = view_contents(busy_store.views, view)
+    position = tracked_position(busy_store.views, view.name)
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(busy_store, "order_lists", interrupt)
+    assert view_contents(busy_store.views, view) == corrupted
+    assert tracked_position(busy_store.views, view.name) == position
+
+    rebuild(busy_store, "order_lists")
+    assert verify(busy_store, "order_lists") == []
+
+
+def test_verify_finds_nothing_in_a_view_the_projector_built(busy_store: Store) -> None:
+    for view in busy_store.all_views:
+        assert verify(busy_store, view.name) == [], view.name
+
+
+def test_verify_lists_a_row_corrupted_on_purpose(busy_store: Store) -> None:
+    with busy_store.views.writing() as cursor:
+        cursor.execute(
+            "UPDATE server_ownership SET project_id = 'proj-z' WHERE snid = 'SN-A-004'"
+        )
+    [difference] = verify(busy_store, "server_ownership")
+    assert difference.table == "server_ownership"
+    assert [row[:3] for row in difference.missing] == [("SN-A-004", "proj-a", 4)]
+    assert [row[:3] for row in difference.unexpected] == [("SN-A-004", "proj-z", 4)]
+
+
+def test_verify_finds_a_row_the_view_should_not_have(busy_store: Store) -> None:
+    with busy_store.views.writing() as cursor:
+        cursor.execute("DELETE FROM order_lists_entries WHERE order_id = 7")
+    [difference] = verify(busy_store, "order_lists")
+    assert difference.table == "order_lists_entries"
+    assert sorted(row[0] for row in difference.missing) == ["proj-a", "proj-b"]
+    assert difference.unexpected == []
+
+
+def test_status_tells_the_lag_in_events_and_seconds(
+    busy_store: Store, service: OrderService
+) -> None:
+    caught_up = rebuilding.status(
+        busy_store.app.recorder,
+        busy_store.app.mapper,
+        busy_store.views,
+        busy_store.order_lists,
+    )
+    assert caught_up.lag_events == 0
+    assert caught_up.lag_seconds == 0
+    assert caught_up.moved_at is not None
+
+    service.request_transfer(
+        tenant="proj-c",
+        user="carol",
+        snids=["SN-C-001"],
+        dest_project="proj-a",
+        mailto=[],
+    )
+    behind = rebuilding.status(
+        busy_store.app.recorder,
+        busy_store.app.mapper,
+        busy_store.views,
+        busy_store.order_lists,
+    )
+    assert behind.head > behind.position
+    assert behind.lag_events == behind.head - behind.position
+    assert behind.lag_seconds >= 0
+
+
+def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_position(
+    busy_store: Store, service: OrderService
+) -> None:
+    # Given: a rebuild built up to now, and a new order the live view will have first
+    view = busy_store.order_lists
+    scratch, rebuilt = rebuilding.build_beside(
+        busy_store.app.recorder, busy_store.app.mapper, busy_store.views, view, "t"
+    )
+    try:
+        service.request_transfer(
+            tenant="proj-c",
+            user="carol",
+            snids=["SN-C-002"],
+            dest_project="proj-a",
+            mailto=[],
+        )
+        busy_store.catch_up()
+        # When: the older rebuild is switched in
+        with busy_store.views.attached(scratch), busy_store.views.writing() as cursor:
+            busy_store.views.copy_tables_from(scratch, view.tables, cursor)
+            set_position(cursor, busy_store.views, view.name, rebuilt.position())
+    finally:
+        scratch.discard()
+    # Then: the projector continues from the switched position and loses nothing
+    live = Projector(
+        busy_store.app.recorder, busy_store.app.mapper, busy_store.views, view
+    )
+    assert live.catch_up() == busy_store.app.recorder.max_notification_id()
+    assert verify(busy_store, "order_lists") == []
