@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_URL, TOKENS, drop_postgres_schema, need_postgres
+from tests.conftest import (
+    BACKENDS,
+    POSTGRES_URL,
+    TOKENS,
+    drop_postgres_schema,
+    need_postgres,
+)
 from tests.integration.processes import ThrowawayPostgres
 
 
@@ -39,3 +45,15 @@ def tokens_path(tmp_path: Path) -> Path:
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps({"tokens": TOKENS}))
     return path
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store's URL on each backend, for commands run as processes."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/cli.sqlite3"
+        return
+    need_postgres()
+    schema = f"cli_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    drop_postgres_schema(schema)

@@ -93,7 +93,9 @@ class ApiServer(PmOrderProcess):
         if self.process.poll() is not None:
             raise RuntimeError(f"serve exited early:\n{self.log()}")
         try:
-            with urllib.request.urlopen(f"{self.base_url}/mana_api/openapi.json", timeout=1):
+            with urllib.request.urlopen(
+                f"{self.base_url}/mana_api/openapi.json", timeout=1
+            ):
                 return True
         except OSError:
             return False
@@ -126,9 +128,21 @@ class ThrowawayPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         self.start()
 
@@ -138,24 +152,60 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         subprocess.run(
-            _as_postgres([
-                str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30",
-                "-l", str(self.folder / "server.log"),
-                "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-                      " -c fsync=off",
-                "start",
-            ]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-l",
+                    str(self.folder / "server.log"),
+                    "-o",
+                    f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                    " -c fsync=off",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
 
     def stop(self) -> None:
         subprocess.run(
-            _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w",
-                          "-m", "immediate", "stop"]),
-            check=False, capture_output=True,
+            _as_postgres(
+                [
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-w",
+                    "-m",
+                    "immediate",
+                    "stop",
+                ]
+            ),
+            check=False,
+            capture_output=True,
         )
 
     def destroy(self) -> None:
         self.stop()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.folder)
+
+
+def run_pm_order(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m pm_order ARGS` to completion, with no PM_ORDER_* inherited."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pm_order", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

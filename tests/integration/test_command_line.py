@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS, POSTGRES_URL, drop_postgres_schema, need_postgres
+from tests.integration.processes import run_pm_order as pm_order
 
-
-def pm_order(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pm_order", *args],
-        cwd=cwd, env={**clean, **(env or {})}, capture_output=True, text=True,
-        timeout=60, check=False,
-    )
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/cli.sqlite3"
-        return
-    need_postgres()
-    schema = f"cli_{os.urandom(6).hex()}"
-    yield f"{POSTGRES_URL}?schema={schema}"
-    drop_postgres_schema(schema)
+__all__ = ["pm_order"]
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -41,26 +18,39 @@ def write_csv(path: Path, text: str) -> Path:
 
 
 def listed(database_url: str, cwd: Path, *args: str) -> list[dict[str, object]]:
-    result = pm_order("--database-url", database_url, "machines", "list", "--json",
-                      *args, cwd=cwd)
+    result = pm_order(
+        "--database-url", database_url, "machines", "list", "--json", *args, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def test_importing_machines_registers_every_row(database_url: str, tmp_path: Path) -> None:
+def test_importing_machines_registers_every_row(
+    database_url: str, tmp_path: Path
+) -> None:
     inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\nS2,p1\nS3,p2\n")
-    result = pm_order("--database-url", database_url, "machines", "import", str(inventory),
-                      cwd=tmp_path)
+    result = pm_order(
+        "--database-url",
+        database_url,
+        "machines",
+        "import",
+        str(inventory),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert listed(database_url, tmp_path) == [
         {"snid": "S1", "project_id": "p1", "order_id": None},
         {"snid": "S2", "project_id": "p1", "order_id": None},
         {"snid": "S3", "project_id": "p2", "order_id": None},
     ]
-    assert [s["snid"] for s in listed(database_url, tmp_path, "--project", "p2")] == ["S3"]
+    assert [s["snid"] for s in listed(database_url, tmp_path, "--project", "p2")] == [
+        "S3"
+    ]
 
 
-def test_reimporting_the_same_rows_changes_nothing(database_url: str, tmp_path: Path) -> None:
+def test_reimporting_the_same_rows_changes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
     inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
     args = ("--database-url", database_url, "machines", "import", str(inventory))
     assert pm_order(*args, cwd=tmp_path).returncode == 0
@@ -75,11 +65,21 @@ def test_a_row_moving_an_owned_server_refuses_the_whole_file(
     database_url: str, tmp_path: Path
 ) -> None:
     first = write_csv(tmp_path / "a.csv", "snid,project_id\nS1,p1\n")
-    assert pm_order("--database-url", database_url, "machines", "import", str(first),
-                    cwd=tmp_path).returncode == 0
+    assert (
+        pm_order(
+            "--database-url",
+            database_url,
+            "machines",
+            "import",
+            str(first),
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
     moving = write_csv(tmp_path / "b.csv", "snid,project_id\nS2,p2\nS1,p2\n")
-    result = pm_order("--database-url", database_url, "machines", "import", str(moving),
-                      cwd=tmp_path)
+    result = pm_order(
+        "--database-url", database_url, "machines", "import", str(moving), cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "S1 belongs to p1" in result.stderr
     assert "Traceback" not in result.stderr
@@ -138,12 +138,18 @@ def test_without_table_creation_the_tables_come_from_db_upgrade(
     database_url: str, tmp_path: Path
 ) -> None:
     off = {"PM_ORDER_CREATE_TABLES": "no"}
-    before = pm_order("--database-url", database_url, "machines", "list", cwd=tmp_path,
-                      env=off)
+    before = pm_order(
+        "--database-url", database_url, "machines", "list", cwd=tmp_path, env=off
+    )
     assert before.returncode == 2
     assert "pm-order db upgrade" in before.stderr
-    assert pm_order("--database-url", database_url, "db", "upgrade",
-                    cwd=tmp_path).returncode == 0
-    after = pm_order("--database-url", database_url, "machines", "list", cwd=tmp_path,
-                     env=off)
+    assert (
+        pm_order(
+            "--database-url", database_url, "db", "upgrade", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    after = pm_order(
+        "--database-url", database_url, "machines", "list", cwd=tmp_path, env=off
+    )
     assert after.returncode == 0, after.stderr

@@ -1,0 +1,109 @@
+"""`pm-order projections status|rebuild|verify`, run as an operator would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from domain.service import OrderService
+from pm_order.store import open_store
+from tests.integration.processes import run_pm_order as pm_order
+
+
+@pytest.fixture
+def ordered(database_url: str) -> str:
+    """A store with servers, two orders (one accepted), views caught up."""
+    store = open_store(database_url)
+    try:
+        service = OrderService(store.app)
+        service.register_servers([("S1", "p1"), ("S2", "p1"), ("S3", "p2")])
+        service.request_transfer(
+            tenant="p1", user="u", snids=["S1"], dest_project="p2", mailto=[]
+        )
+        service.request_transfer(
+            tenant="p1", user="u", snids=["S2"], dest_project="p2", mailto=[]
+        )
+        service.decide(
+            tenant="p2", user="v", roles=frozenset(), order_ids=[1], accept=True
+        )
+        store.catch_up()
+    finally:
+        store.close()
+    return database_url
+
+
+def test_status_shows_every_view_caught_up(ordered: str, tmp_path: Path) -> None:
+    result = pm_order(
+        "--database-url", ordered, "projections", "status", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert set(rows) == {"order_lists", "server_ownership", "mail_outbox", "reports"}
+    assert all(row["lag_events"] == 0 for row in rows.values())
+    table = pm_order("--database-url", ordered, "projections", "status", cwd=tmp_path)
+    assert table.stdout.splitlines()[0].split()[:4] == [
+        "VIEW",
+        "POSITION",
+        "HEAD",
+        "LAG",
+    ]
+
+
+def test_verify_exits_0_when_the_views_match_the_events(
+    ordered: str, tmp_path: Path
+) -> None:
+    result = pm_order("--database-url", ordered, "projections", "verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "order_lists: equal" in result.stdout
+
+
+def test_verify_exits_1_listing_a_corrupted_row(ordered: str, tmp_path: Path) -> None:
+    store = open_store(ordered)
+    with store.views.writing() as cursor:
+        cursor.execute(
+            "UPDATE order_lists_orders SET user_name = 'mallory' WHERE id = 2"
+        )
+    store.close()
+    result = pm_order(
+        "--database-url", ordered, "projections", "verify", "order_lists", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "order_lists: DIFFERS" in result.stdout
+    assert "missing" in result.stdout and "'u'" in result.stdout
+    assert "unexpected" in result.stdout and "'mallory'" in result.stdout
+
+
+def test_rebuild_repairs_the_view_and_shows_progress(
+    ordered: str, tmp_path: Path
+) -> None:
+    store = open_store(ordered)
+    with store.views.writing() as cursor:
+        cursor.execute("DELETE FROM server_ownership")
+    store.close()
+    result = pm_order(
+        "--database-url",
+        ordered,
+        "projections",
+        "rebuild",
+        "server_ownership",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ev/s" in result.stderr and "ETA" in result.stderr
+    assert "server_ownership: rebuilt" in result.stdout
+    assert (
+        pm_order(
+            "--database-url", ordered, "projections", "verify", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+
+
+def test_the_mail_outbox_is_never_rebuilt(ordered: str, tmp_path: Path) -> None:
+    result = pm_order(
+        "--database-url", ordered, "projections", "rebuild", "mail_outbox", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "no view 'mail_outbox'" in result.stderr
