@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as error:
         print(f"pm-order: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`pm-order ... | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 def parser() -> argparse.ArgumentParser:

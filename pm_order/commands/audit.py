@@ -1,9 +1,289 @@
-"""(Being built: see issue 5.)"""
+"""`pm-order orders history|show` and `pm-order machines history`: the audit trail,
+read from the event store itself."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
 from typing import Any
 
+from pm_order import audit
+from pm_order.audit import OrderAsOf, OrderHistory, ServerHistory, show_time
+from pm_order.config import Config
+from pm_order.store import opened_store
 
-def register(commands: Any, *groups: Any) -> None:
-    return None
+
+def register(commands: Any, machine_actions: Any) -> None:
+    """Adds `orders`, and `history` to the `machines` group's actions."""
+    orders = commands.add_parser(
+        "orders",
+        help="one order's timeline, or the order as it stood at a moment",
+        description="Orders, read from the event store (the views are not used).",
+    )
+    actions = orders.add_subparsers(required=True, metavar="ACTION")
+
+    history = actions.add_parser(
+        "history",
+        help="every event of an order: when, who, and what changed",
+        description=(
+            "Every event of the order with its time (in PM_ORDER_TIMEZONE), the "
+            "user and project that acted, the state before and after, and what "
+            "changed for its servers."
+        ),
+    )
+    history.add_argument("order_id", type=_order_id, metavar="ID")
+    history.add_argument("--json", action="store_true", help="one JSON document")
+    history.set_defaults(command=order_history_command)
+
+    show = actions.add_parser(
+        "show",
+        help="an order as it stands now, or as it stood at a moment",
+        description=(
+            "The order at its last event at or before --as-of (all of it when "
+            "omitted), read from the aggregate at that version."
+        ),
+    )
+    show.add_argument("order_id", type=_order_id, metavar="ID")
+    show.add_argument(
+        "--as-of",
+        type=_moment,
+        metavar="TIME",
+        help='"YYYY-MM-DD HH:MM:SS" in PM_ORDER_TIMEZONE, or ISO-8601 with an '
+        "offset (2026-11-27T10:00:00+08:00); events at exactly that time count",
+    )
+    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.set_defaults(command=order_show_command)
+
+    machine = machine_actions.add_parser(
+        "history",
+        help="every project that owned a server and the orders that moved it",
+        description=(
+            "Every event of the server: registration, reservations, transfers and "
+            "releases, in order, with times in PM_ORDER_TIMEZONE."
+        ),
+    )
+    machine.add_argument("snid", metavar="SNID")
+    machine.add_argument("--json", action="store_true", help="one JSON document")
+    machine.set_defaults(command=machine_history_command)
+
+
+# -- orders history -------------------------------------------------------------------
+
+
+def order_history_command(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        history = audit.order_history(store.app, args.order_id)
+    zone = config.timezone
+    if args.json:
+        _print_json(_history_json(history, zone))
+        return 0
+    print(
+        f"order {history.number}: {history.resource_project} -> "
+        f"{history.dest_project} (times in {zone})"
+    )
+    _print_table(
+        ("VERSION", "TIME", "EVENT", "USER", "PROJECT", "STATE", "CHANGE"),
+        [
+            (
+                str(step.version),
+                show_time(step.at, zone),
+                step.event,
+                step.user,
+                step.project or "-",
+                f"{step.state_before or '-'} -> {step.state_after}",
+                step.change,
+            )
+            for step in history.steps
+        ],
+    )
+    return 0
+
+
+def _history_json(history: OrderHistory, zone: tzinfo) -> dict[str, Any]:
+    return {
+        "order_id": history.number,
+        "resource_project": history.resource_project,
+        "dest_project": history.dest_project,
+        "timezone": str(zone),
+        "events": [
+            {
+                "version": step.version,
+                "time": _iso(step.at, zone),
+                "event": step.event,
+                "user": step.user,
+                "project": step.project,
+                "state_before": step.state_before,
+                "state_after": step.state_after,
+                "snids": list(step.snids),
+                "from_project": step.from_project,
+                "to_project": step.to_project,
+                "warning": step.warning,
+                "change": step.change,
+            }
+            for step in history.steps
+        ],
+    }
+
+
+# -- orders show ----------------------------------------------------------------------
+
+
+def order_show_command(config: Config, args: argparse.Namespace) -> int:
+    zone = config.timezone
+    as_of: datetime | None = args.as_of
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=zone)
+    with opened_store(config) as store:
+        try:
+            order = audit.order_as_of(store.app, args.order_id, as_of)
+        except audit.OrderNotYetRequested as error:
+            print(f"pm-order: {error.describe(zone)}", file=sys.stderr)
+            return 1
+    if args.json:
+        _print_json(_order_json(order, zone))
+        return 0
+    rows = [
+        ("order", str(order.number)),
+        (
+            "as of",
+            "now"
+            if order.as_of is None
+            else f"{show_time(order.as_of, zone)} ({zone})",
+        ),
+        ("version", f"{order.version} of {order.latest_version}"),
+        ("state", order.state),
+        ("snids", ",".join(order.snids)),
+        ("resource_project", order.resource_project),
+        ("dest_project", order.dest_project),
+        ("user", order.user),
+        ("mailto", ",".join(order.mailto) or "-"),
+        ("requested_at", show_time(order.requested_at, zone)),
+        ("decided_by", order.decided_by or "-"),
+        ("decided_at", _shown(order.decided_at, zone)),
+        ("warning_count", str(order.warning_count)),
+        ("warned_at", _shown(order.warned_at, zone)),
+        ("updated_at", show_time(order.updated_at, zone)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def _order_json(order: OrderAsOf, zone: tzinfo) -> dict[str, Any]:
+    return {
+        "id": order.number,
+        "as_of": None if order.as_of is None else _iso(order.as_of, zone),
+        "version": order.version,
+        "latest_version": order.latest_version,
+        "state": order.state,
+        "snids": list(order.snids),
+        "resource_project": order.resource_project,
+        "dest_project": order.dest_project,
+        "user": order.user,
+        "mailto": list(order.mailto),
+        "requested_at": _iso(order.requested_at, zone),
+        "decided_by": order.decided_by,
+        "decided_at": _iso(order.decided_at, zone),
+        "warning_count": order.warning_count,
+        "warned_at": _iso(order.warned_at, zone),
+        "updated_at": _iso(order.updated_at, zone),
+    }
+
+
+# -- machines history -----------------------------------------------------------------
+
+
+def machine_history_command(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        history = audit.machine_history(store.app, args.snid)
+    zone = config.timezone
+    if args.json:
+        _print_json(_machine_json(history, zone))
+        return 0
+    print(f"server {history.snid} (times in {zone})")
+    print(f"owners:   {' -> '.join(history.owners)}")
+    print(f"moved by: {', '.join(f'order {n}' for n in history.moved_by) or '-'}")
+    _print_table(
+        ("VERSION", "TIME", "EVENT", "OWNER", "ORDER", "USER", "CHANGE"),
+        [
+            (
+                str(step.version),
+                show_time(step.at, zone),
+                step.event,
+                step.owner,
+                "-" if step.order_id is None else str(step.order_id),
+                step.user or "-",
+                step.change,
+            )
+            for step in history.steps
+        ],
+    )
+    return 0
+
+
+def _machine_json(history: ServerHistory, zone: tzinfo) -> dict[str, Any]:
+    return {
+        "snid": history.snid,
+        "owners": list(history.owners),
+        "moved_by": list(history.moved_by),
+        "timezone": str(zone),
+        "events": [
+            {
+                "version": step.version,
+                "time": _iso(step.at, zone),
+                "event": step.event,
+                "owner": step.owner,
+                "order_id": step.order_id,
+                "from_project": step.from_project,
+                "to_project": step.to_project,
+                "user": step.user,
+                "change": step.change,
+            }
+            for step in history.steps
+        ],
+    }
+
+
+# -- shared ---------------------------------------------------------------------------
+
+
+def _order_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an order id (1 or more)")
+    return int(text)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a time: use "YYYY-MM-DD HH:MM:SS" or ISO-8601 '
+            "with an offset"
+        ) from None
+
+
+def _iso(moment: datetime | None, zone: tzinfo) -> str | None:
+    """ISO-8601 with the offset of `zone`: unambiguous for tools."""
+    return None if moment is None else moment.astimezone(zone).isoformat()
+
+
+def _shown(moment: datetime | None, zone: tzinfo) -> str:
+    return "-" if moment is None else show_time(moment, zone)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, ensure_ascii=False))
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns as wide as their widest cell; the last one is left ragged."""
+    lines = [headers, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers) - 1)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        print("  ".join([*cells, line[-1]]).rstrip())

@@ -1,9 +1,186 @@
-"""(Being built: see issue 5.)"""
+"""`pm-order events export|import`: the event log as JSON lines, out and in."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from pm_order.config import Config, ConfigError
+from pm_order.event_archive import export_events, import_events
+from pm_order.store import opened_store
 
 
-def register(commands: Any, *groups: Any) -> None:
-    return None
+def register(commands: Any) -> None:
+    events = commands.add_parser(
+        "events",
+        help="the event log as JSON lines: export and import",
+        description="The event log, the only source of truth, as JSON lines.",
+    )
+    actions = events.add_subparsers(required=True, metavar="ACTION")
+
+    export = actions.add_parser(
+        "export",
+        help="write the event log as JSON lines, one decoded event per line",
+        description=(
+            "Write the event log as JSON lines, in log order: id (notification id), "
+            "aggregate_id, aggregate_type, version, time (recorded, UTC), type, "
+            "topic and data (the event's fields)."
+        ),
+    )
+    export.add_argument(
+        "--after",
+        type=_notification_id,
+        default=0,
+        metavar="ID",
+        help="only events after this notification id",
+    )
+    export.add_argument(
+        "--tenant",
+        metavar="T",
+        help="only events concerning project T: its orders (as source or "
+        "destination), and its servers while it owns them",
+    )
+    export.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        metavar="FILE",
+        help="write to FILE (complete or not at all) instead of standard output",
+    )
+    export.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines (the only format; accepted for symmetry)",
+    )
+    export.set_defaults(command=export_command)
+
+    load = actions.add_parser(
+        "import",
+        help="load an exported event log into an empty store",
+        description=(
+            "Load a whole exported event log into an EMPTY store, then bring the "
+            "views up to date. The file is checked completely before anything is "
+            "written: a bad line refuses the whole file. Exports made with --after "
+            "or --tenant are not whole logs and are refused."
+        ),
+    )
+    load.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="the JSON lines file (default: standard input)",
+    )
+    load.add_argument(
+        "--send-mail",
+        action="store_true",
+        help="let the mailer send the imported events' mail again (by default it "
+        "is recorded as delivered by the deployment the log comes from)",
+    )
+    load.add_argument("--json", action="store_true", help="the summary as JSON")
+    load.set_defaults(command=import_command)
+
+
+def export_command(config: Config, args: argparse.Namespace) -> int:
+    with opened_store(config) as store:
+        records = export_events(store.app, after=args.after, tenant=args.tenant)
+        if args.output is None:
+            return _to_standard_output(records)
+        with _replaced(args.output) as file:
+            count, last = _write(records, file)
+    print(f"{count} events written to {args.output} (last notification id {last})")
+    return 0
+
+
+def _write(records: Iterator[dict[str, Any]], file: TextIO) -> tuple[int, int]:
+    count, last = 0, 0
+    for record in records:
+        file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count, last = count + 1, record["id"]
+    file.flush()
+    return count, last
+
+
+def _to_standard_output(records: Iterator[dict[str, Any]]) -> int:
+    try:
+        _write(records, sys.stdout)
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+@contextmanager
+def _replaced(path: Path) -> Iterator[TextIO]:
+    """A file that replaces `path` only once completely written."""
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+        )
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            yield file
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def import_command(config: Config, args: argparse.Namespace) -> int:
+    with _input_file(args.file) as path, opened_store(config) as store:
+        imported = import_events(store, path, send_mail=args.send_mail)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "events": imported.events,
+                    "aggregates": imported.aggregates,
+                    "position": imported.position,
+                    "mail_marked_sent": imported.mail_marked_sent,
+                }
+            )
+        )
+        return 0
+    print(
+        f"{imported.events} events of {imported.aggregates} orders and servers "
+        f"imported; the log is at {imported.position}; views up to date"
+    )
+    if imported.mail_marked_sent:
+        print(
+            f"{imported.mail_marked_sent} mail messages recorded as already "
+            "delivered (use --send-mail to send them again)"
+        )
+    return 0
+
+
+@contextmanager
+def _input_file(path: Path | None) -> Iterator[Path]:
+    """The file to import; standard input is kept in a temporary file, because
+    the import reads its input twice (check everything, then write)."""
+    if path is not None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="pm-order-import-") as folder:
+        spooled = Path(folder) / "events.jsonl"
+        with spooled.open("wb") as file:
+            shutil.copyfileobj(sys.stdin.buffer, file)
+        yield spooled
+
+
+def _notification_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a notification id (0 or more)"
+        )
+    return int(text)

@@ -1,0 +1,369 @@
+"""Audit: what happened to an order or a server, read from the event store itself.
+
+The read models answer the API; these answers come from the events, the only
+source of truth, so that an auditor can check the views against them. Times are
+returned as they were recorded (UTC); showing them in a zone is the caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar
+from uuid import UUID
+
+from domain.exceptions import DomainError, OrdersNotFound
+from domain.order import Order, order_aggregate_id
+from domain.server import Server, server_aggregate_id
+from domain.service import OrderApplication, OrderService
+
+# Who raises warnings: no person, the service itself.
+SERVICE_ACTOR = "pm-order"
+
+REQUESTED = "requested"
+ACCEPTED = "accepted"
+REFUSED = "refused"
+WARNING = "warning"
+
+REGISTERED = "registered"
+RESERVED = "reserved"
+TRANSFERRED = "transferred"
+RELEASED = "released"
+
+E = TypeVar("E")
+
+
+class OrderNotYetRequested(OrdersNotFound):
+    """The order exists now but did not at the moment asked about."""
+
+    def __init__(self, number: int, as_of: datetime, requested_at: datetime) -> None:
+        self.number = number
+        self.as_of = as_of
+        self.requested_at = requested_at
+        super().__init__(self.describe())
+
+    def describe(self, zone: tzinfo | None = None) -> str:
+        """The refusal for a person, with times in `zone` (default: as recorded)."""
+        named = f" ({zone})" if zone is not None else ""
+        return (
+            f"order {self.number} did not exist yet at "
+            f"{show_time(self.as_of, zone)}{named}: it was requested at "
+            f"{show_time(self.requested_at, zone)}"
+        )
+
+
+class ServerNotFound(DomainError):
+    """No server with this serial number was ever registered."""
+
+
+def show_time(moment: datetime, zone: tzinfo | None = None) -> str:
+    """`YYYY-MM-DD HH:MM:SS` in `zone` (default: as recorded), as the API shows."""
+    shown = moment if zone is None else moment.astimezone(zone)
+    return shown.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- an order's timeline -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderStep:
+    """One event of an order: when, who (for which project), and what it changed."""
+
+    version: int
+    at: datetime
+    event: str
+    user: str
+    project: str | None
+    state_before: str | None
+    state_after: str
+    snids: tuple[str, ...]
+    from_project: str | None
+    to_project: str | None
+    warning: int | None
+    change: str
+
+
+@dataclass(frozen=True)
+class OrderHistory:
+    number: int
+    resource_project: str
+    dest_project: str
+    steps: tuple[OrderStep, ...]
+
+
+def order_history(app: OrderApplication, number: int) -> OrderHistory:
+    """Every event of order `number`, oldest first; OrdersNotFound if there is none."""
+    order: Order | None = None
+    steps: list[OrderStep] = []
+    for event in _events_of(app, order_aggregate_id(number)):
+        before = None if order is None else order.state
+        order = _mutated(event, order, Order)
+        steps.append(_order_step(event, order, before))
+    if order is None:
+        raise OrdersNotFound(f"order {number} not found")
+    return OrderHistory(
+        number=number,
+        resource_project=order.resource_project,
+        dest_project=order.dest_project,
+        steps=tuple(steps),
+    )
+
+
+def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
+    snids = tuple(order.snids)
+    listed = ", ".join(snids)
+    source, dest = order.resource_project, order.dest_project
+    if isinstance(event, Order.Requested):
+        return OrderStep(
+            version=event.originator_version,
+            at=event.at,
+            event=REQUESTED,
+            user=event.user,
+            project=source,
+            state_before=before,
+            state_after=order.state,
+            snids=snids,
+            from_project=source,
+            to_project=dest,
+            warning=None,
+            change=f"reserved {listed} to move from {source} to {dest}",
+        )
+    if isinstance(event, Order.Accepted | Order.Rejected):
+        accepted = isinstance(event, Order.Accepted)
+        return OrderStep(
+            version=event.originator_version,
+            at=event.at,
+            event=ACCEPTED if accepted else REFUSED,
+            user=event.by,
+            project=dest,
+            state_before=before,
+            state_after=order.state,
+            snids=snids,
+            from_project=source,
+            to_project=dest if accepted else source,
+            warning=None,
+            change=(
+                f"moved {listed} from {source} to {dest}"
+                if accepted
+                else f"freed {listed} back to {source}"
+            ),
+        )
+    if isinstance(event, Order.WarningRaised):
+        return OrderStep(
+            version=event.originator_version,
+            at=event.at,
+            event=WARNING,
+            user=SERVICE_ACTOR,
+            project=None,
+            state_before=before,
+            state_after=order.state,
+            snids=(),
+            from_project=None,
+            to_project=None,
+            warning=event.count,
+            change=f"warning {event.count}: still waiting for {dest} to decide",
+        )
+    raise TypeError(f"not an order event: {type(event).__qualname__}")
+
+
+# -- an order at a moment ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderAsOf:
+    """An order as it stood at `as_of` (now when None): its last version by then."""
+
+    number: int
+    version: int
+    latest_version: int
+    as_of: datetime | None
+    snids: tuple[str, ...]
+    resource_project: str
+    dest_project: str
+    user: str
+    mailto: tuple[str, ...]
+    state: str
+    decided_by: str | None
+    decided_at: datetime | None
+    warning_count: int
+    warned_at: datetime | None
+    requested_at: datetime
+    updated_at: datetime
+
+
+def order_as_of(
+    app: OrderApplication, number: int, as_of: datetime | None = None
+) -> OrderAsOf:
+    """Order `number` at its last version whose event happened at or before `as_of`.
+
+    An event exactly at `as_of` counts as done by then.
+    """
+    if as_of is not None and as_of.tzinfo is None:
+        raise ValueError("as_of must carry a time zone")
+    # Every order event records when it happened in `at`.
+    times: list[tuple[int, datetime]] = [
+        (event.originator_version, event.at)
+        for event in _events_of(app, order_aggregate_id(number))
+    ]
+    if not times:
+        raise OrdersNotFound(f"order {number} not found")
+    done = [(v, at) for v, at in times if as_of is None or at <= as_of]
+    if not done:
+        raise OrderNotYetRequested(number, as_of or times[0][1], times[0][1])
+    version, updated_at = done[-1]
+    order = OrderService(app).order(number, version)
+    return OrderAsOf(
+        number=number,
+        version=version,
+        latest_version=times[-1][0],
+        as_of=as_of,
+        snids=tuple(order.snids),
+        resource_project=order.resource_project,
+        dest_project=order.dest_project,
+        user=order.user,
+        mailto=tuple(order.mailto),
+        state=order.state,
+        decided_by=order.decided_by,
+        decided_at=order.decided_at,
+        warning_count=order.warning_count,
+        warned_at=order.warned_at,
+        requested_at=order.requested_at,
+        updated_at=updated_at,
+    )
+
+
+# -- a server's owners -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerStep:
+    """One event of a server: who owned it after, and which order did it."""
+
+    version: int
+    at: datetime
+    event: str
+    owner: str
+    order_id: int | None
+    from_project: str | None
+    to_project: str | None
+    user: str | None
+    change: str
+
+
+@dataclass(frozen=True)
+class ServerHistory:
+    snid: str
+    owners: tuple[str, ...]
+    moved_by: tuple[int, ...]
+    steps: tuple[ServerStep, ...]
+
+
+def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
+    """Every event of server `snid`, oldest first; ServerNotFound if there is none."""
+    orders: dict[int, Order] = {}
+
+    def order(number: int) -> Order:
+        if number not in orders:
+            orders[number] = OrderService(app).order(number)
+        return orders[number]
+
+    server: Server | None = None
+    steps: list[ServerStep] = []
+    for event in _events_of(app, server_aggregate_id(snid)):
+        owner_before = None if server is None else server.project_id
+        server = _mutated(event, server, Server)
+        steps.append(_server_step(event, server.project_id, owner_before, order))
+    if server is None:
+        raise ServerNotFound(f"server {snid} not found")
+    owners: list[str] = []
+    for step in steps:
+        if not owners or owners[-1] != step.owner:
+            owners.append(step.owner)
+    return ServerHistory(
+        snid=snid,
+        owners=tuple(owners),
+        moved_by=tuple(
+            s.order_id
+            for s in steps
+            if s.event == TRANSFERRED and s.order_id is not None
+        ),
+        steps=tuple(steps),
+    )
+
+
+def _server_step(
+    event: object,
+    owner: str,
+    owner_before: str | None,
+    order: Callable[[int], Order],
+) -> ServerStep:
+    if isinstance(event, Server.Registered):
+        return ServerStep(
+            version=event.originator_version,
+            at=event.at,
+            event=REGISTERED,
+            owner=owner,
+            order_id=None,
+            from_project=None,
+            to_project=owner,
+            user=None,
+            change=f"registered to {owner}",
+        )
+    if isinstance(event, Server.Reserved):
+        held = order(event.order_id)
+        return ServerStep(
+            version=event.originator_version,
+            at=event.at,
+            event=RESERVED,
+            owner=owner,
+            order_id=event.order_id,
+            from_project=owner,
+            to_project=held.dest_project,
+            user=held.user,
+            change=(
+                f"reserved by order {event.order_id} ({owner} -> {held.dest_project})"
+            ),
+        )
+    if isinstance(event, Server.Transferred):
+        return ServerStep(
+            version=event.originator_version,
+            at=event.at,
+            event=TRANSFERRED,
+            owner=owner,
+            order_id=event.order_id,
+            from_project=event.from_project,
+            to_project=event.to_project,
+            user=order(event.order_id).decided_by,
+            change=(
+                f"moved from {event.from_project} to {event.to_project} "
+                f"by order {event.order_id}"
+            ),
+        )
+    if isinstance(event, Server.Released):
+        return ServerStep(
+            version=event.originator_version,
+            at=event.at,
+            event=RELEASED,
+            owner=owner,
+            order_id=event.order_id,
+            from_project=owner_before,
+            to_project=owner,
+            user=order(event.order_id).decided_by,
+            change=f"freed back to {owner} (order {event.order_id} refused)",
+        )
+    raise TypeError(f"not a server event: {type(event).__qualname__}")
+
+
+# -- reading the store ---------------------------------------------------------------
+
+
+def _events_of(app: OrderApplication, aggregate_id: UUID) -> Iterator[Any]:
+    return iter(app.events.get(aggregate_id))
+
+
+def _mutated(event: Any, aggregate: E | None, kind: type[E]) -> E:
+    """The aggregate after `event`, by the domain's own rules."""
+    mutated = event.mutate(aggregate)
+    assert isinstance(mutated, kind)
+    return mutated
