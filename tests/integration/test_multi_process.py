@@ -13,7 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pm_order.store import PostgresSettings, create_schema, open_store, postgres_settings
+from pm_order.store import (
+    PostgresSettings,
+    create_schema,
+    open_store,
+    postgres_settings,
+)
 from projections.database import PostgresViews
 from projections.projector import Projector, view_contents
 from tests.conftest import drop_postgres_schema
