@@ -99,8 +99,9 @@ def _order_ids(value: Any) -> list[int]:
 
 
 def _accept(value: Any) -> bool:
-    # bool is an int in Python: true/false must not pass as 1/0.
-    if not isinstance(value, bool) and value in (1, 0, "1", "0"):
+    # Exactly the integers 1/0 or the strings "1"/"0": not true/false (bool is an
+    # int in Python), not 1.0.
+    if (type(value) is int and value in (0, 1)) or value in ("0", "1"):
         return value in (1, "1")
     raise InvalidInput("'accept' must be 1 (accept) or 0 (refuse)")
 

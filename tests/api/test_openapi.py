@@ -7,8 +7,9 @@ and the response's required headers must be set.
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from api.handlers import OPENAPI_PATH
@@ -53,7 +54,8 @@ def at(document: Json, pointer: str) -> Json:
     """The part of `document` at a JSON pointer such as /components/schemas/Order."""
     node = document
     for segment in pointer.split("/")[1:]:
-        node = node[segment.replace("~1", "/").replace("~0", "~")]
+        key = segment.replace("~1", "/").replace("~0", "~")
+        node = node[int(key)] if isinstance(node, list) else node[key]
     return node
 
 
@@ -69,7 +71,7 @@ def followed(document: Json, pointer: str) -> tuple[Json, str]:
 def validator(document: Json, pointer: str) -> Draft202012Validator:
     """A validator for the schema at `pointer`, its $refs resolved in the document."""
     registry: Registry[Any] = Registry().with_resource(
-        DOCUMENT_URI, Resource(contents=document, specification=DRAFT202012)
+        DOCUMENT_URI, DRAFT202012.create_resource(document)
     )
     return Draft202012Validator(
         {"$ref": f"{DOCUMENT_URI}#{quote(pointer, safe='/~')}"}, registry=registry
@@ -107,9 +109,7 @@ def assert_answer_matches(document: Json, pointer: str, answer: Answer) -> None:
     response, pointer = followed(document, pointer)
     assert answer.content_type in response["content"], answer
     for name in response.get("headers", {}):
-        header, header_pointer = followed(
-            document, f"{pointer}/headers/{escape(name)}"
-        )
+        header, header_pointer = followed(document, f"{pointer}/headers/{escape(name)}")
         if not header.get("required"):
             continue
         assert name in answer.headers, f"{name} is documented but missing: {answer}"
@@ -153,8 +153,10 @@ async def call(
     **options: Any,
 ) -> Answer:
     async with api.client.request(
-        method.upper(), url(api, path, tenant),
-        headers=Api.headers("tok-alice") if headers is None else headers, **options,
+        method.upper(),
+        url(api, path, tenant),
+        headers=Api.headers("tok-alice") if headers is None else headers,
+        **options,
     ) as response:
         return Answer(
             status=response.status,
@@ -169,7 +171,7 @@ def as_user(token: str | None, **extra: str) -> dict[str, str]:
 
 
 async def scene(api: Api, clock: FakeClock) -> None:
-    """proj-a has asked proj-b for three orders: 1 accepted, 2 refused, 3 warned about."""
+    """proj-a has ordered three moves to proj-b: 1 accepted, 2 refused, 3 warned."""
     for snid in ("SN-A-001", "SN-A-002", "SN-A-003"):
         await ordered(api, snid)
     clock.advance(hours=2)
@@ -246,7 +248,11 @@ def test_every_error_response_is_the_error_schema(document: Json) -> None:
                 document, f"/paths/{escape(path)}/{method}/responses/{status}"
             )
             schema = response["content"]["application/json"]["schema"]
-            assert schema["$ref"] == "#/components/schemas/Error", (path, method, status)
+            assert schema["$ref"] == "#/components/schemas/Error", (
+                path,
+                method,
+                status,
+            )
             assert schema["properties"]["code"] == {"const": int(status)}, pointer
 
 
@@ -287,8 +293,9 @@ async def test_each_list_answers_as_documented(
     params = {} if list_type is None else {"type": list_type}
 
     answers = [
-        await call(api, "get", ORDERS, tenant=tenant, headers=as_user(token),
-                   params=params)
+        await call(
+            api, "get", ORDERS, tenant=tenant, headers=as_user(token), params=params
+        )
         for token, tenant in (("tok-alice", "proj-a"), ("tok-bob", "proj-b"))
     ]
 
@@ -317,20 +324,29 @@ async def test_the_orders_fields_are_those_the_document_gives(
 
     order_schema = document["components"]["schemas"]["Order"]
     for order in body["orders"]:
-        assert set(order_schema["required"]) <= set(order) <= set(
-            order_schema["properties"]
+        assert (
+            set(order_schema["required"])
+            <= set(order)
+            <= set(order_schema["properties"])
         )
     warned = {o["id"]: o["warnning_times"] for o in body["orders"]}
-    assert warned[3] != "" and warned[1] == ""
+    assert warned[3] != ""
+    assert warned[1] == ""
 
 
 async def test_a_transfer_request_answers_as_documented(
     api: Api, document: Json
 ) -> None:
     answer = await call(
-        api, "post", ORDERS,
-        json={"snids": "SN-A-001, SN-A-002", "dest_project": "proj-b",
-              "mailto": "jiahua@example.com", "tenant_id": "proj-a"},
+        api,
+        "post",
+        ORDERS,
+        json={
+            "snids": "SN-A-001, SN-A-002",
+            "dest_project": "proj-b",
+            "mailto": "jiahua@example.com",
+            "tenant_id": "proj-a",
+        },
     )
 
     assert assert_conforms(document, ORDERS, "post", answer)["order_id"] == 1
@@ -343,7 +359,11 @@ async def test_a_decision_answers_as_documented(
     order_id = await ordered(api, ["SN-A-001"])
 
     answer = await call(
-        api, "put", ORDERS, tenant="proj-b", headers=as_user("tok-bob"),
+        api,
+        "put",
+        ORDERS,
+        tenant="proj-b",
+        headers=as_user("tok-bob"),
         json={"order_ids": str(order_id), "accept": accept},
     )
 
@@ -416,7 +436,8 @@ async def test_a_tenant_mismatch_answers_400_with_reason_unauthorized(
     answer = await call(api, "get", ORDERS, tenant="proj-b")
 
     body = assert_conforms(document, ORDERS, "get", answer)
-    assert answer.status == 400 and body["reason"] == "Unauthorized"
+    assert answer.status == 400
+    assert body["reason"] == "Unauthorized"
 
 
 @pytest.mark.parametrize("token", [None, "tok-unknown", "tok-expired"])
@@ -441,7 +462,11 @@ async def test_a_decision_without_an_approver_role_answers_403_as_documented(
     order_id = await ordered(api, ["SN-A-001"])
 
     answer = await call(
-        api, "put", ORDERS, tenant="proj-b", headers=as_user("tok-bill"),
+        api,
+        "put",
+        ORDERS,
+        tenant="proj-b",
+        headers=as_user("tok-bill"),
         json={"order_ids": [order_id], "accept": 1},
     )
 
@@ -455,7 +480,11 @@ async def test_orders_not_found_for_the_project_answer_404_as_documented(
     order_id = await ordered(api, ["SN-A-001"])
 
     answer = await call(
-        api, "put", ORDERS, tenant="proj-c", headers=as_user("tok-carol"),
+        api,
+        "put",
+        ORDERS,
+        tenant="proj-c",
+        headers=as_user("tok-carol"),
         json={"order_ids": [order_id, 999], "accept": 1},
     )
 
@@ -498,7 +527,9 @@ async def test_a_server_already_in_an_unfinished_order_answers_409_as_documented
     await ordered(api, ["SN-A-001"])
 
     answer = await call(
-        api, "post", ORDERS,
+        api,
+        "post",
+        ORDERS,
         json={"snids": ["SN-A-002", "SN-A-001"], "dest_project": "proj-c"},
     )
 
@@ -513,7 +544,11 @@ async def test_an_order_decided_the_other_way_answers_409_as_documented(
     await decided(api, [order_id], accept=True)
 
     answer = await call(
-        api, "put", ORDERS, tenant="proj-b", headers=as_user("tok-bob"),
+        api,
+        "put",
+        ORDERS,
+        tenant="proj-b",
+        headers=as_user("tok-bob"),
         json={"order_ids": [order_id], "accept": 0},
     )
 
@@ -521,15 +556,29 @@ async def test_an_order_decided_the_other_way_answers_409_as_documented(
     assert_conforms(document, ORDERS, "put", answer)
 
 
+def over_1_mib(framing: str) -> Any:
+    body = b'{"pad": "' + b"x" * MIB + b'"}'
+    if framing == "content-length":
+        return io.BytesIO(body)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    return chunks()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
 @pytest.mark.parametrize("method", ["post", "put"])
 async def test_a_body_over_1_mib_answers_413_as_documented(
-    api: Api, document: Json, method: str
+    api: Api, document: Json, method: str, framing: str
 ) -> None:
-    body = b'{"pad": "' + b"x" * MIB + b'"}'
-
     answer = await call(
-        api, method, ORDERS, data=body, headers={
-            **as_user("tok-alice"), "Content-Type": "application/json"},
+        api,
+        method,
+        ORDERS,
+        data=over_1_mib(framing),
+        headers={**as_user("tok-alice"), "Content-Type": "application/json"},
     )
 
     assert answer.status == 413
@@ -541,7 +590,10 @@ async def test_a_body_that_is_not_json_answers_415_as_documented(
     api: Api, document: Json, method: str
 ) -> None:
     answer = await call(
-        api, method, ORDERS, data=b"snids=SN-A-001",
+        api,
+        method,
+        ORDERS,
+        data=b"snids=SN-A-001",
         headers={**as_user("tok-alice"), "Content-Type": "text/plain"},
     )
 
