@@ -1,0 +1,198 @@
+"""Creating orders over HTTP on PostgreSQL, against bare INSERT + COMMIT.
+
+A real server (`python -m pm_order serve`, projectors included) answers POSTs of
+one-server orders from C concurrent aiohttp clients; each answer waits, as always,
+until the views show the order. The baseline is the same number of clients, one
+psycopg connection each, doing single-row INSERT + COMMIT into a plain table. The
+baseline runs before and after the orders, and its mean is the one compared.
+
+    .venv/bin/python bench/bench_create_orders.py [--orders 1500] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+import psycopg
+from harness import (
+    POSTGRES_URL,
+    SP_AGENT,
+    Report,
+    Schema,
+    fresh_schema,
+    machine_line,
+    main_of,
+    percentile,
+    pm_order_process,
+    running,
+    tokens_file,
+)
+
+from domain.service import OrderService
+from pm_order.store import open_store
+
+TARGET_RATIO: Final = 0.5
+SOURCE: Final = "proj-src"
+DEST: Final = "proj-dst"
+WARM_UP: Final = 20
+REGISTER_BATCH: Final = 1000
+
+
+@dataclass(frozen=True)
+class Run:
+    count: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    def latency_text(self) -> str:
+        p50 = percentile(self.latencies, 50) * 1000
+        p99 = percentile(self.latencies, 99) * 1000
+        return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+
+def register_servers(url: str, count: int) -> list[str]:
+    """`count` servers of SOURCE, registered through the service."""
+    snids = [f"BENCH-{i:07d}" for i in range(count)]
+    store = open_store(url)
+    try:
+        service = OrderService(store.app)
+        for i in range(0, count, REGISTER_BATCH):
+            service.register_servers(
+                [(s, SOURCE) for s in snids[i : i + REGISTER_BATCH]]
+            )
+    finally:
+        store.close()
+    return snids
+
+
+async def post_orders(base_url: str, token: str, snids: list[str], clients: int) -> Run:
+    """POST one order per snid from `clients` concurrent clients."""
+    url = f"{base_url}/mana_api/pm_order/{SOURCE}"
+    headers = {"X-Auth-Token": token, "Sp-Agent": SP_AGENT}
+    pending = iter(snids)
+    latencies: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for snid in pending:
+            body = {"snids": snid, "dest_project": DEST, "mailto": "ops@example.com"}
+            began = time.perf_counter()
+            async with session.post(url, json=body, headers=headers) as response:
+                answer = await response.text()
+                if response.status != 200:
+                    raise RuntimeError(f"POST {snid}: {response.status} {answer}")
+            latencies.append(time.perf_counter() - began)
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        seconds = time.perf_counter() - start
+    return Run(len(latencies), seconds, latencies)
+
+
+async def bare_inserts(schema: Schema, clients: int, seconds: float) -> Run:
+    """Single-row INSERT + COMMIT from `clients` connections for `seconds`."""
+    body = json.dumps(
+        {"snids": "BENCH-0000001", "dest_project": DEST, "mailto": "ops@example.com"}
+    )
+    options = f"-c search_path={schema.name}"
+    async with await psycopg.AsyncConnection.connect(
+        POSTGRES_URL, autocommit=True, options=options
+    ) as setup:
+        await setup.execute(
+            "CREATE TABLE IF NOT EXISTS bench_bare_inserts"
+            " (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)"
+        )
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        async with await psycopg.AsyncConnection.connect(
+            POSTGRES_URL, options=options
+        ) as connection:
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                await connection.execute(
+                    "INSERT INTO bench_bare_inserts (body) VALUES (%s)", (body,)
+                )
+                await connection.commit()
+                latencies.append(time.perf_counter() - began)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return Run(len(latencies), time.perf_counter() - start, latencies)
+
+
+def run(orders: int, clients: int, baseline_seconds: float) -> Report:
+    report = Report(f"Creating orders over HTTP on PostgreSQL ({clients} clients)")
+    report.note(machine_line())
+    with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
+        began = time.perf_counter()
+        snids = register_servers(schema.url, WARM_UP + orders)
+        report.note(
+            f"setup: {len(snids):,} servers registered through OrderService in "
+            f"{time.perf_counter() - began:.1f}s"
+        )
+        tokens, token_of = tokens_file(Path(directory), [SOURCE, DEST])
+        before = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
+        server = pm_order_process("serve", schema.url, tokens=tokens)
+        with running(server):
+            server.wait_until_answering("/mana_api/openapi.json")
+            asyncio.run(
+                post_orders(server.base_url, token_of[SOURCE], snids[:WARM_UP], 2)
+            )
+            ours = asyncio.run(
+                post_orders(server.base_url, token_of[SOURCE], snids[WARM_UP:], clients)
+            )
+        after = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
+    baseline = (before.per_second + after.per_second) / 2
+    report.figure(
+        "ours: POST an order (serve, 1 process)",
+        f"{ours.per_second:,.0f} orders/s  ({ours.count:,} in {ours.seconds:.1f}s;"
+        f" {ours.latency_text()})",
+    )
+    report.figure(
+        "baseline: bare INSERT + COMMIT",
+        f"{baseline:,.0f} rows/s  (before {before.per_second:,.0f},"
+        f" after {after.per_second:,.0f}; {before.latency_text()})",
+    )
+    ratio = ours.per_second / baseline
+    report.target(
+        "orders/s over bare inserts/s",
+        f"{ratio:.2f}x",
+        f">= {TARGET_RATIO}x",
+        ratio >= TARGET_RATIO,
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--orders", "--size", type=int, default=1500, help="(default 1500)"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="(default 8)")
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=5.0,
+        help="each of the two baseline runs (default 5)",
+    )
+    args = parser.parse_args()
+    main_of(lambda: run(args.orders, args.clients, args.baseline_seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Projector catch-up on PostgreSQL: our Projector against the library's runner.
+
+Both project the same event log into the same order_lists tables (emptied between
+runs). Ours applies a page of notifications and moves the tracking in one
+transaction; the baseline is eventsourcing's ProjectionRunner with a Projection
+whose view (a PostgresTrackingRecorder) applies one event and records its tracking
+per transaction, as the library's documentation shows.
+
+    .venv/bin/python bench/bench_projector.py [--events 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection, ProjectionRunner
+from harness import Report, Schema, fresh_schema, machine_line, main_of
+from psycopg.rows import tuple_row
+
+from domain.order import Order
+from domain.server import Server
+from domain.service import OrderApplication
+from pm_order.store import open_store, postgres_settings
+from projections.order_lists import OrderLists
+from projections.projector import Projector, set_position
+
+TARGET_RATIO: Final = 10.0
+PROJECTS: Final = 20
+BATCH: Final = 500  # aggregates per save while filling the log
+
+
+# -- the baseline: the library's way ----------------------------------------------
+
+
+class _QuestionMarks:
+    """The one thing OrderLists.apply asks of its database: `?` to `%s`."""
+
+    @staticmethod
+    def sql(statement: str) -> str:
+        return statement.replace("?", "%s")
+
+
+class OrderListsRecorder(PostgresTrackingRecorder):
+    """The order_lists tables as a library view: one event per transaction."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        # The view's SQL names its tables unqualified, like ours: find them in the
+        # datastore's schema. (Set once per connection, not per transaction.)
+        datastore.pool.kwargs["options"] = f"-c search_path={datastore.schema}"
+        super().__init__(datastore, **kwargs)
+        self.order_lists = OrderLists()
+
+    def apply(self, event: Any, tracking: Tracking) -> None:
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(),
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            self.order_lists.apply(cursor, _QuestionMarks(), event)
+            self._insert_tracking(cursor, tracking)
+
+
+class OrderListsProjection(Projection[OrderListsRecorder]):
+    name = "order_lists_library"
+    # Filtered in the database: the runner never sees the servers' events.
+    topics = tuple(sorted(OrderLists.topics))
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.view.apply(domain_event, tracking)
+
+
+def run_library(url: str, view_head: int, timeout: float) -> float:
+    """Seconds for a new ProjectionRunner to record tracking up to `view_head`."""
+    env = postgres_settings(url).env(create_tables=True)
+    start = time.perf_counter()
+    runner = ProjectionRunner(
+        application_class=OrderApplication,
+        projection_class=OrderListsProjection,
+        view_class=OrderListsRecorder,
+        env=env,
+    )
+    try:
+        with runner:
+            while (runner.view.max_tracking_id(OrderApplication.name) or 0) < view_head:
+                # Waits 10 ms, and raises what the processing thread raised.
+                runner.run_forever(timeout=0.01)
+                if runner.is_interrupted.is_set():
+                    raise RuntimeError("the ProjectionRunner stopped early")
+                if time.perf_counter() - start > timeout:
+                    raise RuntimeError(f"the ProjectionRunner took over {timeout}s")
+            return time.perf_counter() - start
+    finally:
+        runner.view.datastore.close()
+
+
+# -- the event log ----------------------------------------------------------------
+
+
+class Log:
+    """What was written: counts, and the last notification the view cares about."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.view_events = 0
+        self.view_head = 0
+        self.orders = 0
+        self.decided = 0
+
+    def saved(self, app: OrderApplication, aggregates: list[Any]) -> None:
+        for recording in app.save(*aggregates):
+            self.events += 1
+            if recording.notification.topic in OrderLists.topics:
+                self.view_events += 1
+                self.view_head = max(self.view_head, recording.notification.id)
+
+
+def fill_log(app: OrderApplication, events: int) -> Log:
+    """About `events` events, as the service would write them: each server is
+    registered and ordered; every other order is then accepted or refused.
+
+    Saved in large batches of aggregates (the same events, far fewer round trips
+    than one command at a time).
+    """
+    log = Log()
+    now = datetime.now(UTC)
+    projects = [f"proj-{k}" for k in range(PROJECTS)]
+    # 3 events per server and order, 2 more for each decided one (half of them).
+    count = max(1, events // 4)
+    servers = [
+        Server(snid=f"SN-{i:07d}", project_id=projects[i % PROJECTS], at=now)
+        for i in range(count)
+    ]
+    for i in range(0, count, BATCH):
+        log.saved(app, servers[i : i + BATCH])
+    orders = []
+    for i, server in enumerate(servers):
+        source = projects[i % PROJECTS]
+        dest = projects[
+            (i % PROJECTS + 1 + (i // PROJECTS) % (PROJECTS - 1)) % PROJECTS
+        ]
+        orders.append(
+            Order(
+                number=i + 1,
+                snids=[server.snid],
+                resource_project=source,
+                dest_project=dest,
+                user=f"user-{source}",
+                mailto=[f"ops@{source}.example.com"],
+                at=now,
+            )
+        )
+        server.reserve(order_id=i + 1, at=now)
+    for i in range(0, count, BATCH):
+        log.saved(app, [*orders[i : i + BATCH], *servers[i : i + BATCH]])
+    log.orders = count
+    decided = []
+    for i, (order, server) in enumerate(zip(orders, servers, strict=True)):
+        if i % 2:
+            continue
+        if i % 4 == 0:
+            order.accept(by=f"user-{order.dest_project}", at=now)
+            server.transfer(order.number, order.dest_project, at=now)
+        else:
+            order.refuse(by=f"user-{order.dest_project}", at=now)
+            server.release(order.number, at=now)
+        decided += [order, server]
+    for i in range(0, len(decided), BATCH):
+        log.saved(app, decided[i : i + BATCH])
+    log.decided = len(decided) // 2
+    return log
+
+
+# -- the benchmark ----------------------------------------------------------------
+
+
+def empty_view(store: Any) -> None:
+    with store.views.writing() as cursor:
+        for table in store.order_lists.tables:
+            cursor.execute(f"TRUNCATE {table}")
+        set_position(cursor, store.views, store.order_lists.name, 0)
+
+
+def run(events: int) -> Report:
+    report = Report("Projector catch-up on PostgreSQL (the order_lists view)")
+    report.note(machine_line())
+    with fresh_schema() as schema:
+        store = open_store(schema.url)
+        try:
+            return measure(store, schema, events, report)
+        finally:
+            store.close()
+
+
+def measure(store: Any, schema: Schema, events: int, report: Report) -> Report:
+    began = time.perf_counter()
+    log = fill_log(store.app, events)
+    head = store.app.recorder.max_notification_id()
+    report.note(
+        f"log: {log.events:,} events ({log.orders:,} servers registered and ordered,"
+        f" {log.decided:,} orders decided), written in "
+        f"{time.perf_counter() - began:.1f}s; {log.view_events:,} of them change the"
+        " view"
+    )
+    projector = Projector(
+        store.app.recorder, store.app.mapper, store.views, store.order_lists
+    )
+
+    def ours() -> float:
+        empty_view(store)
+        start = time.perf_counter()
+        assert projector.catch_up() == head
+        return time.perf_counter() - start
+
+    # Ours before and after the baseline: the load on the machine drifts.
+    ours_seconds = [ours()]
+    empty_view(store)
+    library_seconds = run_library(
+        schema.url, log.view_head, timeout=max(600.0, events / 20)
+    )
+    ours_seconds.append(ours())
+    mean_ours = sum(ours_seconds) / len(ours_seconds)
+
+    report.figure(
+        "ours: Projector, pages of 1000 per transaction",
+        f"{log.events / mean_ours:,.0f} events/s"
+        f"  ({' and '.join(f'{s:.2f}s' for s in ours_seconds)} for the log)",
+    )
+    report.figure(
+        "baseline: library ProjectionRunner, 1 event/tx",
+        f"{log.events / library_seconds:,.0f} events/s"
+        f"  ({library_seconds:.2f}s to reach the view's last event;"
+        f" {log.view_events / library_seconds:,.0f} view events/s)",
+    )
+    ratio = library_seconds / mean_ours
+    report.target(
+        "catch-up speed, ours / library",
+        f"{ratio:.1f}x",
+        f">= {TARGET_RATIO:.0f}x",
+        ratio >= TARGET_RATIO,
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--events",
+        "--size",
+        type=int,
+        default=20_000,
+        help="events in the log (default 20000)",
+    )
+    args = parser.parse_args()
+    main_of(lambda: run(args.events))
+
+
+if __name__ == "__main__":
+    main()
