@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,14 @@ def format_time(seconds: float | None, zone: ZoneInfo) -> str:
     """A moment as YYYY-MM-DD HH:MM:SS in `zone`; "" for none."""
     if seconds is None:
         return ""
-    return datetime.fromtimestamp(seconds, zone).strftime(TIME_FORMAT)
+    return _format_second(int(seconds), zone)
+
+
+@lru_cache(maxsize=65536)
+def _format_second(second: int, zone: ZoneInfo) -> str:
+    # Times show whole seconds, and a page repeats few of them: formatting is the
+    # largest cost of a list answer, so each second is formatted once.
+    return datetime.fromtimestamp(second, zone).strftime(TIME_FORMAT)
 
 
 def order_json(order: OrderRow, zone: ZoneInfo) -> dict[str, Any]:

@@ -59,12 +59,24 @@ class ViewDatabase:
     def sql(self, statement: str) -> str:
         return statement
 
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one read statement, without a transaction around it (a
+        single statement is consistent by itself): one round trip."""
+        with self.reading() as cursor:
+            cursor.execute(self.sql(statement), params)
+            return cursor.fetchall()
+
     def leadership(self, name: str) -> Leadership:
         """Who may run the projector of view `name`: this process or another."""
         return SoleLeader()
 
     def announce_progress(self, cursor: Cursor) -> None:
         """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+
+    def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
+        """Send the statements that follow without waiting for each answer (a
+        PostgreSQL pipeline); a read inside still waits for its rows."""
+        return nullcontext()
 
     def scratch(self, label: str) -> ViewDatabase:
         """An empty place beside this database to build a view's tables in."""
@@ -232,12 +244,14 @@ class PostgresViews(ViewDatabase):
             "connect_timeout": max(1, int(connect_timeout)),
             "options": options,
         }
+        # Autocommit: a lone read is one round trip; writing() opens a transaction.
+        pool_kwargs = {**self.connect_kwargs, "autocommit": True}
         self._pool = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
             timeout=connect_timeout,
-            kwargs=self.connect_kwargs,
+            kwargs=pool_kwargs,
             open=True,
         )
 
@@ -261,6 +275,16 @@ class PostgresViews(ViewDatabase):
         with self.writing() as cursor:
             yield cursor
 
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._pool.connection() as connection:
+                return connection.execute(self.sql(statement), params).fetchall()
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            raise ViewDatabaseUnavailable(str(error)) from error
+
     def sql(self, statement: str) -> str:
         return _to_format_params(statement)
 
@@ -270,6 +294,9 @@ class PostgresViews(ViewDatabase):
 
     def leadership(self, name: str) -> Leadership:
         return AdvisoryLock(self, f"pm-order:{self.schema or 'public'}:{name}")
+
+    def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
+        return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
 
     def announce_progress(self, cursor: Cursor) -> None:
         from psycopg import sql

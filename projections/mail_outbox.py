@@ -1,9 +1,12 @@
 """The mail outbox: one message per order event for the order's `mailto` list.
 
-Filled by the projector (so exactly once per event, whatever restarts or
-replays), emptied by the mailer, which records each delivery attempt here. A
-message's id is derived from its order and event version, so a resent message
-carries the same Message-ID as the first try.
+The messages are a projection, filled by the projector (so exactly once per
+event, whatever restarts or replays) and a function of the event log alone. What
+the mailer did with each message (attempts, sent, given up) is kept beside it in
+a ledger that is not part of the view: a replay of the log, even into fresh view
+tables, finds every message it makes already accounted for there and sends
+nothing again. A message's id is derived from its order and event version, so a
+resent message carries the same Message-ID as the first try.
 """
 
 from __future__ import annotations
@@ -43,56 +46,77 @@ _DDL: Final = (
     " actor TEXT NOT NULL,"
     " warning_count INTEGER NOT NULL,"
     " happened_at DOUBLE PRECISION NOT NULL,"
-    " recipients TEXT NOT NULL,"
+    " recipients TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS mail_outbox_by_time"
+    " ON mail_outbox (happened_at, message_id)",
+    # The mailer's ledger: written by the mailer only, never rebuilt with the view.
+    # A message without a row here has not been tried yet.
+    "CREATE TABLE IF NOT EXISTS mail_deliveries ("
+    " message_id TEXT PRIMARY KEY,"
     " state TEXT NOT NULL,"
     " attempts INTEGER NOT NULL,"
     " next_attempt_at DOUBLE PRECISION NOT NULL,"
     " last_error TEXT,"
     " sent_at DOUBLE PRECISION)",
-    "CREATE INDEX IF NOT EXISTS mail_outbox_due"
-    " ON mail_outbox (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS mail_deliveries_due"
+    " ON mail_deliveries (state, next_attempt_at)",
 )
 _INSERT_ORDER: Final = (
     "INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
     " user_name, mailto) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING"
 )
 _SELECT_MAILTO: Final = "SELECT mailto FROM mail_orders WHERE order_id = ?"
-# A message already there (a replay into a kept outbox) keeps its delivery state.
 _INSERT_MESSAGE: Final = (
     "INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
-    " happened_at, recipients, state, attempts, next_attempt_at, last_error, sent_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL)"
+    " happened_at, recipients) VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (message_id) DO NOTHING"
 )
+_STATE: Final = f"COALESCE(d.state, '{PENDING}')"
 _COLUMNS: Final = (
     "m.message_id, m.order_id, m.kind, m.actor, m.warning_count, m.happened_at,"
-    " m.recipients, m.state, m.attempts, m.next_attempt_at, m.last_error, m.sent_at,"
+    f" m.recipients, {_STATE}, COALESCE(d.attempts, 0),"
+    " COALESCE(d.next_attempt_at, 0), d.last_error, d.sent_at,"
     " o.snids, o.resource_project, o.dest_project, o.user_name"
 )
-_FROM: Final = "FROM mail_outbox m JOIN mail_orders o ON o.order_id = m.order_id"
+_FROM: Final = (
+    "FROM mail_outbox m JOIN mail_orders o ON o.order_id = m.order_id"
+    " LEFT JOIN mail_deliveries d ON d.message_id = m.message_id"
+)
+# Never tried (no ledger row) or waiting for a retry whose time has come; the
+# untried first, then by how long each has waited.
 _SELECT_DUE: Final = (
     f"SELECT {_COLUMNS} {_FROM}"
-    " WHERE m.state = ? AND m.next_attempt_at <= ?"
-    " ORDER BY m.next_attempt_at, m.message_id LIMIT ?"
+    " WHERE d.message_id IS NULL OR (d.state = ? AND d.next_attempt_at <= ?)"
+    " ORDER BY COALESCE(d.next_attempt_at, 0), m.happened_at, m.message_id LIMIT ?"
 )
 _SELECT_ALL: Final = f"SELECT {_COLUMNS} {_FROM} ORDER BY m.happened_at, m.message_id"
 _SELECT_IN_STATE: Final = (
-    f"SELECT {_COLUMNS} {_FROM} WHERE m.state = ? ORDER BY m.happened_at, m.message_id"
+    f"SELECT {_COLUMNS} {_FROM} WHERE {_STATE} = ? ORDER BY m.happened_at, m.message_id"
 )
+# Each write to the ledger applies only to a message still pending: a message
+# sent or given up on stays so (until `retry_failed`).
 _MARK_SENT: Final = (
-    "UPDATE mail_outbox SET state = ?, attempts = attempts + 1, sent_at = ?,"
-    " last_error = NULL WHERE message_id = ? AND state = ?"
+    "INSERT INTO mail_deliveries (message_id, state, attempts, next_attempt_at,"
+    " last_error, sent_at) VALUES (?, ?, 1, 0, NULL, ?)"
+    " ON CONFLICT (message_id) DO UPDATE SET state = excluded.state,"
+    " attempts = mail_deliveries.attempts + 1, last_error = NULL,"
+    " sent_at = excluded.sent_at"
+    " WHERE mail_deliveries.state = ?"
 )
 _MARK_ATTEMPT_FAILED: Final = (
-    "UPDATE mail_outbox SET state = ?, attempts = ?, next_attempt_at = ?,"
-    " last_error = ? WHERE message_id = ? AND state = ?"
+    "INSERT INTO mail_deliveries (message_id, state, attempts, next_attempt_at,"
+    " last_error, sent_at) VALUES (?, ?, ?, ?, ?, NULL)"
+    " ON CONFLICT (message_id) DO UPDATE SET state = excluded.state,"
+    " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,"
+    " last_error = excluded.last_error"
+    " WHERE mail_deliveries.state = ?"
 )
 _RETRY_FAILED: Final = (
-    "UPDATE mail_outbox SET state = ?, attempts = 0, next_attempt_at = ?"
+    "UPDATE mail_deliveries SET state = ?, attempts = 0, next_attempt_at = ?"
     " WHERE state = ?"
 )
 _RETRY_ONE: Final = (
-    "UPDATE mail_outbox SET state = ?, attempts = 0, next_attempt_at = ?"
+    "UPDATE mail_deliveries SET state = ?, attempts = 0, next_attempt_at = ?"
     " WHERE state = ? AND message_id = ?"
 )
 
@@ -142,7 +166,11 @@ class MailOutbox:
     """Projects Order events into messages to send."""
 
     name = NAME
+    # The view proper, a function of the log: safe to rebuild. The mailer's ledger
+    # (`mail_deliveries`) is not among them and survives any rebuild or replay.
     tables: tuple[str, ...] = ("mail_orders", "mail_outbox")
+    # Delivery state lives here too: a rebuild would forget what was sent.
+    keeps_state = True
     topics = frozenset(_KIND_OF)
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
@@ -185,8 +213,6 @@ class MailOutbox:
                 getattr(event, "count", 0),
                 at,
                 ",".join(mailto),
-                PENDING,
-                at,
             ),
         )
 
@@ -194,12 +220,14 @@ class MailOutbox:
 
     @staticmethod
     def due(db: ViewDatabase, now: float, limit: int = 50) -> list[OutgoingMail]:
+        """Messages never tried, or failed and due for a retry at `now`."""
         with db.reading() as cursor:
             cursor.execute(db.sql(_SELECT_DUE), (PENDING, now, limit))
             return [_mail(row) for row in cursor.fetchall()]
 
     @staticmethod
     def messages(db: ViewDatabase, state: str | None = None) -> list[OutgoingMail]:
+        """Every message (or those in `state`), oldest first."""
         with db.reading() as cursor:
             if state is None:
                 cursor.execute(db.sql(_SELECT_ALL))
@@ -209,8 +237,9 @@ class MailOutbox:
 
     @staticmethod
     def mark_sent(db: ViewDatabase, message: str, now: float) -> None:
+        """Record that the SMTP server took `message`."""
         with db.writing() as cursor:
-            cursor.execute(db.sql(_MARK_SENT), (SENT, now, message, PENDING))
+            cursor.execute(db.sql(_MARK_SENT), (message, SENT, now, PENDING))
 
     @staticmethod
     def mark_attempt_failed(
@@ -225,7 +254,7 @@ class MailOutbox:
         with db.writing() as cursor:
             cursor.execute(
                 db.sql(_MARK_ATTEMPT_FAILED),
-                (state, attempts, retry_at or 0.0, error[:500], message, PENDING),
+                (message, state, attempts, retry_at or 0.0, error[:500], PENDING),
             )
 
     @staticmethod

@@ -8,6 +8,8 @@ costs one row read whatever the list's length.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -57,6 +59,9 @@ _DDL: Final = (
     " PRIMARY KEY (tenant, order_id))",
     "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role"
     " ON order_lists_entries (tenant, role, order_id)",
+    # A decision updates both entries of its order.
+    "CREATE INDEX IF NOT EXISTS order_lists_entries_by_order"
+    " ON order_lists_entries (order_id)",
     "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role_state"
     " ON order_lists_entries (tenant, role, state, order_id)",
     # The warning scheduler's question: which unfinished orders waited longest.
@@ -84,8 +89,11 @@ _ADD_TO_COUNT: Final = (
     " ON CONFLICT (tenant, list_type) DO UPDATE"
     " SET n = order_lists_counts.n + excluded.n"
 )
-_SELECT_PARTIES: Final = (
-    "SELECT resource_project, dest_project, state FROM order_lists_orders WHERE id = ?"
+_ADD_TO_DEST_COUNT: Final = (
+    "INSERT INTO order_lists_counts (tenant, list_type, n)"
+    " SELECT dest_project, ?, ? FROM order_lists_orders WHERE id = ?"
+    " ON CONFLICT (tenant, list_type) DO UPDATE"
+    " SET n = order_lists_counts.n + excluded.n"
 )
 _DECIDE_ORDER: Final = (
     "UPDATE order_lists_orders SET state = ?, decided_by = ?, updated_at = ?"
@@ -111,18 +119,25 @@ def _select_page(role: str | None, state: str | None) -> str:
         where += " AND e.role = ?"
     if state is not None:
         where += " AND e.state = ?"
+    # One statement, one round trip: the list's count, then the page's rows. The
+    # page's ids are chosen first on the entries index (so a marker deep in a long
+    # list is a seek, not a walk), then joined; with no rows on the page, the outer
+    # join still gives one row that carries the count.
     return (
-        f"SELECT {_COLUMNS} FROM order_lists_entries e"
-        " JOIN order_lists_orders o ON o.id = e.order_id"
-        f" WHERE {where} AND e.order_id < ?"
-        " ORDER BY e.order_id DESC LIMIT ?"
+        "SELECT (SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?),"
+        f" {_COLUMNS}"
+        " FROM (SELECT 1 AS one) AS always"
+        " LEFT JOIN ("
+        "  SELECT e.order_id FROM order_lists_entries e"
+        f"  WHERE {where} AND e.order_id < ?"
+        "  ORDER BY e.order_id DESC LIMIT ?"
+        " ) AS page ON TRUE"
+        " LEFT JOIN order_lists_orders o ON o.id = page.order_id"
+        " ORDER BY o.id DESC"
     )
 
 
 _SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
-_SELECT_COUNT: Final = (
-    "SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?"
-)
 
 _SELECT_OVERDUE: Final = (
     "SELECT id FROM order_lists_orders"
@@ -178,70 +193,81 @@ class OrderLists:
     def apply(
         self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
     ) -> None:
-        if isinstance(event, Order.Requested):
-            self._requested(cursor, db, event)
-        elif isinstance(event, Order.Accepted | Order.Rejected):
-            self._decided(cursor, db, event)
-        elif isinstance(event, Order.WarningRaised):
-            at = event.at.timestamp()
-            cursor.execute(db.sql(_WARN_ORDER), (event.count, at, at, event.number))
+        self.apply_all(cursor, db, [event])
 
-    def _requested(
-        self, cursor: Cursor, db: ViewDatabase, event: Order.Requested
+    def apply_all(
+        self,
+        cursor: Cursor,
+        db: ViewDatabase,
+        events: Sequence[DomainEventProtocol[Any]],
     ) -> None:
-        at = event.at.timestamp()
-        number = event.number
-        cursor.execute(
-            db.sql(_INSERT_ORDER),
-            (
-                number,
-                ",".join(event.snids),
-                event.resource_project,
-                event.dest_project,
-                event.user,
-                workflow.UNFINISHED,
-                ",".join(event.mailto),
-                at,
-                at,
-            ),
-        )
-        cursor.executemany(
-            db.sql(_INSERT_ENTRY),
-            [
-                (event.resource_project, number, SOURCE, workflow.UNFINISHED),
-                (event.dest_project, number, DEST, workflow.UNFINISHED),
-            ],
-        )
-        cursor.executemany(
-            db.sql(_ADD_TO_COUNT),
-            [
-                (event.resource_project, 3, 1),
-                (event.resource_project, 4, 1),
-                (event.dest_project, 0, 1),
-                (event.dest_project, 4, 1),
-            ],
-        )
+        """Apply a page of events with one statement per kind of change.
 
-    def _decided(
-        self, cursor: Cursor, db: ViewDatabase, event: Order.Accepted | Order.Rejected
-    ) -> None:
-        number = event.number
-        cursor.execute(db.sql(_SELECT_PARTIES), (number,))
-        _, dest_project, before = cursor.fetchone()
-        after = (
-            workflow.FINISHED if isinstance(event, Order.Accepted) else workflow.REFUSED
-        )
-        cursor.execute(
-            db.sql(_DECIDE_ORDER), (after, event.by, event.at.timestamp(), number)
-        )
-        cursor.execute(db.sql(_UPDATE_ENTRY_STATES), (after, number))
-        cursor.executemany(
-            db.sql(_ADD_TO_COUNT),
-            [
-                (dest_project, _DEST_LIST_OF_STATE[before], -1),
-                (dest_project, _DEST_LIST_OF_STATE[after], 1),
-            ],
-        )
+        New orders go first, then warnings, then decisions: an order's events come in
+        that order, so each row ends as the last of its events left it. Counts are
+        summed over the page.
+        """
+        orders: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
+        counts: Counter[tuple[str, int]] = Counter()
+        warnings: list[tuple[Any, ...]] = []
+        decisions: list[tuple[Any, ...]] = []
+        entry_states: list[tuple[Any, ...]] = []
+        dest_counts: list[tuple[Any, ...]] = []
+        for event in events:
+            if isinstance(event, Order.Requested):
+                at, number = event.at.timestamp(), event.number
+                source, dest = event.resource_project, event.dest_project
+                orders.append(
+                    (
+                        number,
+                        ",".join(event.snids),
+                        source,
+                        dest,
+                        event.user,
+                        workflow.UNFINISHED,
+                        ",".join(event.mailto),
+                        at,
+                        at,
+                    )
+                )
+                entries.append((source, number, SOURCE, workflow.UNFINISHED))
+                entries.append((dest, number, DEST, workflow.UNFINISHED))
+                for tenant, list_type in (
+                    (source, 3),
+                    (source, 4),
+                    (dest, 0),
+                    (dest, 4),
+                ):
+                    counts[tenant, list_type] += 1
+            elif isinstance(event, Order.WarningRaised):
+                at = event.at.timestamp()
+                warnings.append((event.count, at, at, event.number))
+            elif isinstance(event, Order.Accepted | Order.Rejected):
+                # Always from unfinished (the workflow says so); no read needed.
+                after = (
+                    workflow.FINISHED
+                    if isinstance(event, Order.Accepted)
+                    else workflow.REFUSED
+                )
+                number = event.number
+                decisions.append((after, event.by, event.at.timestamp(), number))
+                entry_states.append((after, number))
+                dest_counts.append(
+                    (_DEST_LIST_OF_STATE[workflow.UNFINISHED], -1, number)
+                )
+                dest_counts.append((_DEST_LIST_OF_STATE[after], 1, number))
+        for statement, rows in (
+            (_INSERT_ORDER, orders),
+            (_INSERT_ENTRY, entries),
+            (_ADD_TO_COUNT, [(t, lt, n) for (t, lt), n in counts.items()]),
+            (_WARN_ORDER, warnings),
+            (_DECIDE_ORDER, decisions),
+            (_UPDATE_ENTRY_STATES, entry_states),
+            (_ADD_TO_DEST_COUNT, dest_counts),
+        ):
+            if rows:
+                cursor.executemany(db.sql(statement), rows)
 
     # -- queries ---------------------------------------------------------------
 
@@ -251,22 +277,19 @@ class OrderLists:
     ) -> OrderPage:
         """One page of `tenant`'s list `list_type`, newest first, after `marker`."""
         role, state = LIST_TYPES[list_type]
-        params: list[Any] = [tenant]
+        params: list[Any] = [tenant, list_type, tenant]
         if role is not None:
             params.append(role)
         if state is not None:
             params.append(state)
         params += [marker if marker is not None else 2**62, limit + 1]
-        with db.reading() as cursor:
-            cursor.execute(db.sql(_SELECT_PAGE[list_type]), params)
-            rows = cursor.fetchall()
-            cursor.execute(db.sql(_SELECT_COUNT), (tenant, list_type))
-            count = cursor.fetchone()
-        orders = [OrderRow(*row) for row in rows[:limit]]
+        rows = db.query(_SELECT_PAGE[list_type], params)
+        count = rows[0][0] if rows else None
+        orders = [OrderRow(*row[1:]) for row in rows[:limit] if row[1] is not None]
         more = len(rows) > limit
         return OrderPage(
             orders=orders,
-            total_count=int(count[0]) if count else 0,
+            total_count=int(count or 0),
             next_marker=orders[-1].id if more else None,
         )
 

@@ -175,9 +175,14 @@ class Projector:
                 raise ProjectionConflict(
                     f"{self.view.name} moved past {start} elsewhere"
                 )
-            for event in events:
-                self.view.apply(cursor, db, event)
-            db.announce_progress(cursor)
+            with db.batched(cursor):
+                apply_all = getattr(self.view, "apply_all", None)
+                if apply_all is not None:
+                    apply_all(cursor, db, events)  # the view batches a whole page
+                else:
+                    for event in events:
+                        self.view.apply(cursor, db, event)
+                db.announce_progress(cursor)
 
     def catch_up(
         self, stop: int | None = None, progress: Callable[[int], None] | None = None

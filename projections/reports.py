@@ -1,28 +1,417 @@
 """The reporting read model: per project and day, what happened to orders.
 
-(Being built: see issue 5.)
+Days are calendar days in UTC, whatever PM_ORDER_TIMEZONE says, so that a
+report means the same everywhere. Each figure belongs to one project and day:
+
+- `requested`, `accepted`, `refused`, `unfinished`: the orders a project
+  requested (as the source) that day, and what has become of them since:
+  accepted, refused, or still unfinished now. So `requested = accepted +
+  refused + unfinished` on every row, and over a date range "unfinished" means
+  the orders requested in the range that are still unfinished now.
+- `servers_in`, `servers_out`: servers moved by orders accepted that day; the
+  destination counts them in, the source out.
+- `warnings`: warnings raised that day about orders the project requested.
+- Time to decision: seconds from an order's request to its acceptance or
+  refusal, for the orders the project requested in the range that have been
+  decided. The median and 95th percentile are interpolated linearly between
+  the two nearest ranks (numpy's default, Excel's PERCENTILE.INC).
+
+Counters per (project, day) live in `reports_days`; one row per order, with its
+decision time once decided, in `reports_orders`.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from fractions import Fraction
 from typing import Any, Final
 
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.utils import get_topic
 
+from domain.order import Order
 from projections.database import Cursor, ViewDatabase
 
 NAME: Final = "reports"
 
+UNFINISHED: Final = "unfinished"
+ACCEPTED: Final = "accepted"
+REFUSED: Final = "refused"
+
+# Bounds standing in for an open end of a date range: days compare as text.
+_EARLIEST: Final = "0001-01-01"
+_LATEST: Final = "9999-12-31"
+_DAY_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS reports_days ("
+    " project TEXT NOT NULL,"
+    " day TEXT NOT NULL,"
+    " requested BIGINT NOT NULL,"
+    " accepted BIGINT NOT NULL,"
+    " refused BIGINT NOT NULL,"
+    " servers_in BIGINT NOT NULL,"
+    " servers_out BIGINT NOT NULL,"
+    " warnings BIGINT NOT NULL,"
+    " PRIMARY KEY (project, day))",
+    # Reports over every project for a date range.
+    "CREATE INDEX IF NOT EXISTS reports_days_by_day ON reports_days (day, project)",
+    "CREATE TABLE IF NOT EXISTS reports_orders ("
+    " order_id BIGINT PRIMARY KEY,"
+    " project TEXT NOT NULL,"
+    " dest_project TEXT NOT NULL,"
+    " servers BIGINT NOT NULL,"
+    " requested_at DOUBLE PRECISION NOT NULL,"
+    " requested_day TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " decision_seconds DOUBLE PRECISION)",
+    "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
+    " ON reports_orders (project, requested_day)",
+    "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
+    " ON reports_orders (requested_day, project)",
+)
+
+_ADD_TO_DAY: Final = (
+    "INSERT INTO reports_days (project, day, requested, accepted, refused,"
+    " servers_in, servers_out, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (project, day) DO UPDATE SET"
+    " requested = reports_days.requested + excluded.requested,"
+    " accepted = reports_days.accepted + excluded.accepted,"
+    " refused = reports_days.refused + excluded.refused,"
+    " servers_in = reports_days.servers_in + excluded.servers_in,"
+    " servers_out = reports_days.servers_out + excluded.servers_out,"
+    " warnings = reports_days.warnings + excluded.warnings"
+)
+_INSERT_ORDER: Final = (
+    "INSERT INTO reports_orders (order_id, project, dest_project, servers,"
+    " requested_at, requested_day, outcome, decision_seconds)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+)
+_SELECT_ORDER: Final = (
+    "SELECT project, dest_project, servers, requested_at, requested_day"
+    " FROM reports_orders WHERE order_id = ?"
+)
+_DECIDE_ORDER: Final = (
+    "UPDATE reports_orders SET outcome = ?, decision_seconds = ? WHERE order_id = ?"
+)
+
+_DAY_COLUMNS: Final = (
+    "project, day, requested, accepted, refused, servers_in, servers_out, warnings"
+)
+_SELECT_DAYS: Final = (
+    f"SELECT {_DAY_COLUMNS} FROM reports_days"
+    " WHERE day >= ? AND day <= ? ORDER BY project, day"
+)
+_SELECT_DAYS_OF_PROJECT: Final = (
+    f"SELECT {_DAY_COLUMNS} FROM reports_days"
+    " WHERE project = ? AND day >= ? AND day <= ? ORDER BY day"
+)
+_SELECT_DURATIONS: Final = (
+    "SELECT project, decision_seconds FROM reports_orders"
+    " WHERE requested_day >= ? AND requested_day <= ?"
+    " AND decision_seconds IS NOT NULL"
+)
+_SELECT_DURATIONS_OF_PROJECT: Final = (
+    "SELECT project, decision_seconds FROM reports_orders"
+    " WHERE project = ? AND requested_day >= ? AND requested_day <= ?"
+    " AND decision_seconds IS NOT NULL"
+)
+
+_REQUESTED: Final = get_topic(Order.Requested)
+_ACCEPTED: Final = get_topic(Order.Accepted)
+_REJECTED: Final = get_topic(Order.Rejected)
+_WARNING_RAISED: Final = get_topic(Order.WarningRaised)
+
+
+def utc_day(moment: datetime) -> str:
+    """The UTC calendar day of `moment`, as YYYY-MM-DD."""
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def parse_day(text: str) -> date:
+    """A day written YYYY-MM-DD; ValueError saying so otherwise."""
+    try:
+        if _DAY_FORMAT.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ValueError(f"{text[:40]!r} is not a valid date (YYYY-MM-DD)")
+
+
+def percentile(ordered: Sequence[float], percent: int) -> float | None:
+    """The `percent` percentile of sorted values, interpolated linearly between
+    the nearest ranks (None for no values)."""
+    if not ordered:
+        return None
+    # Exact arithmetic: the 95th percentile of 1800 and 7800 is 7200, not 7199.99...
+    position = Fraction(len(ordered) - 1) * percent / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    value = Fraction(ordered[low]) + (
+        Fraction(ordered[high]) - Fraction(ordered[low])
+    ) * (position - low)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """One project's figures for one UTC day."""
+
+    project: str
+    day: date
+    requested: int
+    accepted: int
+    refused: int
+    servers_in: int
+    servers_out: int
+    warnings: int
+
+    @property
+    def unfinished(self) -> int:
+        return self.requested - self.accepted - self.refused
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "day": self.day.isoformat(),
+            "requested": self.requested,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "unfinished": self.unfinished,
+            "servers_in": self.servers_in,
+            "servers_out": self.servers_out,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    """One project's totals over the range, with its times to decision."""
+
+    project: str
+    requested: int = 0
+    accepted: int = 0
+    refused: int = 0
+    servers_in: int = 0
+    servers_out: int = 0
+    warnings: int = 0
+    decision_seconds: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def unfinished(self) -> int:
+        return self.requested - self.accepted - self.refused
+
+    @property
+    def decisions(self) -> int:
+        return len(self.decision_seconds)
+
+    @property
+    def median_decision_seconds(self) -> float | None:
+        return percentile(self.decision_seconds, 50)
+
+    @property
+    def p95_decision_seconds(self) -> float | None:
+        return percentile(self.decision_seconds, 95)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "requested": self.requested,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "unfinished": self.unfinished,
+            "servers_in": self.servers_in,
+            "servers_out": self.servers_out,
+            "warnings": self.warnings,
+            "decisions": self.decisions,
+            "median_decision_seconds": _to_milliseconds(self.median_decision_seconds),
+            "p95_decision_seconds": _to_milliseconds(self.p95_decision_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A report: rows per project per day, and a summary per project."""
+
+    tenant: str | None
+    since: date | None
+    until: date | None
+    days: list[DayFigures]
+    summaries: list[ProjectSummary]
+
+    @property
+    def decision_seconds(self) -> list[float]:
+        """Every time to decision in the report, sorted."""
+        return sorted(s for p in self.summaries for s in p.decision_seconds)
+
+    def summary_of(self, project: str) -> ProjectSummary:
+        for summary in self.summaries:
+            if summary.project == project:
+                return summary
+        return ProjectSummary(project)
+
 
 class Reports:
+    """Projects Order events into per-project, per-day figures; answers reports."""
+
     name = NAME
-    tables: tuple[str, ...] = ()
-    topics: frozenset[str] = frozenset()
+    tables: tuple[str, ...] = ("reports_days", "reports_orders")
+    topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        return None
+        for statement in _DDL:
+            cursor.execute(statement)
 
     def apply(
         self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
     ) -> None:
-        return None
+        if isinstance(event, Order.Requested):
+            self._requested(cursor, db, event)
+        elif isinstance(event, Order.Accepted | Order.Rejected):
+            self._decided(cursor, db, event)
+        elif isinstance(event, Order.WarningRaised):
+            self._warned(cursor, db, event)
+
+    @staticmethod
+    def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
+        day = utc_day(event.at)
+        cursor.execute(
+            db.sql(_INSERT_ORDER),
+            (
+                event.number,
+                event.resource_project,
+                event.dest_project,
+                len(event.snids),
+                event.at.timestamp(),
+                day,
+                UNFINISHED,
+            ),
+        )
+        _add(cursor, db, event.resource_project, day, requested=1)
+
+    @staticmethod
+    def _decided(
+        cursor: Cursor, db: ViewDatabase, event: Order.Accepted | Order.Rejected
+    ) -> None:
+        cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
+        project, dest_project, servers, requested_at, requested_day = cursor.fetchone()
+        accepted = isinstance(event, Order.Accepted)
+        cursor.execute(
+            db.sql(_DECIDE_ORDER),
+            (
+                ACCEPTED if accepted else REFUSED,
+                # Rounded to the microsecond `at` holds: no float noise in reports.
+                round(event.at.timestamp() - requested_at, 6),
+                event.number,
+            ),
+        )
+        if not accepted:
+            _add(cursor, db, project, requested_day, refused=1)
+            return
+        _add(cursor, db, project, requested_day, accepted=1)
+        day = utc_day(event.at)
+        _add(cursor, db, dest_project, day, servers_in=servers)
+        _add(cursor, db, project, day, servers_out=servers)
+
+    @staticmethod
+    def _warned(cursor: Cursor, db: ViewDatabase, event: Order.WarningRaised) -> None:
+        cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
+        project = cursor.fetchone()[0]
+        _add(cursor, db, project, utc_day(event.at), warnings=1)
+
+    # -- queries ---------------------------------------------------------------
+
+    @staticmethod
+    def figures(
+        db: ViewDatabase, tenant: str | None, since: date | None, until: date | None
+    ) -> Figures:
+        """Every project's figures (or `tenant`'s alone) for the UTC days from
+        `since` to `until`, both included; an open end reaches the first or last.
+        """
+        low = since.isoformat() if since else _EARLIEST
+        high = until.isoformat() if until else _LATEST
+        with db.reading() as cursor:
+            if tenant is None:
+                cursor.execute(db.sql(_SELECT_DAYS), (low, high))
+                day_rows = cursor.fetchall()
+                cursor.execute(db.sql(_SELECT_DURATIONS), (low, high))
+            else:
+                cursor.execute(db.sql(_SELECT_DAYS_OF_PROJECT), (tenant, low, high))
+                day_rows = cursor.fetchall()
+                cursor.execute(
+                    db.sql(_SELECT_DURATIONS_OF_PROJECT), (tenant, low, high)
+                )
+            duration_rows = cursor.fetchall()
+        days = [
+            DayFigures(str(p), date.fromisoformat(d), *map(int, counts))
+            for p, d, *counts in day_rows
+        ]
+        days_of: dict[str, list[DayFigures]] = {}
+        for figures in days:
+            days_of.setdefault(figures.project, []).append(figures)
+        durations: dict[str, list[float]] = {}
+        for project, seconds in duration_rows:
+            durations.setdefault(project, []).append(float(seconds))
+        projects = sorted(days_of.keys() | durations.keys())
+        if tenant is not None and not projects:
+            projects = [tenant]
+        return Figures(
+            tenant=tenant,
+            since=since,
+            until=until,
+            days=days,
+            summaries=[
+                _summary(p, days_of.get(p, []), durations.get(p, [])) for p in projects
+            ],
+        )
+
+
+def _to_milliseconds(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _add(
+    cursor: Cursor,
+    db: ViewDatabase,
+    project: str,
+    day: str,
+    *,
+    requested: int = 0,
+    accepted: int = 0,
+    refused: int = 0,
+    servers_in: int = 0,
+    servers_out: int = 0,
+    warnings: int = 0,
+) -> None:
+    cursor.execute(
+        db.sql(_ADD_TO_DAY),
+        (
+            project,
+            day,
+            requested,
+            accepted,
+            refused,
+            servers_in,
+            servers_out,
+            warnings,
+        ),
+    )
+
+
+def _summary(
+    project: str, days: list[DayFigures], durations: list[float]
+) -> ProjectSummary:
+    return ProjectSummary(
+        project=project,
+        requested=sum(f.requested for f in days),
+        accepted=sum(f.accepted for f in days),
+        refused=sum(f.refused for f in days),
+        servers_in=sum(f.servers_in for f in days),
+        servers_out=sum(f.servers_out for f in days),
+        warnings=sum(f.warnings for f in days),
+        decision_seconds=tuple(sorted(durations)),
+    )
