@@ -17,6 +17,7 @@ from domain import values
 from domain.exceptions import (
     AlreadyDecided,
     Conflict,
+    DomainError,
     InvalidInput,
     NotAllowed,
     OrdersNotFound,
@@ -38,6 +39,63 @@ T = TypeVar("T")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# The most transfer requests saved in one transaction.
+MAX_BATCH: Final = 64
+
+
+@dataclass
+class _TransferRequest:
+    """One caller's request, waiting for its batch to be saved."""
+
+    tenant: str
+    user: str
+    snids: list[str]
+    dest_project: str
+    mailto: list[str]
+    done: bool = False
+    written: Written | None = None
+    error: DomainError | None = None
+
+    def succeed(self, written: Written) -> None:
+        self.written, self.done = written, True
+
+    def fail(self, error: DomainError) -> None:
+        self.error, self.done = error, True
+
+    def outcome(self) -> Written:
+        if self.error is not None:
+            raise self.error
+        assert self.written is not None
+        return self.written
+
+
+def _refusal(
+    request: _TransferRequest, servers: dict[str, Server | None]
+) -> DomainError | None:
+    """Why `request` cannot be ordered now, or None (servers reserved by requests
+    earlier in the same batch count as held)."""
+    not_owned = [
+        s
+        for s in request.snids
+        if (server := servers[s]) is None or server.project_id != request.tenant
+    ]
+    if not_owned:
+        return ServersNotOwned(
+            f"servers not owned by project {request.tenant}: {', '.join(not_owned)}"
+        )
+    held = {
+        s: server.order_id
+        for s in request.snids
+        if (server := servers[s]) is not None and server.order_id is not None
+    }
+    if held:
+        return ServersAlreadyOrdered(
+            "servers already in an unfinished order: "
+            + ", ".join(f"{s} (order {n})" for s, n in held.items())
+        )
+    return None
 
 
 class _StaleRead(Exception):
@@ -72,9 +130,9 @@ class OrderService:
         self.app = app
         self.approver_roles = approver_roles
         self.clock = clock
-        # One request at a time per process: conflicts then only come from other
-        # processes, and no thread wastes a round of reads on its neighbour.
         self._requesting = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_TransferRequest] = []
         self._last_number = 0
 
     # -- commands ---------------------------------------------------------------
@@ -118,56 +176,92 @@ class OrderService:
         dest_project: str,
         mailto: list[str],
     ) -> Written:
-        """Order the move of `snids` from `tenant` to `dest_project`."""
+        """Order the move of `snids` from `tenant` to `dest_project`.
+
+        Requests arriving together are saved together (group commit): one
+        transaction for all of them, each still judged on its own.
+        """
         values.check_snids(snids)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"
             )
-        mailto = values.check_mailto(mailto)
-
-        def attempt() -> Written:
-            now = self.clock()
-            servers = self._servers(snids)
-            not_owned = [
-                s
-                for s, server in servers.items()
-                if server is None or server.project_id != tenant
-            ]
-            if not_owned:
-                raise ServersNotOwned(
-                    f"servers not owned by project {tenant}: {', '.join(not_owned)}"
-                )
-            held = {
-                s: server.order_id
-                for s, server in servers.items()
-                if server is not None and server.order_id is not None
-            }
-            if held:
-                raise ServersAlreadyOrdered(
-                    "servers already in an unfinished order: "
-                    + ", ".join(f"{s} (order {n})" for s, n in held.items())
-                )
-            number = self._next_number()
-            order = Order(
-                number=number,
-                snids=snids,
-                resource_project=tenant,
-                dest_project=dest_project,
-                user=user,
-                mailto=mailto,
-                at=now,
-            )
-            reserved = [s for s in servers.values() if s is not None]
-            for server in reserved:
-                server.reserve(order_id=number, at=now)
-            position = self._save(order, *reserved)
-            self._last_number = number
-            return Written(position, order_id=number)
-
+        request = _TransferRequest(
+            tenant=tenant,
+            user=user,
+            snids=snids,
+            dest_project=dest_project,
+            mailto=values.check_mailto(mailto),
+        )
+        with self._queue_lock:
+            self._queue.append(request)
+        # One batch at a time per process: conflicts then only come from other
+        # processes. Whoever holds the lock saves every request queued meanwhile;
+        # a request saved by another thread's batch is done when its turn comes.
         with self._requesting:
-            return self._retrying(attempt)
+            while not request.done:
+                with self._queue_lock:
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                self._request_batch(batch)
+        return request.outcome()
+
+    def _request_batch(self, batch: list[_TransferRequest]) -> None:
+        try:
+            self._retrying(lambda: self._try_batch(batch))
+        except DomainError as error:
+            for request in batch:
+                request.fail(error)
+        except BaseException as error:
+            for request in batch:
+                request.fail(StoreUnavailable("the order could not be stored"))
+            raise error
+        finally:
+            for request in batch:
+                if not request.done:  # pragma: no cover - every path decides above
+                    request.fail(Conflict("the order could not be stored; try again"))
+
+    def _try_batch(self, batch: list[_TransferRequest]) -> None:
+        """Judge each request against the store and the ones before it, then save
+        the accepted ones in one transaction; decide each request only once saved."""
+        now = self.clock()
+        servers = self._servers(list(dict.fromkeys(s for r in batch for s in r.snids)))
+        number = self._next_number()
+        verdicts: list[tuple[_TransferRequest, int | DomainError]] = []
+        orders: list[Order] = []
+        reserved: dict[str, Server] = {}
+        for request in batch:
+            refusal = _refusal(request, servers)
+            if refusal is not None:
+                verdicts.append((request, refusal))
+                continue
+            orders.append(
+                Order(
+                    number=number,
+                    snids=request.snids,
+                    resource_project=request.tenant,
+                    dest_project=request.dest_project,
+                    user=request.user,
+                    mailto=request.mailto,
+                    at=now,
+                )
+            )
+            for snid in request.snids:
+                server = servers[snid]
+                assert server is not None
+                server.reserve(order_id=number, at=now)
+                reserved[snid] = server
+            verdicts.append((request, number))
+            number += 1
+        position = self._save(*orders, *reserved.values()) if orders else 0
+        if orders:
+            self._last_number = number - 1
+        for request, verdict in verdicts:
+            if isinstance(verdict, DomainError):
+                request.fail(verdict)
+            else:
+                request.succeed(Written(position, order_id=verdict))
 
     def decide(
         self,

@@ -1,0 +1,104 @@
+"""Transfer requests arriving together are saved together, each judged alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from domain.exceptions import DomainError, ServersAlreadyOrdered, ServersNotOwned
+from domain.service import OrderService, Written
+from pm_order.store import Store
+from tests.conftest import INVENTORY
+
+
+def queued_together(
+    service: OrderService, requests: list[dict[str, Any]]
+) -> list[Written | DomainError]:
+    """Run `requests` in threads that all queue before any batch is taken."""
+    outcomes: list[Written | DomainError | None] = [None] * len(requests)
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = service.request_transfer(**requests[i])
+        except DomainError as error:
+            outcomes[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    with service._requesting:  # hold the batch lock while every request queues
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(service._queue) < len(requests):
+            assert time.monotonic() < deadline, "the requests never all queued"
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(10)
+    assert all(o is not None for o in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+def counting_saves(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the application's real saves (each is one transaction)."""
+    saves: list[int] = []
+    real_save: Callable[..., Any] = store.app.save
+
+    def save(*args: Any, **kwargs: Any) -> Any:
+        saves.append(len(args))
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(store.app, "save", save)
+    return saves
+
+
+def request(snid: str, tenant: str = "proj-a") -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "user": "u",
+        "snids": [snid],
+        "dest_project": "proj-c",
+        "mailto": [],
+    }
+
+
+def test_requests_queued_together_are_saved_in_one_transaction(
+    store: Store, service: OrderService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.register_servers(INVENTORY)
+    saves = counting_saves(store, monkeypatch)
+    outcomes = queued_together(service, [request(f"SN-A-{n:03d}") for n in range(1, 9)])
+    assert len(saves) == 1
+    assert sorted(o.order_id for o in outcomes if isinstance(o, Written)) == list(
+        range(1, 9)
+    )
+
+
+def test_one_refused_request_does_not_sink_its_batch(
+    store: Store, service: OrderService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.register_servers(INVENTORY)
+    outcomes = queued_together(
+        service,
+        [request("SN-A-001"), request("SN-B-001"), request("SN-A-002")],
+    )
+    refused = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], ServersNotOwned)
+    assert sorted(o.order_id for o in outcomes if isinstance(o, Written)) == [1, 2]
+
+
+def test_the_same_server_asked_twice_in_one_batch_goes_to_one_order(
+    store: Store, service: OrderService
+) -> None:
+    service.register_servers(INVENTORY)
+    outcomes = queued_together(service, [request("SN-A-001") for _ in range(5)])
+    won = [o for o in outcomes if isinstance(o, Written)]
+    lost = [o for o in outcomes if isinstance(o, DomainError)]
+    assert [w.order_id for w in won] == [1]
+    assert len(lost) == 4
+    assert all(isinstance(e, ServersAlreadyOrdered) for e in lost)
+    assert all("SN-A-001 (order 1)" in str(e) for e in lost)
+    assert service.head() == len(INVENTORY) + 2  # one Requested, one Reserved
