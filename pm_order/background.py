@@ -19,6 +19,7 @@ from pm_order.config import Config
 from pm_order.mailer import DEFAULT_BACKOFF, Backoff, Mailer
 from pm_order.store import Store
 from pm_order.warning_scheduler import WarningScheduler
+from projections.database import Leadership
 from projections.following import Following
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ STANDBY_POLL_SECONDS: Final = 1.0
 
 
 class Background:
+    """The projectors, the warning scheduler and the mailer of one process."""
+
     def __init__(
         self,
         store: Store,
@@ -37,6 +40,7 @@ class Background:
         *,
         run_work: bool = True,
         mail_backoff: Backoff = DEFAULT_BACKOFF,
+        mail_poll: float = MAILER_POLL_SECONDS,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -57,6 +61,7 @@ class Background:
             )
         seconds = config.warn_after.total_seconds()
         self.scheduler_interval = min(max(seconds / 10, 0.2), 30.0)
+        self.mail_poll = mail_poll
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -72,7 +77,7 @@ class Background:
             )
         else:
             self._spawn(
-                self._elected("mailer", self.mailer.deliver_due, MAILER_POLL_SECONDS)
+                self._elected("mailer", self.mailer.deliver_due, self.mail_poll)
             )
 
     async def stop(self) -> None:
@@ -91,21 +96,23 @@ class Background:
         self, name: str, step: Callable[[], Awaitable[object]], interval: float
     ) -> None:
         """Run `step` every `interval` while this process leads `name`."""
-        loop = asyncio.get_running_loop()
         leadership = self.store.views.leadership(name)
+        what = name.replace("_", " ")
         leading = False
         failures = 0
         try:
             while True:
                 try:
+                    # Asked every round, not once: a leader whose database session
+                    # ended has lost the lock to a standby and must stop at once.
+                    was_leading, leading = leading, await self._ask(leadership)
+                    if leading and not was_leading:
+                        log.info("running the %s here", what)
+                    elif was_leading and not leading:
+                        log.warning("no longer running the %s here", what)
                     if not leading:
-                        leading = await loop.run_in_executor(
-                            self.executor, leadership.try_acquire
-                        )
-                        if not leading:
-                            await asyncio.sleep(STANDBY_POLL_SECONDS)
-                            continue
-                        log.info("running the %s here", name.replace("_", " "))
+                        await asyncio.sleep(STANDBY_POLL_SECONDS)
+                        continue
                     await step()
                     failures = 0
                 except asyncio.CancelledError:
@@ -113,13 +120,26 @@ class Background:
                 except Exception:
                     failures += 1
                     if failures == 1:
-                        log.exception("the %s failed; retrying", name)
+                        log.exception("the %s failed; retrying", what)
                     leading = False
-                    await loop.run_in_executor(self.executor, leadership.release)
+                    await asyncio.get_running_loop().run_in_executor(
+                        self.executor, leadership.release
+                    )
                 await asyncio.sleep(interval)
         finally:
             with contextlib.suppress(Exception):
                 leadership.release()
+
+    async def _ask(self, leadership: Leadership) -> bool:
+        """Whether this process leads, asked in the executor."""
+        future = self.executor.submit(leadership.try_acquire)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # Stopped while asking: the call may still be running in its thread,
+            # and would leave a session (and the lock) open with nobody to close it.
+            future.add_done_callback(lambda _: leadership.release())
+            raise
 
     def _spawn(
         self,

@@ -52,8 +52,8 @@ def body(mail: OutgoingMail, when: datetime, zone: ZoneInfo) -> str:
     happened = {
         mail_outbox.REQUESTED: f"was requested by {mail.actor} at {moment}.",
         mail_outbox.WARNED: (
-            f"has waited for an answer since it was requested "
-            f"(warning {mail.warning_count}, raised at {moment})."
+            f"is still waiting for an answer: warning {mail.warning_count}, "
+            f"raised at {moment}."
         ),
         mail_outbox.ACCEPTED: f"was accepted by {mail.actor} at {moment}.",
         mail_outbox.REFUSED: f"was refused by {mail.actor} at {moment}.",
@@ -71,7 +71,7 @@ def body(mail: OutgoingMail, when: datetime, zone: ZoneInfo) -> str:
             "",
             f"  From project:  {mail.resource_project}",
             f"  To project:    {mail.dest_project}",
-            f"  Servers ({len(mail.snids)}):  {', '.join(mail.snids)}",
+            f"  Servers:       {', '.join(mail.snids)}",
             f"  Requested by:  {mail.requested_by}",
             "",
             outcome,

@@ -74,6 +74,10 @@ class Store:
     def all_views(self) -> list[View]:
         return [self.order_lists, self.server_ownership, self.mail_outbox, self.reports]
 
+    def projector(self) -> Projector:
+        """One projector for every view: a page is read and applied once for all."""
+        return Projector(self.app.recorder, self.app.mapper, self.views, self.all_views)
+
     def projectors(self) -> list[Projector]:
         return [
             Projector(self.app.recorder, self.app.mapper, self.views, view)
@@ -84,25 +88,24 @@ class Store:
         """The background projection of every view (or the watch of it)."""
         return Following(
             self.views,
-            self.projectors(),
+            [self.projector()],
             executor,
             run_projectors=run_projectors,
             events_channel=getattr(self.app.recorder, "channel_name", None),
         )
 
     def create_tables(self) -> None:
-        for projector in self.projectors():
-            projector.create_tables()
+        self.projector().create_tables()
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running."""
-        for projector in self.projectors():
-            for _ in range(10):
-                try:
-                    projector.catch_up()
-                    break
-                except ProjectionConflict:
-                    continue  # another process moved it first: read its position again
+        projector = self.projector()
+        for _ in range(10):
+            try:
+                projector.catch_up()
+                break
+            except ProjectionConflict:
+                continue  # another process moved it first: read its position again
 
     def check_tables(self) -> None:
         """Fail with a clear message when the tables were never created."""

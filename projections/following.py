@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Final, TypeVar
 
-from projections.database import PostgresViews, ViewDatabase
+from projections.database import Leadership, PostgresViews, ViewDatabase
 from projections.projector import ProjectionConflict, Projector, tracked_position
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Following:
     ) -> None:
         self.db = db
         self.projectors = list(projectors)
-        self.views = [p.view.name for p in self.projectors]
+        self.views = [v.name for p in self.projectors for v in p.views]
         self.executor = executor
         self.run_projectors = run_projectors
         self.idle_poll = idle_poll
@@ -62,7 +62,7 @@ class Following:
         self._positions = dict.fromkeys(self.views, 0)
         self._leading = dict.fromkeys(self.views, False)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._wakes = {view: asyncio.Event() for view in self.views}
+        self._wakes = {p.name: asyncio.Event() for p in self.projectors}
         self._progress = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
@@ -81,7 +81,7 @@ class Following:
             self._positions[view] = await self._position_or(view, 0)
         if self.run_projectors:
             for projector in self.projectors:
-                self._spawn(self._follow(projector), f"project {projector.view.name}")
+                self._spawn(self._follow(projector), f"project {projector.name}")
         if isinstance(self.db, PostgresViews):
             self._spawn(self._listen(self.db), "listen")
 
@@ -120,22 +120,27 @@ class Following:
         return True
 
     async def _follow(self, projector: Projector) -> None:
-        view = projector.view.name
-        leadership = self.db.leadership(view)
+        name = projector.name
+        views = [v.name for v in projector.views]
+        leadership = self.db.leadership(name)
         failures = 0
 
         def recovered() -> None:
             nonlocal failures
             failures = 0
 
+        def lead(leading: bool) -> None:
+            for view in views:
+                self._leading[view] = leading
+
         try:
             while True:
-                if not self._leading[view]:
-                    if not await self._run(leadership.try_acquire):
-                        await self._pause(view, self.standby_poll)
+                if not self._leading[views[0]]:
+                    if not await self._ask(leadership):
+                        await self._pause(name, self.standby_poll)
                         continue
-                    log.info("projecting %s here", view)
-                    self._leading[view] = True
+                    log.info("projecting %s here", ", ".join(views))
+                    lead(True)
                 try:
                     await self._project(projector, recovered)
                 except asyncio.CancelledError:
@@ -143,44 +148,55 @@ class Following:
                 except Exception as error:
                     failures += 1
                     if failures == 1:
-                        log.exception("projecting %s failed; retrying", view)
+                        log.exception("projecting %s failed; retrying", name)
                     else:
-                        log.debug("projecting %s failed again: %s", view, error)
-                    self._leading[view] = False
+                        log.debug("projecting %s failed again: %s", name, error)
+                    lead(False)
                     await self._run(leadership.release)
                     await asyncio.sleep(_RETRY_AFTER_ERROR)
         finally:
-            self._leading[view] = False
+            lead(False)
             with contextlib.suppress(Exception):
                 leadership.release()
+
+    async def _ask(self, leadership: Leadership) -> bool:
+        """Whether this process leads, asked in the executor."""
+        future = self.executor.submit(leadership.try_acquire)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # Stopped while asking: the call may still be running in its thread,
+            # and would leave a session (and the lock) open with nobody to close it.
+            future.add_done_callback(lambda _: leadership.release())
+            raise
 
     async def _project(
         self, projector: Projector, succeeded: Callable[[], None]
     ) -> None:
         """Apply pages while there are any, then wait to be woken; forever."""
-        view = projector.view.name
-        position = await self._run(projector.position)
-        self._advance(view, position)
+        name = projector.name
+        position: int | None = None  # None: read each view's own position
         while True:
             # Cleared before reading, so a wake during the read is not lost.
-            self._wakes[view].clear()
+            self._wakes[name].clear()
             try:
                 moved = await self._run(projector.run_page, position)
             except ProjectionConflict:
                 # Moved elsewhere (a standby that took over, a rebuild switched in):
-                # carry on from where the view is now.
-                position = await self._run(projector.position)
-                log.info("%s moved elsewhere; continuing from %d", view, position)
+                # carry on from where each view is now.
+                log.info("%s moved elsewhere; reading its positions again", name)
+                position = None
                 continue
             succeeded()
             if moved != position:
                 position = moved
-                self._advance(view, position)
+                for view in projector.views:
+                    self._advance(view.name, position)
                 continue
-            await self._pause(view, self.idle_poll)
+            await self._pause(name, self.idle_poll)
 
-    async def _pause(self, view: str, seconds: float) -> None:
-        wake = self._wakes[view]
+    async def _pause(self, name: str, seconds: float) -> None:
+        wake = self._wakes[name]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), seconds)
         wake.clear()

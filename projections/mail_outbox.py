@@ -166,10 +166,11 @@ class MailOutbox:
     """Projects Order events into messages to send."""
 
     name = NAME
-    # The view proper, a function of the log: safe to rebuild. The mailer's ledger
-    # (`mail_deliveries`) is not among them and survives any rebuild or replay.
+    # The view proper, a function of the log. The mailer's ledger
+    # (`mail_deliveries`) is not among them: a replay or a rebuild leaves it be.
     tables: tuple[str, ...] = ("mail_orders", "mail_outbox")
-    # Delivery state lives here too: a rebuild would forget what was sent.
+    # Holds state no replay could recompute (the ledger): `pm-order projections
+    # rebuild` leaves this view alone.
     keeps_state = True
     topics = frozenset(_KIND_OF)
 

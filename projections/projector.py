@@ -119,69 +119,110 @@ def has_tracking(db: ViewDatabase, view: str) -> bool:
 
 
 class Projector:
-    """Brings one view up to date with the event log, a page per transaction."""
+    """Brings views up to date with the event log, a page per transaction.
+
+    Several views may share a projector: the page is read and decoded once, and
+    every view's rows and tracking position move in the same transaction.
+    """
 
     def __init__(
         self,
         recorder: ApplicationRecorder,
         mapper: Mapper[Any],
         db: ViewDatabase,
-        view: View,
+        view: View | Sequence[View],
         *,
         page_size: int = PAGE_SIZE,
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
         self.db = db
-        self.view = view
+        self.views: list[View] = (
+            [view] if not isinstance(view, Sequence) else list(view)
+        )
         self.page_size = page_size
+        self._topics = frozenset().union(*(v.topics for v in self.views))
+
+    @property
+    def view(self) -> View:
+        """The view of a one-view projector."""
+        [view] = self.views
+        return view
+
+    @property
+    def name(self) -> str:
+        return "+".join(v.name for v in self.views)
 
     def create_tables(self) -> None:
         create_tracking_table(self.db)
         with self.db.writing() as cursor:
-            self.view.create_tables(cursor, self.db)
-            cursor.execute(self.db.sql(_START_TRACKING), (self.view.name, time.time()))
+            for view in self.views:
+                view.create_tables(cursor, self.db)
+                cursor.execute(self.db.sql(_START_TRACKING), (view.name, time.time()))
 
     def position(self) -> int:
-        return tracked_position(self.db, self.view.name)
+        """How far every view has got (the least of their positions)."""
+        return min(self.positions().values())
+
+    def positions(self) -> dict[str, int]:
+        with self.db.reading() as cursor:
+            return {v.name: position_in(cursor, self.db, v.name) for v in self.views}
 
     def run_page(self, after: int | None = None, stop: int | None = None) -> int:
-        """Apply the next page after `after` (default: the tracked position), up to
-        `stop` if given.
+        """Apply the next page after `after` (every view is there; default: read
+        each view's tracked position), up to `stop` if given.
 
-        Returns the new position (unchanged when the log holds nothing newer).
+        Returns the new position (unchanged when the log holds nothing newer); every
+        view is there afterwards.
         """
-        start = self.position() if after is None else after
+        positions = (
+            self.positions()
+            if after is None
+            else dict.fromkeys((v.name for v in self.views), after)
+        )
+        start = min(positions.values())
         notifications = self.recorder.select_notifications(
             start=start, limit=self.page_size, stop=stop, inclusive_of_start=False
         )
         if not notifications:
             return start
-        self.apply_page(start, notifications)
+        self.apply_page(positions, notifications)
         return notifications[-1].id
 
-    def apply_page(self, start: int, notifications: Sequence[Notification]) -> None:
-        topics = self.view.topics
-        events = [
-            self.mapper.to_domain_event(n) for n in notifications if n.topic in topics
+    def apply_page(
+        self, start: int | dict[str, int], notifications: Sequence[Notification]
+    ) -> None:
+        """Apply `notifications` to each view past its position (`start`), and move
+        every view's tracking to the page's end, all in one transaction."""
+        positions = (
+            start if isinstance(start, dict) else {v.name: start for v in self.views}
+        )
+        decoded = [
+            (n.id, n.topic, self.mapper.to_domain_event(n))
+            for n in notifications
+            if n.topic in self._topics
         ]
-        db = self.db
+        db, end = self.db, notifications[-1].id
         with db.writing() as cursor:
-            cursor.execute(
-                db.sql(_MOVE_TRACKING),
-                (notifications[-1].id, time.time(), self.view.name, start),
-            )
-            if cursor.rowcount != 1:
-                raise ProjectionConflict(
-                    f"{self.view.name} moved past {start} elsewhere"
+            for view in self.views:
+                cursor.execute(
+                    db.sql(_MOVE_TRACKING),
+                    (end, time.time(), view.name, positions[view.name]),
                 )
+                if cursor.rowcount != 1:
+                    raise ProjectionConflict(
+                        f"{view.name} moved past {positions[view.name]} elsewhere"
+                    )
             with db.batched(cursor):
-                apply_all = getattr(self.view, "apply_all", None)
-                if apply_all is not None:
-                    apply_all(cursor, db, events)  # the view batches a whole page
-                else:
-                    for event in events:
-                        self.view.apply(cursor, db, event)
+                for view in self.views:
+                    after = positions[view.name]
+                    events = [
+                        event
+                        for id_, topic, event in decoded
+                        if id_ > after and topic in view.topics
+                    ]
+                    if events:
+                        _apply(view, cursor, db, events)
                 db.announce_progress(cursor)
 
     def catch_up(
@@ -189,11 +230,23 @@ class Projector:
     ) -> int:
         """Apply pages until the log's end (or `stop`); returns the final position."""
         position = self.position()
+        after: int | None = None  # the first page reads each view's own position
         while stop is None or position < stop:
-            moved = self.run_page(position, stop)
+            moved = self.run_page(after, stop)
             if moved == position:
                 break
-            position = moved
+            position = after = moved
             if progress is not None:
                 progress(position)
         return position
+
+
+def _apply(
+    view: View, cursor: Cursor, db: ViewDatabase, events: list[DomainEventProtocol[Any]]
+) -> None:
+    apply_all = getattr(view, "apply_all", None)
+    if apply_all is not None:
+        apply_all(cursor, db, events)  # the view batches a whole page
+    else:
+        for event in events:
+            view.apply(cursor, db, event)

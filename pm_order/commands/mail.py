@@ -38,7 +38,9 @@ def register(commands: Any) -> None:
     retry = actions.add_parser(
         "retry", help="put failed messages back in line (all, or the one named)"
     )
-    retry.add_argument("message_id", nargs="?", help="one Message-ID, with its <>")
+    retry.add_argument(
+        "message_id", nargs="?", help="one Message-ID (the <> may be left out)"
+    )
     retry.set_defaults(command=retry_mail)
 
 
@@ -75,7 +77,10 @@ def list_mail(config: Config, args: argparse.Namespace) -> int:
 
 
 def retry_mail(config: Config, args: argparse.Namespace) -> int:
+    message = args.message_id
+    if message is not None and not message.startswith("<"):
+        message = f"<{message}>"
     with opened_store(config) as store:
-        count = MailOutbox.retry_failed(store.views, time.time(), args.message_id)
+        count = MailOutbox.retry_failed(store.views, time.time(), message)
     print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
     return 0 if count or args.message_id is None else 1

@@ -1,12 +1,228 @@
-"""`pm-order report`: per project and day, orders and servers moved.
-
-(Being built: see issue 5.)
-"""
+"""`pm-order report`: per project and day, orders and servers moved."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from pm_order import report_html
+from pm_order.config import Config, ConfigError
+from pm_order.store import opened_store
+from projections.reports import Figures, Reports, parse_day
+
+_DESCRIPTION: Final = """\
+Per project and per day (days in UTC): orders requested (as the source) and
+what became of them (accepted, refused, still unfinished), servers moved in and
+out, warnings raised; per project, the median and 95th percentile of the time
+from request to decision.
+
+An order counts on the day it was requested, whenever it was decided: over a
+range, "unfinished" is the orders requested in the range that are still
+unfinished now. Servers count on the day they moved, warnings on the day they
+were raised. Percentiles interpolate linearly between the nearest ranks.
+"""
+
+CSV_COLUMNS: Final = (
+    "kind",
+    "project",
+    "day",
+    "requested",
+    "accepted",
+    "refused",
+    "unfinished",
+    "servers_in",
+    "servers_out",
+    "warnings",
+    "decisions",
+    "median_decision_seconds",
+    "p95_decision_seconds",
+)
 
 
 def register(commands: Any) -> None:
-    return None
+    report = commands.add_parser(
+        "report",
+        help="orders per project and day, servers moved, time to decision",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("--tenant", metavar="T", help="only this project")
+    report.add_argument(
+        "--since", metavar="DATE", help="first day, YYYY-MM-DD (UTC), included"
+    )
+    report.add_argument(
+        "--until", metavar="DATE", help="last day, YYYY-MM-DD (UTC), included"
+    )
+    report.add_argument(
+        "--format",
+        choices=tuple(RENDERERS),
+        default="table",
+        help="table (default) for people; csv and json for programs; html: one "
+        "self-contained page with charts",
+    )
+    report.add_argument(
+        "--output", metavar="FILE", type=Path, help="write to FILE, not stdout"
+    )
+    report.set_defaults(command=make_report)
+
+
+def make_report(config: Config, args: argparse.Namespace) -> int:
+    since = _day_option(args.since, "--since")
+    until = _day_option(args.until, "--until")
+    if since and until and since > until:
+        raise ConfigError(f"--since {since} is after --until {until}")
+    with opened_store(config) as store:
+        store.catch_up()  # no server may be keeping the views up to date
+        figures = Reports.figures(store.views, args.tenant, since, until)
+    text = RENDERERS[args.format](figures)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{args.output}: {error.strerror}") from None
+    print(f"pm-order: report written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _day_option(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return parse_day(text)
+    except ValueError as error:
+        raise ConfigError(f"{option}: {error}") from None
+
+
+# -- formats ---------------------------------------------------------------------
+
+
+def as_table(figures: Figures) -> str:
+    lines = [report_html.scope_text(figures), ""]
+    lines += _columns(
+        (
+            "PROJECT",
+            "REQUESTED",
+            "ACCEPTED",
+            "REFUSED",
+            "UNFINISHED",
+            "IN",
+            "OUT",
+            "WARNINGS",
+            "DECIDED",
+            "MEDIAN",
+            "P95",
+        ),
+        [
+            (
+                s.project,
+                s.requested,
+                s.accepted,
+                s.refused,
+                s.unfinished,
+                s.servers_in,
+                s.servers_out,
+                s.warnings,
+                s.decisions,
+                report_html.human_duration(s.median_decision_seconds),
+                report_html.human_duration(s.p95_decision_seconds),
+            )
+            for s in figures.summaries
+        ],
+    )
+    lines.append("")
+    lines += _columns(
+        (
+            "PROJECT",
+            "DAY (UTC)",
+            "REQUESTED",
+            "ACCEPTED",
+            "REFUSED",
+            "UNFINISHED",
+            "IN",
+            "OUT",
+            "WARNINGS",
+        ),
+        [
+            (
+                f.project,
+                f.day.isoformat(),
+                f.requested,
+                f.accepted,
+                f.refused,
+                f.unfinished,
+                f.servers_in,
+                f.servers_out,
+                f.warnings,
+            )
+            for f in figures.days
+        ],
+        text_columns=2,
+    )
+    lines += [
+        "",
+        "IN, OUT: servers moved in and out that day. MEDIAN, P95: time from "
+        "request to decision.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _columns(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1
+) -> list[str]:
+    """Aligned columns: text to the left, numbers to the right."""
+    if not rows:
+        return [f"{headers[0]}: nothing in this range"]
+    cells = [list(headers), *([str(v) for v in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return [
+        "  ".join(
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def as_csv(figures: Figures) -> str:
+    """One table: a `day` row per project and day, then a `project` row each."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for day in figures.days:
+        writer.writerow({"kind": "day", **day.as_json()})
+    for summary in figures.summaries:
+        writer.writerow({"kind": "project", **summary.as_json()})
+    return out.getvalue()
+
+
+def as_json(figures: Figures) -> str:
+    body = {
+        "tenant": figures.tenant,
+        "since": figures.since.isoformat() if figures.since else None,
+        "until": figures.until.isoformat() if figures.until else None,
+        "time_zone": "UTC",
+        "days": [day.as_json() for day in figures.days],
+        "projects": [summary.as_json() for summary in figures.summaries],
+    }
+    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+
+
+def as_html(figures: Figures) -> str:
+    return report_html.render(figures, datetime.now(UTC))
+
+
+RENDERERS: Final[dict[str, Callable[[Figures], str]]] = {
+    "table": as_table,
+    "csv": as_csv,
+    "json": as_json,
+    "html": as_html,
+}
