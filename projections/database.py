@@ -252,6 +252,9 @@ class PostgresViews(ViewDatabase):
             max_size=max_size,
             timeout=connect_timeout,
             kwargs=pool_kwargs,
+            # A connection left from before a database restart is found dead and
+            # replaced when taken, not handed to a request.
+            check=psycopg_pool.ConnectionPool.check_connection,
             open=True,
         )
 
