@@ -112,7 +112,8 @@ class Following:
         ):
             self._poller = asyncio.create_task(self._poll_while_waited())
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError:
             return False
         finally:
@@ -197,8 +198,11 @@ class Following:
 
     async def _pause(self, name: str, seconds: float) -> None:
         wake = self._wakes[name]
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the wait ends, and stop() would hang.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await wake.wait()
         wake.clear()
 
     async def _listen(self, db: PostgresViews) -> None:
@@ -235,7 +239,8 @@ class Following:
             if not self._waiters:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._progress.wait()
             delay = min(delay * 2, _WAIT_POLL_MOST)
 
     async def _position_or(self, view: str, fallback: int) -> int:

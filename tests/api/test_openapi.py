@@ -28,6 +28,7 @@ from tests.conftest import Api, FakeClock
 
 ORDERS: Final = "/pm_order/{tenant_id}"
 DOCUMENT_PATH: Final = "/openapi.json"
+REPORT_PATH: Final = "/pm_order_report/{tenant_id}"
 DOCUMENT_URI: Final = "urn:pm-order:openapi.json"
 MIB: Final = 1024 * 1024
 METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -221,6 +222,7 @@ def test_the_document_describes_the_contracts_operations(document: Json) -> None
         (ORDERS, "get"): "listOrders",
         (ORDERS, "post"): "requestTransfer",
         (ORDERS, "put"): "decideOrders",
+        (REPORT_PATH, "get"): "getProjectReport",
         (DOCUMENT_PATH, "get"): "getOpenApiDocument",
     }
 
