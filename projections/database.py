@@ -252,9 +252,6 @@ class PostgresViews(ViewDatabase):
             max_size=max_size,
             timeout=connect_timeout,
             kwargs=pool_kwargs,
-            # A connection left from before a database restart is found dead and
-            # replaced when taken, not handed to a request.
-            check=psycopg_pool.ConnectionPool.check_connection,
             open=True,
         )
 
@@ -271,6 +268,7 @@ class PostgresViews(ViewDatabase):
             ):
                 yield cursor
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            self._replace_dead_connections()
             raise ViewDatabaseUnavailable(str(error)) from error
 
     @contextmanager
@@ -282,11 +280,25 @@ class PostgresViews(ViewDatabase):
         import psycopg
         import psycopg_pool
 
-        try:
-            with self._pool.connection() as connection:
-                return connection.execute(self.sql(statement), params).fetchall()
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
-            raise ViewDatabaseUnavailable(str(error)) from error
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as connection:
+                    return connection.execute(self.sql(statement), params).fetchall()
+            except psycopg.OperationalError as error:
+                # Likely a connection from before a database restart: the pool's
+                # other idle ones are as dead; replace them and read once more.
+                self._replace_dead_connections()
+                if attempt == 2:
+                    raise ViewDatabaseUnavailable(str(error)) from error
+            except psycopg_pool.PoolTimeout as error:
+                raise ViewDatabaseUnavailable(str(error)) from error
+        raise AssertionError("unreachable")
+
+    def _replace_dead_connections(self) -> None:
+        # Checking on every use would cost a round trip per read; checking after
+        # a failure costs nothing while all is well.
+        with contextlib.suppress(Exception):
+            self._pool.check()
 
     def sql(self, statement: str) -> str:
         return _to_format_params(statement)
