@@ -31,7 +31,9 @@ EXECUTOR: Final = web.AppKey("executor", Executor)
 IDENTITY: Final = web.RequestKey("identity", Identity)
 
 
-async def run(request: web.Request, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def run(
+    request: web.Request, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
     """Call the synchronous store in the bounded pool, off the event loop."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(
@@ -46,5 +48,8 @@ async def after_write(request: web.Request, position: int) -> None:
         position, config.read_your_writes_timeout
     ):
         # The write is stored and will show; answering an error would be untrue.
-        log.warning("views did not reach %d within %.1fs", position,
-                    config.read_your_writes_timeout)
+        log.warning(
+            "views did not reach %d within %.1fs",
+            position,
+            config.read_your_writes_timeout,
+        )

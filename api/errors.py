@@ -56,7 +56,10 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, msg: str, *, reason: str | None = None,
+    status: int,
+    msg: str,
+    *,
+    reason: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     reason = reason or HTTPStatus(status).phrase
@@ -80,7 +83,9 @@ _HTTP_MESSAGES: Final = {
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as error:
@@ -95,7 +100,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("unavailable: %s", error)
         what = "identity service" if isinstance(error, IdentityUnavailable) else "store"
         return error_response(
-            503, f"the {what} is unavailable; try again",
+            503,
+            f"the {what} is unavailable; try again",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     except web.HTTPException as error:

@@ -19,8 +19,13 @@ async def list_orders(request: web.Request) -> web.Response:
     query = requests.list_query(request)
     store = request.app[STORE]
     page = await run(
-        request, OrderLists.page, store.views, request[IDENTITY].project_id,
-        query.list_type, limit=query.limit, marker=query.marker,
+        request,
+        OrderLists.page,
+        store.views,
+        request[IDENTITY].project_id,
+        query.list_type,
+        limit=query.limit,
+        marker=query.marker,
     )
     return responses.order_list(page, request.app[CONFIG].timezone)
 
@@ -30,9 +35,13 @@ async def request_transfer(request: web.Request) -> web.Response:
     identity = request[IDENTITY]
     body = await requests.transfer_request(request, identity.project_id)
     written = await run(
-        request, request.app[SERVICE].request_transfer,
-        tenant=identity.project_id, user=identity.user_name, snids=body.snids,
-        dest_project=body.dest_project, mailto=body.mailto,
+        request,
+        request.app[SERVICE].request_transfer,
+        tenant=identity.project_id,
+        user=identity.user_name,
+        snids=body.snids,
+        dest_project=body.dest_project,
+        mailto=body.mailto,
     )
     await after_write(request, written.position)
     assert written.order_id is not None
@@ -44,9 +53,13 @@ async def decide_orders(request: web.Request) -> web.Response:
     identity = request[IDENTITY]
     body = await requests.decision(request)
     written = await run(
-        request, request.app[SERVICE].decide,
-        tenant=identity.project_id, user=identity.user_name, roles=identity.roles,
-        order_ids=body.order_ids, accept=body.accept,
+        request,
+        request.app[SERVICE].decide,
+        tenant=identity.project_id,
+        user=identity.user_name,
+        roles=identity.roles,
+        order_ids=body.order_ids,
+        accept=body.accept,
     )
     await after_write(request, written.position)
     return responses.orders_processed()

@@ -80,7 +80,9 @@ async def decision(request: web.Request) -> Decision:
         raise InvalidInput("'order_ids' is required")
     if "accept" not in body:
         raise InvalidInput("'accept' is required: 1 to accept, 0 to refuse")
-    return Decision(order_ids=_order_ids(body["order_ids"]), accept=_accept(body["accept"]))
+    return Decision(
+        order_ids=_order_ids(body["order_ids"]), accept=_accept(body["accept"])
+    )
 
 
 def _order_ids(value: Any) -> list[int]:
@@ -110,7 +112,9 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "request body is larger than 1 MiB")
     if request.content_type != "application/json":
-        raise ApiError(415, "the body must be JSON: send Content-Type: application/json")
+        raise ApiError(
+            415, "the body must be JSON: send Content-Type: application/json"
+        )
     raw = await request.read()  # aiohttp refuses more than MAX_BODY_BYTES with 413
     try:
         body = json.loads(raw.decode("utf-8"))
@@ -122,7 +126,9 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         ) from None
     except (RecursionError, ValueError):
         # Nested too deeply, or a number too long to convert.
-        raise InvalidInput("malformed JSON: nested too deeply or too long a number") from None
+        raise InvalidInput(
+            "malformed JSON: nested too deeply or too long a number"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     return body

@@ -50,12 +50,12 @@ def need_postgres() -> None:
 
 
 def _postgres_unavailable_reason() -> str | None:
-    try:
-        import psycopg
+    import psycopg
 
+    try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3):
             return None
-    except Exception as error:
+    except psycopg.Error as error:
         return f"no PostgreSQL at {POSTGRES_URL}: {error}".splitlines()[0]
 
 
@@ -115,16 +115,36 @@ def service(store: Store, clock: FakeClock) -> OrderService:
 # -- the real app, through aiohttp's test client ---------------------------------
 
 TOKENS = [
-    {"token": "tok-alice", "user_name": "alice", "project_id": "proj-a",
-     "roles": ["member"]},
-    {"token": "tok-bob", "user_name": "bob", "project_id": "proj-b",
-     "roles": ["member", "approver"]},
-    {"token": "tok-bill", "user_name": "bill", "project_id": "proj-b",
-     "roles": ["member"]},
-    {"token": "tok-carol", "user_name": "carol", "project_id": "proj-c",
-     "roles": ["member"]},
-    {"token": "tok-expired", "user_name": "old", "project_id": "proj-a",
-     "expires_at": "2020-01-01T00:00:00Z"},
+    {
+        "token": "tok-alice",
+        "user_name": "alice",
+        "project_id": "proj-a",
+        "roles": ["member"],
+    },
+    {
+        "token": "tok-bob",
+        "user_name": "bob",
+        "project_id": "proj-b",
+        "roles": ["member", "approver"],
+    },
+    {
+        "token": "tok-bill",
+        "user_name": "bill",
+        "project_id": "proj-b",
+        "roles": ["member"],
+    },
+    {
+        "token": "tok-carol",
+        "user_name": "carol",
+        "project_id": "proj-c",
+        "roles": ["member"],
+    },
+    {
+        "token": "tok-expired",
+        "user_name": "old",
+        "project_id": "proj-a",
+        "expires_at": "2020-01-01T00:00:00Z",
+    },
 ]
 
 INVENTORY = [
@@ -169,7 +189,8 @@ class Api:
         self, token: str, tenant: str, **params: Any
     ) -> tuple[int, dict[str, Any]]:
         response = await self.client.get(
-            self.url(tenant), headers=self.headers(token),
+            self.url(tenant),
+            headers=self.headers(token),
             params={k: str(v) for k, v in params.items()},
         )
         return response.status, await response.json()
@@ -232,7 +253,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if skipped:
         reason = _postgres_reason[0] if _postgres_reason else "unknown"
         terminalreporter.write_sep(
-            "!", f"{len(skipped)} PostgreSQL tests SKIPPED: {reason}", red=True, bold=True
+            "!",
+            f"{len(skipped)} PostgreSQL tests SKIPPED: {reason}",
+            red=True,
+            bold=True,
         )
         terminalreporter.write_line(
             "Start PostgreSQL (or set PM_ORDER_TEST_POSTGRES_URL) to run them; "

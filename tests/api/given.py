@@ -18,7 +18,9 @@ async def ordered(
     tenant: str = "proj-a",
 ) -> int:
     """`tenant` has asked to move `snids` to `dest`: the new order's id."""
-    status, body = await api.request(token, tenant, {"snids": snids, "dest_project": dest})
+    status, body = await api.request(
+        token, tenant, {"snids": snids, "dest_project": dest}
+    )
     assert status == 200, body
     order_id = body["order_id"]
     assert isinstance(order_id, int)

@@ -34,7 +34,9 @@ REQUESTS = 50
 def pm_order(*args: str, env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "pm_order", *args],
-        env={**os.environ, **env}, check=True, capture_output=True,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
     )
 
 
@@ -43,17 +45,23 @@ async def post_order(
 ) -> tuple[int, dict[str, Any]]:
     async with session.post(
         f"{server.base_url}/mana_api/pm_order/proj-a",
-        json={"snids": snids, "dest_project": "proj-b"}, headers=HEADERS,
+        json={"snids": snids, "dest_project": "proj-b"},
+        headers=HEADERS,
     ) as response:
         return response.status, await response.json()
 
 
 async def list_orders(
-    session: aiohttp.ClientSession, server: ApiServer, token: str, tenant: str, kind: int
+    session: aiohttp.ClientSession,
+    server: ApiServer,
+    token: str,
+    tenant: str,
+    kind: int,
 ) -> dict[str, Any]:
     async with session.get(
         f"{server.base_url}/mana_api/pm_order/{tenant}",
-        params={"type": str(kind)}, headers={**HEADERS, "X-Auth-Token": token},
+        params={"type": str(kind)},
+        headers={**HEADERS, "X-Auth-Token": token},
     ) as response:
         assert response.status == 200
         return dict(await response.json())
@@ -63,7 +71,9 @@ def rebuilt_views_equal_live(url: str) -> None:
     """Project the whole log into a fresh schema and compare with the live views."""
     store = open_store(url, create_tables=False)
     settings = postgres_settings(url)
-    rebuild = PostgresSettings(**{**settings.__dict__, "schema": f"rb_{uuid.uuid4().hex[:10]}"})
+    rebuild = PostgresSettings(
+        **{**settings.__dict__, "schema": f"rb_{uuid.uuid4().hex[:10]}"}
+    )
     create_schema(rebuild)
     fresh = PostgresViews(rebuild.conninfo, schema=rebuild.schema)
     try:
@@ -71,7 +81,9 @@ def rebuilt_views_equal_live(url: str) -> None:
             projector = Projector(store.app.recorder, store.app.mapper, fresh, view)
             projector.create_tables()
             assert projector.catch_up() == store.app.recorder.max_notification_id()
-            assert view_contents(store.views, view) == view_contents(fresh, view), view.name
+            assert view_contents(store.views, view) == view_contents(fresh, view), (
+                view.name
+            )
     finally:
         fresh.close()
         store.close()
@@ -89,7 +101,9 @@ async def test_two_api_processes_and_two_workers_give_one_order_per_server(
     }
     pm_order("db", "upgrade", env=env)
     inventory = tmp_path / "inventory.csv"
-    inventory.write_text("snid,project_id\n" + "".join(f"{s},proj-a\n" for s in SERVERS))
+    inventory.write_text(
+        "snid,project_id\n" + "".join(f"{s},proj-a\n" for s in SERVERS)
+    )
     pm_order("machines", "import", str(inventory), env=env)
     leader = PmOrderProcess(["worker"], env, tmp_path / "worker-1.log")
     leader.wait_for_log("projecting order_lists")
@@ -99,8 +113,9 @@ async def test_two_api_processes_and_two_workers_give_one_order_per_server(
     try:
         # When: 50 requests for overlapping windows of three servers, through both
         # processes at once, and the leading worker is killed once ten are answered
-        windows = [[SERVERS[(i + k) % len(SERVERS)] for k in range(3)]
-                   for i in range(REQUESTS)]
+        windows = [
+            [SERVERS[(i + k) % len(SERVERS)] for k in range(3)] for i in range(REQUESTS)
+        ]
         answered = 0
         killed = asyncio.Event()
 
@@ -118,8 +133,11 @@ async def test_two_api_processes_and_two_workers_give_one_order_per_server(
             assert killed.is_set()
 
             # Then: every server is in at most one order, and every refusal is a 409
-            won = [(body["order_id"], windows[i]) for i, (status, body)
-                   in enumerate(results) if status == 200]
+            won = [
+                (body["order_id"], windows[i])
+                for i, (status, body) in enumerate(results)
+                if status == 200
+            ]
             assert {status for status, _ in results} <= {200, 409}
             held = [snid for _, snids in won for snid in snids]
             assert len(held) == len(set(held))

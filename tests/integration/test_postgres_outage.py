@@ -60,8 +60,9 @@ async def test_a_stopped_database_answers_503_quickly_and_changes_nothing(
 ) -> None:
     api, cluster = outage_api
     # Given: a working service with one order
-    status, _ = await api.request("tok-alice", "proj-a",
-                                  {"snids": "SN-A-001", "dest_project": "proj-b"})
+    status, _ = await api.request(
+        "tok-alice", "proj-a", {"snids": "SN-A-001", "dest_project": "proj-b"}
+    )
     assert status == 200
 
     # When: the database stops
@@ -69,13 +70,16 @@ async def test_a_stopped_database_answers_503_quickly_and_changes_nothing(
 
     # Then: writes and reads answer 503 with Retry-After, quickly
     for call in (
-        api.request("tok-alice", "proj-a", {"snids": "SN-A-002", "dest_project": "proj-b"}),
+        api.request(
+            "tok-alice", "proj-a", {"snids": "SN-A-002", "dest_project": "proj-b"}
+        ),
         api.decide("tok-bob", "proj-b", {"order_ids": "1", "accept": 1}),
         api.list("tok-alice", "proj-a"),
     ):
         elapsed, status, body = await timed(call)
         assert status == 503, body
-        assert body["code"] == 503 and "unavailable" in body["msg"]
+        assert body["code"] == 503
+        assert "unavailable" in body["msg"]
         assert elapsed < QUICK_SECONDS
 
     # When: it starts again
@@ -93,12 +97,15 @@ async def test_a_stopped_database_answers_503_quickly_and_changes_nothing(
     assert body["order_id"] == 2
     status, body = await api.list("tok-bob", "proj-b", type=0)
     assert [(o["id"], o["state"]) for o in body["orders"]] == [
-        (2, "unfinished"), (1, "unfinished")
+        (2, "unfinished"),
+        (1, "unfinished"),
     ]
     assert api.owner("SN-A-001") == ("proj-a", 1)
 
 
-async def test_retry_after_is_set_on_503(outage_api: tuple[Api, ThrowawayPostgres]) -> None:
+async def test_retry_after_is_set_on_503(
+    outage_api: tuple[Api, ThrowawayPostgres],
+) -> None:
     api, cluster = outage_api
     cluster.stop()
     response = await api.client.get(api.url("proj-a"), headers=api.headers("tok-alice"))

@@ -71,8 +71,10 @@ def test_verify_exits_1_listing_a_corrupted_row(ordered: str, tmp_path: Path) ->
     )
     assert result.returncode == 1
     assert "order_lists: DIFFERS" in result.stdout
-    assert "missing" in result.stdout and "'u'" in result.stdout
-    assert "unexpected" in result.stdout and "'mallory'" in result.stdout
+    assert "missing" in result.stdout
+    assert "'u'" in result.stdout
+    assert "unexpected" in result.stdout
+    assert "'mallory'" in result.stdout
 
 
 def test_rebuild_repairs_the_view_and_shows_progress(
@@ -91,7 +93,8 @@ def test_rebuild_repairs_the_view_and_shows_progress(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "ev/s" in result.stderr and "ETA" in result.stderr
+    assert "ev/s" in result.stderr
+    assert "ETA" in result.stderr
     assert "server_ownership: rebuilt" in result.stdout
     assert (
         pm_order(
