@@ -19,8 +19,7 @@ from pm_order.config import Config
 from pm_order.mailer import DEFAULT_BACKOFF, Backoff, Mailer
 from pm_order.store import Store
 from pm_order.warning_scheduler import WarningScheduler
-from projections.database import Leadership
-from projections.following import Following
+from projections.following import Following, ask_to_lead
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,10 @@ class Background:
                 try:
                     # Asked every round, not once: a leader whose database session
                     # ended has lost the lock to a standby and must stop at once.
-                    was_leading, leading = leading, await self._ask(leadership)
+                    was_leading, leading = (
+                        leading,
+                        await ask_to_lead(leadership, self.executor),
+                    )
                     if leading and not was_leading:
                         log.info("running the %s here", what)
                     elif was_leading and not leading:
@@ -129,17 +131,6 @@ class Background:
         finally:
             with contextlib.suppress(Exception):
                 leadership.release()
-
-    async def _ask(self, leadership: Leadership) -> bool:
-        """Whether this process leads, asked in the executor."""
-        future = self.executor.submit(leadership.try_acquire)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            # Stopped while asking: the call may still be running in its thread,
-            # and would leave a session (and the lock) open with nobody to close it.
-            future.add_done_callback(lambda _: leadership.release())
-            raise
 
     def _spawn(
         self,

@@ -37,6 +37,18 @@ _WAIT_POLL_MOST: Final = 0.05
 _RETRY_AFTER_ERROR: Final = 1.0
 
 
+async def ask_to_lead(leadership: Leadership, executor: Executor) -> bool:
+    """Whether this process leads, asked in the executor."""
+    future = executor.submit(leadership.try_acquire)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        # Stopped while asking: the call may still be running in its thread, and
+        # would leave a session (and the lock) open with nobody to close it.
+        future.add_done_callback(lambda _: leadership.release())
+        raise
+
+
 class Following:
     """Runs (or watches other processes run) the projectors of some views."""
 
@@ -137,7 +149,7 @@ class Following:
         try:
             while True:
                 if not self._leading[views[0]]:
-                    if not await self._ask(leadership):
+                    if not await ask_to_lead(leadership, self.executor):
                         await self._pause(name, self.standby_poll)
                         continue
                     log.info("projecting %s here", ", ".join(views))
@@ -159,17 +171,6 @@ class Following:
             lead(False)
             with contextlib.suppress(Exception):
                 leadership.release()
-
-    async def _ask(self, leadership: Leadership) -> bool:
-        """Whether this process leads, asked in the executor."""
-        future = self.executor.submit(leadership.try_acquire)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            # Stopped while asking: the call may still be running in its thread,
-            # and would leave a session (and the lock) open with nobody to close it.
-            future.add_done_callback(lambda _: leadership.release())
-            raise
 
     async def _project(
         self, projector: Projector, succeeded: Callable[[], None]
