@@ -115,9 +115,19 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(
             415, "the body must be JSON: send Content-Type: application/json"
         )
-    raw = await request.read()  # aiohttp refuses more than MAX_BODY_BYTES with 413
     try:
-        body = json.loads(raw.decode("utf-8"))
+        raw = await request.read()  # aiohttp refuses more than MAX_BODY_BYTES with 413
+    except web.RequestPayloadError:
+        # The client's fault, not ours (500); what is left of the body cannot be
+        # read either, so the connection ends with this answer.
+        raise ApiError(
+            400,
+            "the body cannot be read: it is not what its Content-Encoding "
+            "or Transfer-Encoding says",
+            headers={"Connection": "close"},
+        ) from None
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError:
         raise InvalidInput("the body is not UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -132,6 +142,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     return body
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON (RFC 8259) does not have.
+    raise InvalidInput(f"malformed JSON: {constant} is not a JSON value")
 
 
 def _one_param(request: web.Request, name: str) -> str | None:

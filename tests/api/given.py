@@ -6,8 +6,6 @@ from typing import Any
 
 from tests.conftest import Api
 
-JSON = {"Content-Type": "application/json"}
-
 
 async def ordered(
     api: Api,

@@ -59,6 +59,11 @@ async def test_requests_during_a_rebuild_all_succeed_and_see_whole_lists(
         )
         assert status == 200, body
         created += 1
+        # proj-c refuses it, so the server is free for the rounds that follow
+        status, refused = await api.decide(
+            "tok-carol", "proj-c", {"order_ids": [body["order_id"]], "accept": 0}
+        )
+        assert status == 200, refused
         status, body = await api.list("tok-alice", "proj-a", type=3)
         # Then: every list is whole: exactly the orders answered so far
         assert status == 200, body
