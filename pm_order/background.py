@@ -19,7 +19,7 @@ from pm_order.config import Config
 from pm_order.mailer import DEFAULT_BACKOFF, Backoff, Mailer
 from pm_order.store import Store
 from pm_order.warning_scheduler import WarningScheduler
-from projections.following import Following, ask_to_lead
+from projections.following import Following, ask_to_lead, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,7 @@ class Background:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await self.following.stop()
 

@@ -49,6 +49,26 @@ async def ask_to_lead(leadership: Leadership, executor: Executor) -> bool:
         raise
 
 
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait until they have ended, cancelling again any that
+    outlives a cancellation (Python 3.11's asyncio can lose one that arrives just as
+    a wait ends, and a stop that waited on such a task would never return)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning(
+                "cancelling again: %s", ", ".join(t.get_name() for t in pending)
+            )
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s ended with an error", task.get_name(), exc_info=task.exception()
+            )
+
+
 class Following:
     """Runs (or watches other processes run) the projectors of some views."""
 
@@ -98,10 +118,7 @@ class Following:
             self._spawn(self._listen(self.db), "listen")
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._poller] if self._poller else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks([*self._tasks, *([self._poller] if self._poller else [])])
         self._tasks.clear()
         for _, future in self._waiters:
             future.cancel()
@@ -211,6 +228,7 @@ class Following:
         if self.events_channel:
             channels.append(self.events_channel)
         failures = 0
+        this = asyncio.current_task()
         while True:
             try:
                 async for channel in db.notifications(channels):
@@ -227,6 +245,9 @@ class Following:
                 (log.warning if failures == 1 else log.debug)(
                     "listening for notifications failed: %s", error
                 )
+            if this is not None and this.cancelling():
+                # The driver turned our cancellation into an ordinary end: honour it.
+                raise asyncio.CancelledError
             await asyncio.sleep(_RETRY_AFTER_ERROR)
 
     async def _poll_while_waited(self) -> None:
