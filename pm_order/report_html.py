@@ -396,24 +396,40 @@ _PROJECT_HEADERS: Final = (
 )
 
 
+def project_cells(s: ProjectSummary) -> tuple[object, ...]:
+    """One project's summary as the cells of a row (durations made readable)."""
+    return (
+        s.project,
+        s.requested,
+        s.accepted,
+        s.refused,
+        s.unfinished,
+        s.servers_in,
+        s.servers_out,
+        s.warnings,
+        s.decisions,
+        human_duration(s.median_decision_seconds),
+        human_duration(s.p95_decision_seconds),
+    )
+
+
+def day_cells(f: DayFigures) -> tuple[object, ...]:
+    """One project's day as the cells of a row."""
+    return (
+        f.project,
+        f.day.isoformat(),
+        f.requested,
+        f.accepted,
+        f.refused,
+        f.unfinished,
+        f.servers_in,
+        f.servers_out,
+        f.warnings,
+    )
+
+
 def _project_table(summaries: Sequence[ProjectSummary]) -> str:
-    rows = [
-        [
-            s.project,
-            s.requested,
-            s.accepted,
-            s.refused,
-            s.unfinished,
-            s.servers_in,
-            s.servers_out,
-            s.warnings,
-            s.decisions,
-            human_duration(s.median_decision_seconds),
-            human_duration(s.p95_decision_seconds),
-        ]
-        for s in summaries
-    ]
-    return _table(_PROJECT_HEADERS, rows)
+    return _table(_PROJECT_HEADERS, [project_cells(s) for s in summaries])
 
 
 _DAY_HEADERS: Final = (
@@ -430,21 +446,7 @@ _DAY_HEADERS: Final = (
 
 
 def _day_table(days: Sequence[DayFigures]) -> str:
-    rows = [
-        [
-            f.project,
-            f.day.isoformat(),
-            f.requested,
-            f.accepted,
-            f.refused,
-            f.unfinished,
-            f.servers_in,
-            f.servers_out,
-            f.warnings,
-        ]
-        for f in days
-    ]
-    return _table(_DAY_HEADERS, rows, text_columns=2)
+    return _table(_DAY_HEADERS, [day_cells(f) for f in days], text_columns=2)
 
 
 def _table(

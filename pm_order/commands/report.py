@@ -121,22 +121,7 @@ def as_table(figures: Figures) -> str:
             "MEDIAN",
             "P95",
         ),
-        [
-            (
-                s.project,
-                s.requested,
-                s.accepted,
-                s.refused,
-                s.unfinished,
-                s.servers_in,
-                s.servers_out,
-                s.warnings,
-                s.decisions,
-                report_html.human_duration(s.median_decision_seconds),
-                report_html.human_duration(s.p95_decision_seconds),
-            )
-            for s in figures.summaries
-        ],
+        [report_html.project_cells(s) for s in figures.summaries],
     )
     lines.append("")
     lines += _columns(
@@ -151,20 +136,7 @@ def as_table(figures: Figures) -> str:
             "OUT",
             "WARNINGS",
         ),
-        [
-            (
-                f.project,
-                f.day.isoformat(),
-                f.requested,
-                f.accepted,
-                f.refused,
-                f.unfinished,
-                f.servers_in,
-                f.servers_out,
-                f.warnings,
-            )
-            for f in figures.days
-        ],
+        [report_html.day_cells(f) for f in figures.days],
         text_columns=2,
     )
     lines += [
