@@ -9,13 +9,12 @@ import contextlib
 import hashlib
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-Dialect = Literal["sqlite", "postgresql"]
+from typing import Any, Protocol
 
 
 class Cursor(Protocol):
@@ -39,22 +38,16 @@ class ViewDatabaseUnavailable(Exception):
     """The read-model database cannot be reached."""
 
 
-class ViewDatabase:
+class ViewDatabase(ABC):
     """Transactions and reads against the read-model tables."""
 
-    dialect: Dialect
-
-    @contextmanager
-    def writing(self) -> Iterator[Cursor]:
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[Cursor]:
         """One write transaction: committed on success, rolled back on error."""
-        raise NotImplementedError
-        yield
 
-    @contextmanager
-    def reading(self) -> Iterator[Cursor]:
+    @abstractmethod
+    def reading(self) -> AbstractContextManager[Cursor]:
         """A consistent read."""
-        raise NotImplementedError
-        yield
 
     def sql(self, statement: str) -> str:
         return statement
@@ -72,32 +65,34 @@ class ViewDatabase:
 
     def announce_progress(self, cursor: Cursor) -> None:
         """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+        return  # one process on SQLite: nobody to tell
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         """Send the statements that follow without waiting for each answer (a
         PostgreSQL pipeline); a read inside still waits for its rows."""
         return nullcontext()
 
+    @abstractmethod
     def scratch(self, label: str) -> ViewDatabase:
         """An empty place beside this database to build a view's tables in."""
-        raise NotImplementedError
 
+    @abstractmethod
     def copy_tables_from(
         self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
     ) -> None:
         """Replace `tables`' rows with `scratch`'s, in `cursor`'s transaction."""
-        raise NotImplementedError
 
+    @abstractmethod
     def discard(self) -> None:
         """Close and remove a scratch place."""
-        raise NotImplementedError
 
     def attached(self, scratch: ViewDatabase) -> AbstractContextManager[None]:
         """Make `scratch` reachable from this database's write transactions."""
         return nullcontext()
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close every connection."""
 
 
 class Leadership(Protocol):
@@ -120,8 +115,6 @@ class SoleLeader:
 
 class SQLiteViews(ViewDatabase):
     """Read models in the same SQLite file as the event store (WAL mode)."""
-
-    dialect: Dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
@@ -220,8 +213,6 @@ class SQLiteViews(ViewDatabase):
 
 class PostgresViews(ViewDatabase):
     """Read models in PostgreSQL, through a psycopg 3 connection pool."""
-
-    dialect: Dialect = "postgresql"
 
     def __init__(
         self,

@@ -104,10 +104,6 @@ class Following:
         """The log position every followed view has reached."""
         return min(self._positions.values(), default=0)
 
-    def leads(self, view: str) -> bool:
-        """Whether this process runs the projector of `view` now."""
-        return self._leading[view]
-
     async def start(self) -> None:
         for view in self.views:
             self._positions[view] = await self._position_or(view, 0)
