@@ -34,7 +34,6 @@ from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderApplication
 from pm_order.store import Store
-from projections import mail_outbox
 from projections.mail_outbox import MailOutbox
 
 PAGE_SIZE: Final = 500
@@ -255,11 +254,7 @@ def _put(app: OrderApplication, batch: list[Any]) -> int:
 
 
 def _mark_mail_delivered(store: Store) -> int:
-    now = time.time()
-    pending = MailOutbox.messages(store.views, mail_outbox.PENDING)
-    for message in pending:
-        MailOutbox.mark_sent(store.views, message.message_id, now)
-    return len(pending)
+    return MailOutbox.mark_untried_sent(store.views, time.time())
 
 
 def _read(path: Path) -> Iterator[Any]:

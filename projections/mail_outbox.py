@@ -103,6 +103,15 @@ _MARK_SENT: Final = (
     " sent_at = excluded.sent_at"
     " WHERE mail_deliveries.state = ?"
 )
+# Mail another deployment already sent (an imported log): recorded as sent, with
+# no attempt of ours, in one statement.
+_MARK_UNTRIED_SENT: Final = (
+    "INSERT INTO mail_deliveries (message_id, state, attempts, next_attempt_at,"
+    " last_error, sent_at)"
+    " SELECT m.message_id, ?, 0, 0, NULL, ? FROM mail_outbox m"
+    " WHERE NOT EXISTS"
+    " (SELECT 1 FROM mail_deliveries d WHERE d.message_id = m.message_id)"
+)
 _MARK_ATTEMPT_FAILED: Final = (
     "INSERT INTO mail_deliveries (message_id, state, attempts, next_attempt_at,"
     " last_error, sent_at) VALUES (?, ?, ?, ?, ?, NULL)"
@@ -241,6 +250,13 @@ class MailOutbox:
         """Record that the SMTP server took `message`."""
         with db.writing() as cursor:
             cursor.execute(db.sql(_MARK_SENT), (message, SENT, now, PENDING))
+
+    @staticmethod
+    def mark_untried_sent(db: ViewDatabase, now: float) -> int:
+        """Record every never-tried message as sent elsewhere; returns how many."""
+        with db.writing() as cursor:
+            cursor.execute(db.sql(_MARK_UNTRIED_SENT), (SENT, now))
+            return int(cursor.rowcount)
 
     @staticmethod
     def mark_attempt_failed(
