@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,25 @@ def test_without_table_creation_the_tables_come_from_db_upgrade(
         "--database-url", database_url, "machines", "list", cwd=tmp_path, env=off
     )
     assert after.returncode == 0, after.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    # given more servers than a pipe holds before the reader must read
+    rows = "".join(f"SERVER-{n:05d},p1\n" for n in range(3000))
+    inventory = write_csv(tmp_path / "many.csv", "snid,project_id\n" + rows)
+    assert pm_order("machines", "import", str(inventory), cwd=tmp_path).returncode == 0
+    # when the reader takes one line and goes away, as `| head -1` does
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pm_order", "machines", "list"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith(b"SNID")
+    process.stdout.close()
+    _, errors = process.communicate(timeout=60)
+    # then it ends with status 0 and no traceback
+    assert process.returncode == 0
+    assert b"Traceback" not in errors
