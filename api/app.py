@@ -25,9 +25,9 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
-from pm_order.background import Background
-from pm_order.config import Config
-from pm_order.store import Store, open_store
+from service.background import Background
+from service.config import Config
+from service.store import Store, open_store
 
 # Routes whose callers must show a token for the project in the URL.
 PROJECT_ROUTES: Final = frozenset({"orders", "report"})

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from pm_order.config import Config, ConfigError
+from service.config import Config, ConfigError
 
 
 @dataclass(frozen=True)

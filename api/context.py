@@ -13,9 +13,9 @@ from aiohttp import web
 
 from api.auth import Authenticator, Identity
 from domain.service import OrderService
-from pm_order.config import Config
-from pm_order.store import Store
 from projections.following import Following
+from service.config import Config
+from service.store import Store
 
 log = logging.getLogger(__name__)
 

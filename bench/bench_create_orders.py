@@ -1,6 +1,6 @@
 """Creating orders over HTTP on PostgreSQL, against bare INSERT + COMMIT.
 
-A real server (`python -m pm_order serve`, projectors included) answers POSTs of
+A real server (`python -m cli serve`, projectors included) answers POSTs of
 one-server orders from C concurrent aiohttp clients; each answer waits, as always,
 until the views show the order. The baseline is the same number of clients, one
 psycopg connection each, doing single-row INSERT + COMMIT into a plain table. The
@@ -37,7 +37,7 @@ from harness import (
 )
 
 from domain.service import OrderService
-from pm_order.store import open_store
+from service.store import open_store
 
 TARGET_RATIO: Final = 0.5
 SOURCE: Final = "proj-src"

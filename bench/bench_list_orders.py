@@ -2,7 +2,7 @@
 
 Only the read path is measured, so the order_lists view's tables are filled
 directly with bulk SQL (generate_series), not by projecting events. The real app
-(`python -m pm_order serve --api-only`, as behind a load balancer) answers
+(`python -m cli serve --api-only`, as behind a load balancer) answers
 GET /mana_api/pm_order/{tenant}?type=N&limit=50 (types 0..4, a third of them with
 a marker) from C concurrent connections; the baseline is a bare aiohttp handler
 answering a fixed JSON body of the same size, measured by the same load generator
@@ -41,7 +41,7 @@ from harness import (
     tokens_file,
 )
 
-from pm_order.store import open_store
+from service.store import open_store
 
 TARGET_P99_MS: Final = 20.0
 TARGET_RATIO: Final = 0.5

@@ -25,9 +25,9 @@ from psycopg.rows import tuple_row
 from domain.order import Order
 from domain.server import Server
 from domain.service import OrderApplication
-from pm_order.store import open_store, postgres_settings
 from projections.order_lists import OrderLists
 from projections.projector import Projector, set_position
+from service.store import open_store, postgres_settings
 
 TARGET_RATIO: Final = 10.0
 PROJECTS: Final = 20

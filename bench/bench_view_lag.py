@@ -39,10 +39,10 @@ from harness import (
 from psycopg import sql
 
 from domain.service import OrderService
-from pm_order.store import Store, open_store
 from projections.database import PostgresViews
 from projections.order_lists import NAME as VIEW
 from projections.projector import tracked_position
+from service.store import Store, open_store
 
 TARGET_P99_MS: Final = 20.0
 SOURCE: Final = "proj-src"

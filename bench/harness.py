@@ -215,11 +215,11 @@ def pm_order_process(
     tokens: Path | None = None,
     api_only: bool = False,
 ) -> Process:
-    """`python -m pm_order serve|worker` on `database_url` (serve: on a free port)."""
+    """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
     env = {"PM_ORDER_DATABASE_URL": database_url}
     if tokens is not None:
         env["PM_ORDER_TOKENS_FILE"] = str(tokens)
-    argv = [PYTHON, "-m", "pm_order", command]
+    argv = [PYTHON, "-m", "cli", command]
     port = None
     if command == "serve":
         port = free_port()

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from domain.service import OrderService
-from pm_order.config import Config
-from pm_order.store import Store, open_store
+from service.config import Config
+from service.store import Store, open_store
 
 POSTGRES_URL = os.environ.get(
     "PM_ORDER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

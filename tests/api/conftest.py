@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from domain.service import OrderService
-from pm_order.store import Store
+from service.store import Store
 from tests.conftest import INVENTORY, Api, FakeClock
 
 MakeApi = Callable[..., Awaitable[Api]]

@@ -9,7 +9,7 @@ import pytest
 
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderService
-from pm_order.store import Store, open_store
+from service.store import Store, open_store
 from tests.conftest import FakeClock
 
 INVENTORY = [

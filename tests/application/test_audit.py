@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from cli import audit
+from cli.audit import OrderNotYetRequested, ServerNotFound
 from domain.exceptions import OrdersNotFound
 from domain.service import OrderService
-from pm_order import audit
-from pm_order.audit import OrderNotYetRequested, ServerNotFound
-from pm_order.store import Store
+from service.store import Store
 from tests.application.conftest import decide, request
 from tests.conftest import FakeClock
 

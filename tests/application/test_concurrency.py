@@ -27,7 +27,7 @@ from domain.order import order_aggregate_id
 from domain.server import server_aggregate_id
 from domain.service import OrderService
 from domain.workflow import FINISHED, REFUSED
-from pm_order.store import Store
+from service.store import Store
 from tests.application.conftest import decide, owner, request
 from tests.conftest import FakeClock
 

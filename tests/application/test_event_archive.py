@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
+from cli.event_archive import ImportRefused, export_events, import_events
 from domain.order import order_aggregate_id
 from domain.server import server_aggregate_id
 from domain.service import OrderService
-from pm_order.event_archive import ImportRefused, export_events, import_events
-from pm_order.store import Store, open_store
 from projections import mail_outbox
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import LIST_TYPES, OrderLists
 from projections.server_ownership import ServerOwnership
+from service.store import Store, open_store
 from tests.application.conftest import INVENTORY, decide, request
 from tests.conftest import (
     BACKENDS,

@@ -11,7 +11,7 @@ import pytest
 
 from domain.exceptions import DomainError, ServersAlreadyOrdered, ServersNotOwned
 from domain.service import OrderService, Written
-from pm_order.store import Store
+from service.store import Store
 from tests.conftest import INVENTORY
 
 

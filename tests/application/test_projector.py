@@ -25,7 +25,6 @@ from domain.order import Order
 from domain.server import Server
 from domain.service import OrderService
 from domain.workflow import FINISHED, UNFINISHED
-from pm_order.store import Store
 from projections.database import Cursor, SQLiteViews, ViewDatabase
 from projections.order_lists import OrderLists
 from projections.projector import (
@@ -36,6 +35,7 @@ from projections.projector import (
     view_contents,
 )
 from projections.server_ownership import ServerOwnership, ServerRow
+from service.store import Store
 from tests.application.conftest import decide, request
 from tests.conftest import FakeClock
 

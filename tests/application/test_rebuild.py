@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from domain.service import OrderService
-from pm_order.store import Store
 from projections import rebuild as rebuilding
 from projections.projector import (
     Projector,
@@ -13,6 +12,7 @@ from projections.projector import (
     tracked_position,
     view_contents,
 )
+from service.store import Store
 from tests.conftest import INVENTORY, FakeClock
 
 

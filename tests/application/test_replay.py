@@ -11,7 +11,7 @@ from domain.order import Order, order_aggregate_id
 from domain.server import server_aggregate_id
 from domain.service import OrderService
 from domain.workflow import FINISHED, REFUSED, UNFINISHED
-from pm_order.store import Store
+from service.store import Store
 from tests.application.conftest import INVENTORY, request
 from tests.conftest import FakeClock
 

@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from domain.service import OrderService
-from pm_order.store import Store
 from projections.reports import DayFigures, Figures, Reports, percentile
+from service.store import Store
 from tests.application.conftest import decide, request
 from tests.conftest import FakeClock
 

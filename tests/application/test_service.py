@@ -18,7 +18,7 @@ from domain.order import Order
 from domain.server import Server
 from domain.service import OrderService
 from domain.workflow import FINISHED, REFUSED, UNFINISHED
-from pm_order.store import Store
+from service.store import Store
 from tests.application.conftest import INVENTORY, decide, owner, request
 from tests.conftest import FakeClock
 

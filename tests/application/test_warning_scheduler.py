@@ -18,8 +18,8 @@ import pytest
 from api.context import FOLLOWING
 from domain.order import Order
 from domain.service import OrderService
-from pm_order.store import Store
-from pm_order.warning_scheduler import WarningScheduler
+from service.store import Store
+from service.warning_scheduler import WarningScheduler
 from tests.application.conftest import decide, request
 from tests.conftest import Api, FakeClock
 

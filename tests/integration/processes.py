@@ -36,14 +36,14 @@ def wait_until(condition: object, what: str, seconds: float = STARTUP_SECONDS) -
 
 
 class PmOrderProcess:
-    """`python -m pm_order ARGS` with its own environment and log file."""
+    """`python -m cli ARGS` with its own environment and log file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pm_order", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -198,10 +198,10 @@ class ThrowawayPostgres:
 def run_pm_order(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m pm_order ARGS` to completion, with no PM_ORDER_* inherited."""
+    """`python -m cli ARGS` to completion, with no PM_ORDER_* inherited."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
     return subprocess.run(
-        [sys.executable, "-m", "pm_order", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,

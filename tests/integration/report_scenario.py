@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from domain.service import OrderService
-from pm_order.store import open_store
+from service.store import open_store
 from tests.conftest import FakeClock
 
 ACCEPT: Final = "accept"

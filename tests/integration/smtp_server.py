@@ -21,7 +21,7 @@ from urllib.parse import quote
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from pm_order.config import SmtpSettings
+from mail.settings import SmtpSettings
 from tests.integration.processes import free_port
 
 WAIT_SECONDS: Final = 20.0

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from cli.event_archive import export_events
 from domain.service import OrderService
-from pm_order.event_archive import export_events
-from pm_order.store import open_store
 from projections.server_ownership import ServerRow
+from service.store import open_store
 from tests.conftest import (
     BACKENDS,
     POSTGRES_URL,
@@ -131,7 +131,7 @@ def run(
         return pm_order("--database-url", url, *args, cwd=cwd, env=env)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
     return subprocess.run(
-        [sys.executable, "-m", "pm_order", "--database-url", url, *args],
+        [sys.executable, "-m", "cli", "--database-url", url, *args],
         cwd=cwd,
         env={**clean, **(env or {})},
         input=stdin,

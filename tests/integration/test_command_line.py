@@ -165,7 +165,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     assert pm_order("machines", "import", str(inventory), cwd=tmp_path).returncode == 0
     # when the reader takes one line and goes away, as `| head -1` does
     process = subprocess.Popen(
-        [sys.executable, "-m", "pm_order", "machines", "list"],
+        [sys.executable, "-m", "cli", "machines", "list"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

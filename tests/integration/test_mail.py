@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.service import OrderService
-from pm_order.background import Background
-from pm_order.config import Config
-from pm_order.mailer import Backoff, Mailer
-from pm_order.store import Store
-from pm_order.warning_scheduler import WarningScheduler
+from mail.mailer import Backoff, Mailer
 from projections import mail_outbox
 from projections.mail_outbox import MailOutbox, OutgoingMail
+from service.background import Background
+from service.config import Config
+from service.store import Store
+from service.warning_scheduler import WarningScheduler
 from tests.conftest import FakeClock
 from tests.integration.processes import PmOrderProcess
 from tests.integration.smtp_server import Certificate, Mailbox, Received, SmtpServer
@@ -428,7 +428,7 @@ async def pm_order(store_url: str, *args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pm_order",
+        "cli",
         "--database-url",
         store_url,
         *args,

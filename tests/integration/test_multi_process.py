@@ -13,14 +13,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pm_order.store import (
+from projections.database import PostgresViews
+from projections.projector import Projector, view_contents
+from service.store import (
     PostgresSettings,
     create_schema,
     open_store,
     postgres_settings,
 )
-from projections.database import PostgresViews
-from projections.projector import Projector, view_contents
 from tests.conftest import drop_postgres_schema
 from tests.integration.processes import ApiServer, PmOrderProcess
 
@@ -33,7 +33,7 @@ REQUESTS = 50
 
 def pm_order(*args: str, env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pm_order", *args],
+        [sys.executable, "-m", "cli", *args],
         env={**os.environ, **env},
         check=True,
         capture_output=True,

@@ -12,8 +12,8 @@ import pytest
 
 from api.app import create_app
 from domain.service import OrderService
-from pm_order.config import Config
-from pm_order.store import Store, open_store
+from service.config import Config
+from service.store import Store, open_store
 from tests.conftest import INVENTORY, Api, FakeClock
 from tests.integration.processes import ThrowawayPostgres
 

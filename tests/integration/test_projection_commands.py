@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from domain.service import OrderService
-from pm_order.store import open_store
+from service.store import open_store
 from tests.integration.processes import run_pm_order as pm_order
 
 

@@ -20,7 +20,7 @@ from tests.integration.report_scenario import DAYS, PROJ_A_SUMMARY, record_order
 def pm_order(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
     return subprocess.run(
-        [sys.executable, "-m", "pm_order", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=cwd, env=clean, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

@@ -135,7 +135,7 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     page = folder / "report.html"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
     result = subprocess.run(
-        [sys.executable, "-m", "pm_order", "--database-url", url, "report",
+        [sys.executable, "-m", "cli", "--database-url", url, "report",
          "--format", "html", "--output", str(page)],
         cwd=folder, env=clean, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

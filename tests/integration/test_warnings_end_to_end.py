@@ -15,7 +15,7 @@ import pytest
 from api.app import create_app
 from api.context import FOLLOWING
 from domain.service import OrderService
-from pm_order.store import Store
+from service.store import Store
 from tests.conftest import INVENTORY, Api, FakeClock
 from tests.integration.processes import ApiServer
 from tests.integration.smtp_server import Mailbox, SmtpServer

@@ -8,9 +8,9 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from domain.service import OrderService
-from pm_order.background import Background
-from pm_order.config import Config
-from pm_order.store import open_store
+from service.background import Background
+from service.config import Config
+from service.store import open_store
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from domain.service import OrderService
-from pm_order.config import Config, ConfigError
-from pm_order.store import opened_store
+from service.config import Config, ConfigError
+from service.store import opened_store
 
 
 def register(commands: Any) -> Any:

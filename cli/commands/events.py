@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from pm_order.config import Config, ConfigError
-from pm_order.event_archive import export_events, import_events
-from pm_order.store import opened_store
+from cli.event_archive import export_events, import_events
+from service.config import Config, ConfigError
+from service.store import opened_store
 
 
 def register(commands: Any) -> None:

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from pm_order.config import Config, ConfigError
-from pm_order.store import Store, opened_store
 from projections import rebuild as rebuilding
 from projections.projector import View
+from service.config import Config, ConfigError
+from service.store import Store, opened_store
 
 
 def register(commands: Any) -> None:

@@ -8,10 +8,10 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pm_order.config import Config
-from pm_order.store import opened_store
 from projections import mail_outbox
 from projections.mail_outbox import MailOutbox
+from service.config import Config
+from service.store import opened_store
 
 
 def register(commands: Any) -> None:

@@ -16,7 +16,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
-from pm_order.config import Config, ConfigError
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -29,6 +28,7 @@ from projections.order_lists import OrderLists
 from projections.projector import ProjectionConflict, Projector, View, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
+from service.config import Config, ConfigError
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
 # connection, and for a lock, is bounded.

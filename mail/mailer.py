@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
-from pm_order.config import SmtpSettings
-from pm_order.mail_messages import compose
+from mail.messages import compose
+from mail.settings import SmtpSettings
 from projections.database import ViewDatabase
 from projections.mail_outbox import MailOutbox, OutgoingMail
 

@@ -33,8 +33,8 @@ from domain.exceptions import DomainError
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderApplication
-from pm_order.store import Store
 from projections.mail_outbox import MailOutbox
+from service.store import Store
 
 PAGE_SIZE: Final = 500
 BATCH_SIZE: Final = 500

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mail.settings import SmtpSettings, SmtpUrlInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
 
@@ -20,46 +21,6 @@ _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 class ConfigError(Exception):
     """A setting is missing or invalid: the message says what to set."""
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where mail goes: smtp:// (plain), smtp+starttls:// or smtps:// (TLS)."""
-
-    host: str
-    port: int
-    use_tls: bool = False
-    start_tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> SmtpSettings:
-        parts = urlsplit(url)
-        modes = {
-            "smtp": (False, False, 25),
-            "smtp+starttls": (False, True, 587),
-            "smtps": (True, False, 465),
-        }
-        try:
-            use_tls, start_tls, default_port = modes[parts.scheme]
-            port = parts.port or default_port
-        except (KeyError, ValueError):
-            raise ConfigError(
-                f"PM_ORDER_SMTP_URL={url!r} must be smtp://HOST:PORT, "
-                "smtp+starttls://HOST:PORT or smtps://HOST:PORT, with an optional "
-                "USER:PASSWORD@ before the host"
-            ) from None
-        if not parts.hostname:
-            raise ConfigError(f"PM_ORDER_SMTP_URL={url!r} names no host")
-        return cls(
-            host=parts.hostname,
-            port=port,
-            use_tls=use_tls,
-            start_tls=start_tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -126,9 +87,7 @@ class Config:
                 get("PM_ORDER_WARN_AFTER") or "1h", "PM_ORDER_WARN_AFTER"
             ),
             warn_max=int(warn_max_text),
-            smtp=SmtpSettings.from_url(smtp)
-            if (smtp := get("PM_ORDER_SMTP_URL"))
-            else None,
+            smtp=_smtp_settings(get("PM_ORDER_SMTP_URL")),
             mail_from=check_address(get("PM_ORDER_MAIL_FROM") or "pm-order@localhost"),
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
@@ -145,6 +104,15 @@ class Config:
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def _smtp_settings(url: str | None) -> SmtpSettings | None:
+    if url is None:
+        return None
+    try:
+        return SmtpSettings.from_url(url)
+    except SmtpUrlInvalid as error:
+        raise ConfigError(f"PM_ORDER_SMTP_URL={error}") from None
 
 
 def check_address(address: str) -> str:

@@ -15,11 +15,11 @@ from concurrent.futures import Executor
 from typing import Final
 
 from domain.service import OrderService
-from pm_order.config import Config
-from pm_order.mailer import DEFAULT_BACKOFF, Backoff, Mailer
-from pm_order.store import Store
-from pm_order.warning_scheduler import WarningScheduler
+from mail.mailer import DEFAULT_BACKOFF, Backoff, Mailer
 from projections.following import Following, ask_to_lead, stop_tasks
+from service.config import Config
+from service.store import Store
+from service.warning_scheduler import WarningScheduler
 
 log = logging.getLogger(__name__)
 

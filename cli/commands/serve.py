@@ -7,8 +7,8 @@ import asyncio
 import logging
 from typing import Any
 
-from pm_order.config import Config
-from pm_order.store import open_store
+from service.config import Config
+from service.store import open_store
 
 log = logging.getLogger("pm_order")
 
@@ -61,7 +61,7 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def worker_command(config: Config, args: argparse.Namespace) -> int:
-    from pm_order.worker import work
+    from service.worker import work
 
     asyncio.run(work(config))
     return 0

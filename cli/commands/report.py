@@ -12,10 +12,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from pm_order import report_html
-from pm_order.config import Config, ConfigError
-from pm_order.store import opened_store
+from cli import report_html
 from projections.reports import Figures, Reports, parse_day
+from service.config import Config, ConfigError
+from service.store import opened_store
 
 _DESCRIPTION: Final = """\
 Per project and per day (days in UTC): orders requested (as the source) and

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from pm_order import audit
-from pm_order.audit import OrderAsOf, OrderHistory, ServerHistory, show_time
-from pm_order.config import Config
-from pm_order.store import opened_store
+from cli import audit
+from cli.audit import OrderAsOf, OrderHistory, ServerHistory, show_time
+from service.config import Config
+from service.store import opened_store
 
 
 def register(commands: Any, machine_actions: Any) -> None:

@@ -9,17 +9,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from domain.exceptions import DomainError
-from pm_order.commands import (
+from cli.commands import (
     audit,
     events,
     machines,
     mail,
     projections,
     report,
-    service,
+    serve,
 )
-from pm_order.config import Config, ConfigError, check_database_url
+from domain.exceptions import DomainError
+from service.config import Config, ConfigError, check_database_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
         help="overrides PM_ORDER_DATABASE_URL (sqlite:///PATH or postgresql://...)",
     )
     commands = root.add_subparsers(required=True, metavar="COMMAND")
-    service.register(commands)
+    serve.register(commands)
     machine_actions = machines.register(commands)
     audit.register(commands, machine_actions)
     projections.register(commands)

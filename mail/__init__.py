@@ -1,0 +1,1 @@
+"""Mail: the SMTP settings, the messages of each event, and the mailer."""

@@ -1,1 +1,0 @@
-"""pm-order: the service shell (configuration, store wiring, command line)."""

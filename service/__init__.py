@@ -1,0 +1,1 @@
+"""The running service: configuration, store wiring, background work, the worker."""
