@@ -8,9 +8,9 @@ is dead-lettered (`pm-order mail list --failed`) until retried by command.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ import aiosmtplib
 from mail.messages import compose
 from mail.settings import SmtpSettings
 from projections.database import ViewDatabase
+from projections.executor import in_pool
 from projections.mail_outbox import MailOutbox, OutgoingMail
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class Mailer:
         self.zone = zone
         self.backoff = backoff
         self.clock = clock
+        # Send attempts of this process by result: sent, failed, gave_up.
+        self.attempts: Counter[str] = Counter()
 
     async def deliver_due(self) -> int:
         """Try every message that is due now; returns how many were sent."""
@@ -104,6 +107,7 @@ class Mailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             attempts = mail.attempts + 1
             retry_at = self.backoff.retry_at(self.clock(), attempts)
+            self.attempts["failed" if retry_at is not None else "gave_up"] += 1
             if retry_at is None:
                 log.error(
                     "giving up on %s after %d attempts: %s",
@@ -127,9 +131,9 @@ class Mailer:
                 f"{type(error).__name__}: {error}",
             )
             return False
+        self.attempts["sent"] += 1
         await self._run(MailOutbox.mark_sent, self.db, mail.message_id, self.clock())
         return True
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, function, *args)
+        return await in_pool(self.executor, function, *args)

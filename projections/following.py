@@ -16,11 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from projections.database import Leadership, PostgresViews, ViewDatabase
+from projections.database import PostgresViews, ViewDatabase
+from projections.election import Election
+from projections.executor import in_pool
 from projections.projector import ProjectionConflict, Projector, tracked_position
 
 log = logging.getLogger(__name__)
@@ -35,18 +39,24 @@ STANDBY_POLL_SECONDS: Final = 1.0
 _WAIT_POLL_FIRST: Final = 0.002
 _WAIT_POLL_MOST: Final = 0.05
 _RETRY_AFTER_ERROR: Final = 1.0
+# The listener NOTIFYs itself when it heard nothing for a heartbeat; hearing
+# nothing for longer than "stale" (or a lost connection) makes it dead.
+LISTENER_HEARTBEAT_SECONDS: Final = 5.0
+LISTENER_STALE_SECONDS: Final = 3 * LISTENER_HEARTBEAT_SECONDS
+_HEARTBEAT_CHECK_SECONDS: Final = 1.0
+# How long stop() lets a projector finish the page it is applying.
+STOP_GRACE_SECONDS: Final = 10.0
 
 
-async def ask_to_lead(leadership: Leadership, executor: Executor) -> bool:
-    """Whether this process leads, asked in the executor."""
-    future = executor.submit(leadership.try_acquire)
-    try:
-        return await asyncio.wrap_future(future)
-    except asyncio.CancelledError:
-        # Stopped while asking: the call may still be running in its thread, and
-        # would leave a session (and the lock) open with nobody to close it.
-        future.add_done_callback(lambda _: leadership.release())
-        raise
+@dataclass
+class Listener:
+    """The state of the PostgreSQL LISTEN connection that wakes this process."""
+
+    listening: bool = False  # connected and subscribed, as far as we know
+    heard: int = 0  # notifications received
+    heard_at: float | None = None  # time.time() of the latest
+    failures: int = 0  # connections lost or refused in a row
+    error: str | None = None  # why the latest connection ended
 
 
 async def stop_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -91,11 +101,16 @@ class Following:
         self.idle_poll = idle_poll
         self.standby_poll = standby_poll
         self.events_channel = events_channel
+        # None on SQLite: one process, woken by its own writes.
+        self.listener = Listener() if isinstance(db, PostgresViews) else None
+        self.elections = {p.name: self._election(p) for p in self.projectors}
         self._positions = dict.fromkeys(self.views, 0)
         self._leading = dict.fromkeys(self.views, False)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wakes = {p.name: asyncio.Event() for p in self.projectors}
         self._progress = asyncio.Event()
+        self._stopping = False
+        self._projecting: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
 
@@ -104,18 +119,45 @@ class Following:
         """The log position every followed view has reached."""
         return min(self._positions.values(), default=0)
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process runs the projector of every followed view."""
+        return all(self._leading.values())
+
+    def listener_alive(self, now: float | None = None) -> bool | None:
+        """Whether the NOTIFY listener is connected and hears (its own heartbeat
+        at least) lately; None where there is no listener (SQLite)."""
+        if self.listener is None:
+            return None
+        heard_at = self.listener.heard_at
+        return (
+            self.listener.listening
+            and heard_at is not None
+            and (now or time.time()) - heard_at <= LISTENER_STALE_SECONDS
+        )
+
     async def start(self) -> None:
         for view in self.views:
             self._positions[view] = await self._position_or(view, 0)
         if self.run_projectors:
             for projector in self.projectors:
-                self._spawn(self._follow(projector), f"project {projector.name}")
+                self._projecting.append(
+                    self._spawn(self._follow(projector), f"project {projector.name}")
+                )
         if isinstance(self.db, PostgresViews):
             self._spawn(self._listen(self.db), "listen")
+            self._spawn(self._heartbeat(self.db), "listener heartbeat")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Let each projector finish the page it is applying (within `grace`
+        seconds), then end every task; leadership is released."""
+        self._stopping = True
+        self.wake()
+        if projecting := [t for t in self._projecting if not t.done()]:
+            await asyncio.wait(projecting, timeout=grace)
         await stop_tasks([*self._tasks, *([self._poller] if self._poller else [])])
         self._tasks.clear()
+        self._projecting.clear()
         for _, future in self._waiters:
             future.cancel()
         self._waiters.clear()
@@ -132,9 +174,7 @@ class Following:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((position, future))
         self.wake()
-        if not all(self._leading.values()) and (
-            self._poller is None or self._poller.done()
-        ):
+        if not self.leading and (self._poller is None or self._poller.done()):
             self._poller = asyncio.create_task(self._poll_while_waited())
         try:
             async with asyncio.timeout(timeout):
@@ -145,53 +185,38 @@ class Following:
             self._waiters = [(p, f) for p, f in self._waiters if f is not future]
         return True
 
-    async def _follow(self, projector: Projector) -> None:
-        name = projector.name
+    def _election(self, projector: Projector) -> Election:
         views = [v.name for v in projector.views]
-        leadership = self.db.leadership(name)
-        failures = 0
-
-        def recovered() -> None:
-            nonlocal failures
-            failures = 0
 
         def lead(leading: bool) -> None:
             for view in views:
                 self._leading[view] = leading
 
-        try:
-            while True:
-                if not self._leading[views[0]]:
-                    if not await ask_to_lead(leadership, self.executor):
-                        await self._pause(name, self.standby_poll)
-                        continue
-                    log.info("projecting %s here", ", ".join(views))
-                    lead(True)
-                try:
-                    await self._project(projector, recovered)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    failures += 1
-                    if failures == 1:
-                        log.exception("projecting %s failed; retrying", name)
-                    else:
-                        log.debug("projecting %s failed again: %s", name, error)
-                    lead(False)
-                    await self._run(leadership.release)
-                    await asyncio.sleep(_RETRY_AFTER_ERROR)
-        finally:
-            lead(False)
-            with contextlib.suppress(Exception):
-                leadership.release()
+        return Election(
+            "projector",
+            self.db.leadership(projector.name),
+            self.executor,
+            doing=f"projecting {', '.join(views)}",
+            on_change=lead,
+            retry_after=_RETRY_AFTER_ERROR,
+        )
+
+    async def _follow(self, projector: Projector) -> None:
+        election = self.elections[projector.name]
+        await election.run(
+            lambda: self._project(projector, election.recovered),
+            lambda: self._pause(projector.name, self.standby_poll),
+            stopping=lambda: self._stopping,
+        )
 
     async def _project(
         self, projector: Projector, succeeded: Callable[[], None]
     ) -> None:
-        """Apply pages while there are any, then wait to be woken; forever."""
+        """Apply pages while there are any, then wait to be woken; until stopped,
+        and only between pages."""
         name = projector.name
         position: int | None = None  # None: read each view's own position
-        while True:
+        while not self._stopping:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[name].clear()
             try:
@@ -223,28 +248,55 @@ class Following:
         channels = [db.progress_channel]
         if self.events_channel:
             channels.append(self.events_channel)
-        failures = 0
+        listener = self.listener
+        assert listener is not None
         this = asyncio.current_task()
         while True:
             try:
                 async for channel in db.notifications(channels):
-                    failures = 0
+                    listener.listening = True
+                    listener.failures = 0
+                    listener.heard += 1
+                    listener.heard_at = time.time()
                     if channel == db.progress_channel:
                         self._progress.set()
                     else:
                         self.wake()
+                listener.error = "the connection ended"
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - the listener must outlive any failure
-                failures += 1
+                listener.failures += 1
+                listener.error = str(error) or type(error).__name__
                 # Said once per outage; polling covers the gap meanwhile.
-                (log.warning if failures == 1 else log.debug)(
+                (log.warning if listener.failures == 1 else log.debug)(
                     "listening for notifications failed: %s", error
                 )
+            finally:
+                listener.listening = False
             if this is not None and this.cancelling():
                 # The driver turned our cancellation into an ordinary end: honour it.
                 raise asyncio.CancelledError
             await asyncio.sleep(_RETRY_AFTER_ERROR)
+
+    async def _heartbeat(self, db: PostgresViews) -> None:
+        """NOTIFY ourselves when nothing was heard for a while, so that a listener
+        that stopped hearing is told apart from a quiet database."""
+
+        def announce() -> None:
+            with db.writing() as cursor:
+                db.announce_progress(cursor)
+
+        listener = self.listener
+        assert listener is not None
+        while True:
+            heard_at = listener.heard_at
+            if heard_at is None or time.time() - heard_at >= LISTENER_HEARTBEAT_SECONDS:
+                try:
+                    await self._run(announce)
+                except Exception as error:  # noqa: BLE001 - the listener reports it
+                    log.debug("cannot send the listener's heartbeat: %s", error)
+            await asyncio.sleep(_HEARTBEAT_CHECK_SECONDS)
 
     async def _poll_while_waited(self) -> None:
         delay = _WAIT_POLL_FIRST
@@ -275,9 +327,10 @@ class Following:
             if wanted <= reached and not future.done():
                 future.set_result(None)
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
-        self._tasks.append(asyncio.create_task(coroutine, name=name))
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)
+        self._tasks.append(task)
+        return task
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, function, *args)
+        return await in_pool(self.executor, function, *args)

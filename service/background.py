@@ -16,7 +16,9 @@ from typing import Final
 
 from domain.service import OrderService
 from mail.mailer import DEFAULT_BACKOFF, Backoff, Mailer
-from projections.following import Following, ask_to_lead, stop_tasks
+from projections.election import Election
+from projections.executor import in_pool
+from projections.following import STOP_GRACE_SECONDS, Following, stop_tasks
 from service.config import Config
 from service.store import Store
 from service.warning_scheduler import WarningScheduler
@@ -61,74 +63,73 @@ class Background:
         seconds = config.warn_after.total_seconds()
         self.scheduler_interval = min(max(seconds / 10, 0.2), 30.0)
         self.mail_poll = mail_poll
+        # Every role this process may lead: the projector's, then these.
+        self.elections: dict[str, Election] = {}
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.following.start()
         if not self.run_work:
             return
-        self._spawn(
-            self._elected("warning_scheduler", self._warn, self.scheduler_interval)
-        )
+        self._elected("warning_scheduler", self._warn, self.scheduler_interval)
         if self.mailer is None:
             log.warning(
                 "PM_ORDER_SMTP_URL is not set: mail stays in the outbox, unsent"
             )
         else:
-            self._spawn(
-                self._elected("mailer", self.mailer.deliver_due, self.mail_poll)
-            )
+            self._elected("mailer", self.mailer.deliver_due, self.mail_poll)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop at a boundary: the scheduler's round and the mailer's batch in
+        progress end (within `grace` seconds), then the projectors' pages."""
+        self._stopping.set()
+        if running := [t for t in self._tasks if not t.done()]:
+            await asyncio.wait(running, timeout=grace)
         await stop_tasks(self._tasks)
         self._tasks.clear()
-        await self.following.stop()
+        await self.following.stop(grace)
+
+    @property
+    def leading(self) -> dict[str, bool]:
+        """Each role and whether this process leads it now."""
+        return {
+            "projector": self.following.leading,
+            **{role: e.leading for role, e in self.elections.items()},
+        }
 
     async def _warn(self) -> None:
-        loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(self.executor, self.scheduler.run_once):
+        if await in_pool(self.executor, self.scheduler.run_once):
             self.following.wake()
 
-    async def _elected(
+    def _elected(
         self, name: str, step: Callable[[], Awaitable[object]], interval: float
     ) -> None:
         """Run `step` every `interval` while this process leads `name`."""
-        leadership = self.store.views.leadership(name)
-        what = name.replace("_", " ")
-        leading = False
-        failures = 0
-        try:
-            while True:
-                try:
-                    # Asked every round, not once: a leader whose database session
-                    # ended has lost the lock to a standby and must stop at once.
-                    was_leading, leading = (
-                        leading,
-                        await ask_to_lead(leadership, self.executor),
-                    )
-                    if leading and not was_leading:
-                        log.info("running the %s here", what)
-                    elif was_leading and not leading:
-                        log.warning("no longer running the %s here", what)
-                    if not leading:
-                        await asyncio.sleep(STANDBY_POLL_SECONDS)
-                        continue
-                    await step()
-                    failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    failures += 1
-                    if failures == 1:
-                        log.exception("the %s failed; retrying", what)
-                    leading = False
-                    await asyncio.get_running_loop().run_in_executor(
-                        self.executor, leadership.release
-                    )
-                await asyncio.sleep(interval)
-        finally:
-            with contextlib.suppress(Exception):
-                leadership.release()
+        election = Election(
+            name,
+            self.store.views.leadership(name),
+            self.executor,
+            retry_after=interval,
+        )
+        self.elections[name] = election
+
+        async def work() -> None:
+            await step()
+            await self._pause(interval)
+
+        self._spawn(
+            election.run(
+                work,
+                lambda: self._pause(STANDBY_POLL_SECONDS),
+                stopping=self._stopping.is_set,
+            )
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     def _spawn(
         self,
