@@ -5,33 +5,42 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from functools import partial
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api import handlers, report_handlers
+from api import handlers, health, report_handlers
 from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
 from api.context import (
     AUTHENTICATOR,
+    BACKGROUND,
     CONFIG,
     EXECUTOR,
     FOLLOWING,
     IDENTITY,
+    METRICS,
     SERVICE,
+    STATUS,
     STORE,
 )
 from api.errors import ApiError, error_middleware
+from api.metrics import Metrics
+from api.observe import observe_middleware
 from api.requests import MAX_BODY_BYTES
+from api.scrape import metrics, watch
 from domain.service import OrderService, utc_now
+from projections.executor import in_pool
 from service.background import Background
 from service.config import Config
+from service.status import StoreStatus
 from service.store import Store, open_store
 
 # Routes whose callers must show a token for the project in the URL.
 PROJECT_ROUTES: Final = frozenset({"orders", "report"})
 STORE_THREADS: Final = 8
+
+Lifetime = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(
@@ -49,10 +58,12 @@ def create_app(
     the configuration and closed with the app.
     """
     app = web.Application(
-        middlewares=[error_middleware, authentication_middleware],
+        middlewares=[observe_middleware, error_middleware, authentication_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[METRICS] = Metrics()
+    watch(app)
     prefix = config.api_prefix
     orders = app.router.add_resource(prefix + "/pm_order/{tenant_id}", name="orders")
     orders.add_route("GET", handlers.list_orders)
@@ -63,56 +74,78 @@ def create_app(
     )
     report.add_route("GET", report_handlers.project_report)
     app.router.add_get(prefix + "/openapi.json", handlers.openapi_document)
-    app.cleanup_ctx.append(
-        _lifetime(
-            store=store, authenticator=authenticator, clock=clock, background=background
-        )
+    # Operations, outside the prefix (a gateway forwards only the API).
+    health.add_routes(app)
+    app.router.add_get("/metrics", metrics, name="metrics")
+    # Started in this order, ended in the reverse one.
+    app.cleanup_ctx.extend(
+        [
+            _executor,
+            _authenticator(authenticator),
+            _store(store, clock),
+            _background(background),
+        ]
     )
     return app
 
 
-def _lifetime(
-    *,
-    store: Store | None,
-    authenticator: Authenticator | None,
-    clock: Callable[[], datetime],
-    background: bool,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    """The bounded pool in which every call of the synchronous store runs."""
+    executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="pm-order-store")
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=True)
+
+
+def _authenticator(given: Authenticator | None) -> Lifetime:
+    async def authenticator(app: web.Application) -> AsyncIterator[None]:
+        app[AUTHENTICATOR] = given or authenticator_for(app[CONFIG])
+        yield
+        await app[AUTHENTICATOR].close()
+
+    return authenticator
+
+
+def _store(given: Store | None, clock: Callable[[], datetime]) -> Lifetime:
+    """The given store, left open; or the configured one, closed at the end."""
+
+    async def store(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
-        executor = ThreadPoolExecutor(
-            STORE_THREADS, thread_name_prefix="pm-order-store"
-        )
-        app[EXECUTOR] = executor
-        app[AUTHENTICATOR] = authenticator or authenticator_for(config)
-        owned = store is None
-        if store is None:
-            app[STORE] = await app.loop.run_in_executor(
-                executor,
-                partial(
-                    open_store, config.database_url, create_tables=config.create_tables
-                ),
+        if given is None:
+            app[STORE] = await in_pool(
+                app[EXECUTOR],
+                open_store,
+                config.database_url,
+                create_tables=config.create_tables,
             )
         else:
-            app[STORE] = store
+            app[STORE] = given
         app[SERVICE] = OrderService(
             app[STORE].app, approver_roles=config.approver_roles, clock=clock
         )
+        app[STATUS] = StoreStatus(app[STORE], app[EXECUTOR])
+        yield
+        if given is None:
+            await in_pool(app[EXECUTOR], app[STORE].close)
+
+    return store
+
+
+def _background(run_work: bool) -> Lifetime:
+    """Projectors, warning scheduler, mailer (or, without `run_work`, following
+    the views other processes keep)."""
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
         work = Background(
-            app[STORE], app[SERVICE], config, executor, run_work=background
+            app[STORE], app[SERVICE], app[CONFIG], app[EXECUTOR], run_work=run_work
         )
+        app[BACKGROUND] = work
         app[FOLLOWING] = work.following
         await work.start()
-        try:
-            yield
-        finally:
-            await work.stop()
-            await app[AUTHENTICATOR].close()
-            if owned:
-                await app.loop.run_in_executor(executor, app[STORE].close)
-            executor.shutdown(wait=True)
+        yield
+        await work.stop(app[CONFIG].shutdown_timeout)
 
-    return lifetime
+    return background
 
 
 @web.middleware

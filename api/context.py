@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from functools import partial
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
 from api.auth import Authenticator, Identity
+from api.metrics import Metrics
 from domain.service import OrderService
+from projections.executor import in_pool
 from projections.following import Following
+from service.background import Background
 from service.config import Config
+from service.status import StoreStatus
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,11 @@ CONFIG: Final = web.AppKey("config", Config)
 STORE: Final = web.AppKey("store", Store)
 SERVICE: Final = web.AppKey("service", OrderService)
 FOLLOWING: Final = web.AppKey("following", Following)
+BACKGROUND: Final = web.AppKey("background", Background)
+STATUS: Final = web.AppKey("status", StoreStatus)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)
+METRICS: Final = web.AppKey("metrics", Metrics)
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 
@@ -35,18 +41,20 @@ async def run(
     request: web.Request, function: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     """Call the synchronous store in the bounded pool, off the event loop."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        request.app[EXECUTOR], partial(function, *args, **kwargs)
-    )
+    return await in_pool(request.app[EXECUTOR], function, *args, **kwargs)
 
 
 async def after_write(request: web.Request, position: int) -> None:
     """Hold the answer until the views show the write (read-your-writes)."""
     config = request.app[CONFIG]
-    if not await request.app[FOLLOWING].caught_up(
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    reached = await request.app[FOLLOWING].caught_up(
         position, config.read_your_writes_timeout
-    ):
+    )
+    metrics.read_your_writes_wait.observe(time.perf_counter() - started)
+    if not reached:
+        metrics.read_your_writes_timeouts.inc()
         # The write is stored and will show; answering an error would be untrue.
         log.warning(
             "views did not reach %d within %.1fs",

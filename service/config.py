@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +39,12 @@ class Config:
     create_tables: bool = True
     # How long a write's answer may wait for the views to show it.
     read_your_writes_timeout: float = 10.0
+    # /readyz: a view may lag this many seconds; one behind that has not moved
+    # for `ready_stuck_after` seconds is stuck.
+    ready_max_lag: float = 60.0
+    ready_stuck_after: float = 30.0
+    # SIGTERM: how long in-flight requests and background work may take to end.
+    shutdown_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -91,6 +97,9 @@ class Config:
             mail_from=check_address(get("PM_ORDER_MAIL_FROM") or "pm-order@localhost"),
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
+            ready_max_lag=_seconds(get, "PM_ORDER_READY_MAX_LAG", "60s"),
+            ready_stuck_after=_seconds(get, "PM_ORDER_READY_STUCK_AFTER", "30s"),
+            shutdown_timeout=_seconds(get, "PM_ORDER_SHUTDOWN_TIMEOUT", "30s"),
         )
 
     def check_identity(self) -> None:
@@ -104,6 +113,10 @@ class Config:
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def _seconds(get: Callable[[str], str | None], name: str, default: str) -> float:
+    return parse_duration(get(name) or default, name).total_seconds()
 
 
 def _smtp_settings(url: str | None) -> SmtpSettings | None:

@@ -29,6 +29,7 @@ from projections.projector import ProjectionConflict, Projector, View, has_track
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from service.config import Config, ConfigError
+from service.observed_application import CountedOrderApplication
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
 # connection, and for a lock, is bounded.
@@ -149,13 +150,13 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
             "SQLITE_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
             "CREATE_TABLE": "y" if create_tables else "n",
         }
-        app = OrderApplication(env=env)
+        app = CountedOrderApplication(env=env)
         views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
     else:
         settings = postgres_settings(url)
         if settings.schema:
             create_schema(settings)
-        app = OrderApplication(env=settings.env(create_tables))
+        app = CountedOrderApplication(env=settings.env(create_tables))
         views = PostgresViews(
             settings.conninfo,
             schema=settings.schema,

@@ -1,0 +1,148 @@
+"""GET /healthz (the process is alive) and GET /readyz (it can serve: the store
+answers, every view is within its lag bound and moving, the NOTIFY listener
+hears). No token; outside the API prefix; for load balancers and orchestrators.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from api.context import BACKGROUND, CONFIG, STATUS
+from api.errors import RETRY_AFTER_SECONDS
+from api.responses import json_ok
+from service.config import Config
+from service.status import Sample
+
+log = logging.getLogger(__name__)
+
+CHECKS: Final = ("store", "views", "listener")
+
+
+@dataclass
+class _Readiness:
+    """The checks that failed at the latest probe (None before any)."""
+
+    failed: list[str] | None = None
+
+
+_READINESS: Final = web.AppKey("readiness", _Readiness)
+
+
+def add_routes(app: web.Application) -> None:
+    """/healthz and /readyz, at the root: outside the API prefix."""
+    app[_READINESS] = _Readiness()
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the event loop answers. Nothing else is asked."""
+    return json_ok({"code": 200, "msg": "alive", "pid": os.getpid()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when every check passes; 503 naming the failed ones otherwise."""
+    config = request.app[CONFIG]
+    sample = await request.app[STATUS].sample()
+    checks = {
+        "store": _store_check(sample),
+        "views": _views_check(sample, config, time.time()),
+        "listener": _listener_check(request.app),
+    }
+    failed = [name for name in CHECKS if checks[name]["ok"] is False]
+    _log_change(request.app, failed, checks)
+    if not failed:
+        return json_ok({"code": 200, "msg": "ready", "checks": checks})
+    reasons = "; ".join(f"{name}: {checks[name]['detail']}" for name in failed)
+    return web.json_response(
+        {
+            "code": 503,
+            "msg": f"not ready: {reasons}",
+            "reason": "Service Unavailable",
+            "failed": failed,
+            "checks": checks,
+        },
+        status=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _store_check(sample: Sample) -> dict[str, Any]:
+    if sample.error:
+        return {"ok": False, "detail": f"the store does not answer: {sample.error}"}
+    return {"ok": True, "detail": f"answers; the log's head is {sample.head}"}
+
+
+def _views_check(sample: Sample, config: Config, now: float) -> dict[str, Any]:
+    if sample.error:
+        return {"ok": None, "detail": "unknown while the store does not answer"}
+    views: dict[str, Any] = {}
+    problems = []
+    for view in sample.views:
+        still_for = now - view.moved_at if view.moved_at is not None else None
+        state = "ok"
+        if view.lag_events > 0 and (
+            still_for is None or still_for > config.ready_stuck_after
+        ):
+            state = "stuck"
+            problems.append(
+                f"{view.name} is stuck ({view.lag_events} events behind, "
+                + (
+                    f"not moved for {still_for:.0f} s)"
+                    if still_for is not None
+                    else "never moved)"
+                )
+            )
+        elif view.lag_seconds > config.ready_max_lag:
+            state = "behind"
+            problems.append(
+                f"{view.name} is {view.lag_seconds:.0f} s behind "
+                f"(bound {config.ready_max_lag:g} s)"
+            )
+        views[view.name] = {
+            "state": state,
+            "position": view.position,
+            "lag_events": view.lag_events,
+            "lag_seconds": round(view.lag_seconds, 3),
+            "moved_seconds_ago": round(still_for, 3) if still_for is not None else None,
+        }
+    if problems:
+        return {"ok": False, "detail": "; ".join(problems), "views": views}
+    return {"ok": True, "detail": "within bounds and moving", "views": views}
+
+
+def _listener_check(app: web.Application) -> dict[str, Any]:
+    background = app.get(BACKGROUND)
+    following = background.following if background is not None else None
+    alive = following.listener_alive() if following is not None else None
+    if alive is None:
+        return {"ok": True, "detail": "not used (one process on SQLite)"}
+    if alive:
+        return {"ok": True, "detail": "listening"}
+    listener = following.listener if following is not None else None
+    why = listener.error if listener is not None and listener.error else "not heard"
+    return {"ok": False, "detail": f"the NOTIFY listener is not hearing: {why}"}
+
+
+def _log_change(
+    app: web.Application, failed: list[str], checks: dict[str, Any]
+) -> None:
+    """Say when readiness changes, not at every probe."""
+    readiness = app[_READINESS]
+    before = readiness.failed
+    if before == failed:
+        return
+    readiness.failed = list(failed)
+    if failed:
+        log.warning(
+            "not ready: %s",
+            "; ".join(f"{n}: {checks[n]['detail']}" for n in failed),
+        )
+    elif before is not None:
+        log.info("ready again")
