@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,14 +18,20 @@ from cli.commands import (
     serve,
 )
 from domain.exceptions import DomainError
+from service import logs
 from service.config import Config, ConfigError, check_database_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_format = args.log_format or os.environ.get("PM_ORDER_LOG_FORMAT") or "json"
+    if log_format not in logs.FORMATS:
+        print(
+            f"pm-order: PM_ORDER_LOG_FORMAT={log_format!r} must be json or text",
+            file=sys.stderr,
+        )
+        return 2
+    logs.configure(log_format)
     try:
         config = Config.from_env()
         if args.database_url:
@@ -53,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument(
         "--database-url",
         help="overrides PM_ORDER_DATABASE_URL (sqlite:///PATH or postgresql://...)",
+    )
+    root.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="log lines as JSON objects (default) or text; "
+        "overrides PM_ORDER_LOG_FORMAT",
     )
     commands = root.add_subparsers(required=True, metavar="COMMAND")
     serve.register(commands)

@@ -83,12 +83,14 @@ class Background:
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop at a boundary: the scheduler's round and the mailer's batch in
         progress end (within `grace` seconds), then the projectors' pages."""
+        deadline = asyncio.get_running_loop().time() + grace
         self._stopping.set()
         if running := [t for t in self._tasks if not t.done()]:
             await asyncio.wait(running, timeout=grace)
         await stop_tasks(self._tasks)
         self._tasks.clear()
-        await self.following.stop(grace)
+        left = deadline - asyncio.get_running_loop().time()
+        await self.following.stop(max(left, 0.1))
 
     @property
     def leading(self) -> dict[str, bool]:

@@ -8,6 +8,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from domain.service import OrderService
+from projections.executor import in_pool
 from service.background import Background
 from service.config import Config
 from service.store import open_store
@@ -19,10 +20,8 @@ async def work(config: Config, stop: asyncio.Event | None = None) -> None:
     """Run the background work on the configured store until `stop` or a signal."""
     stop = stop or _stop_on_signals()
     executor = ThreadPoolExecutor(4, thread_name_prefix="pm-order-worker")
-    loop = asyncio.get_running_loop()
-    store = await loop.run_in_executor(
-        executor,
-        lambda: open_store(config.database_url, create_tables=config.create_tables),
+    store = await in_pool(
+        executor, open_store, config.database_url, create_tables=config.create_tables
     )
     service = OrderService(store.app, approver_roles=config.approver_roles)
     work = Background(store, service, config, executor)
@@ -31,8 +30,8 @@ async def work(config: Config, stop: asyncio.Event | None = None) -> None:
         log.info("worker started")
         await stop.wait()
     finally:
-        await work.stop()
-        await loop.run_in_executor(executor, store.close)
+        await work.stop(config.shutdown_timeout)
+        await in_pool(executor, store.close)
         executor.shutdown(wait=True)
         log.info("worker stopped")
 

@@ -61,11 +61,12 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
+    failed = False
     with opened_store(config) as store:
         views = _chosen(store, args.name, rebuilding=True)
         head = store.app.recorder.max_notification_id() or 0
         for view in views:
-            bar = ProgressBar(view.name, head)
+            bar = progress_for(view.name, head, sys.stderr)
             try:
                 position = rebuilding.rebuild(
                     store.app.recorder, store.app.mapper, store.views, view, bar.update
@@ -74,9 +75,28 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
                 bar.close()
                 print(f"{view.name}: interrupted; nothing switched", file=sys.stderr)
                 return 130
+            except Exception as error:  # noqa: BLE001 - shown, then the next view
+                bar.close()
+                failed = True
+                print(
+                    f"{view.name}: rebuild failed, nothing switched: "
+                    f"{type(error).__name__}: {error}",
+                    file=sys.stderr,
+                )
+                continue
             bar.close()
             print(f"{view.name}: rebuilt up to {position} and switched in")
-    return 0
+    return 1 if failed else 0
+
+
+def progress_for(name: str, total: int, out: TextIO) -> ProgressBar | ProgressLines:
+    """A bar redrawn in place on a terminal; elsewhere (a log, a pipe) a plain
+    line every few seconds."""
+    return (
+        ProgressBar(name, total, out)
+        if out.isatty()
+        else ProgressLines(name, total, out)
+    )
 
 
 def verify_views(config: Config, args: argparse.Namespace) -> int:
@@ -160,4 +180,43 @@ class ProgressBar:
 
     def close(self) -> None:
         self.out.write("\n")
+        self.out.flush()
+
+
+class ProgressLines:
+    """`name: 5200/10000 events (52%), 8100 ev/s` every `every` seconds, and at
+    the end: for output that is not a terminal."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        out: TextIO = sys.stderr,
+        clock: Callable[[], float] = time.monotonic,
+        every: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.total = max(total, 1)
+        self.out = out
+        self.clock = clock
+        self.every = every
+        self.started = self.last = clock()
+        self.position = 0
+
+    def update(self, position: int) -> None:
+        self.position = position
+        if self.clock() - self.last >= self.every:
+            self._line()
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        self.last = now = self.clock()
+        rate = self.position / max(now - self.started, 1e-6)
+        share = min(self.position / self.total, 1.0)
+        self.out.write(
+            f"{self.name}: {self.position}/{self.total} events ({share:.0%}), "
+            f"{rate:,.0f} ev/s\n"
+        )
         self.out.flush()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from service.config import Config
+from service.config import Config, ConfigError
 from service.store import open_store
 
 log = logging.getLogger("pm_order")
@@ -19,6 +19,13 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serving processes on the port (PostgreSQL only when more than 1)",
+    )
     serve.add_argument(
         "--api-only",
         action="store_true",
@@ -41,6 +48,29 @@ def register(commands: Any) -> None:
 
 
 def serve_command(config: Config, args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be 1 or more")
+    if args.workers > 1 and config.database_url.startswith("sqlite:"):
+        raise ConfigError(
+            f"--workers {args.workers} needs PostgreSQL: the SQLite store belongs to "
+            "one process (serve it with --workers 1, the default)"
+        )
+    if args.workers == 1:
+        return _serve(config, args, reuse_port=False)
+    from api.auth import authenticator_for
+    from cli.supervisor import supervise
+
+    authenticator_for(config)  # a setting the children would refuse: say it once
+    return supervise(
+        args.workers,
+        lambda: _serve(config, args, reuse_port=True),
+        config.shutdown_timeout,
+    )
+
+
+def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int:
+    """Serve until SIGTERM/SIGINT: then stop accepting, let requests in flight
+    finish (within the shutdown timeout), stop the background work, exit 0."""
     from aiohttp import web
 
     from api.app import create_app
@@ -56,7 +86,16 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
         config.api_prefix,
         " (API only)" if args.api_only else "",
     )
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        reuse_port=reuse_port or None,
+        shutdown_timeout=config.shutdown_timeout,
+        access_log=None,  # api/observe.py logs each request, with its id
+    )
+    log.info("stopped")
     return 0
 
 
