@@ -9,7 +9,7 @@ import platform
 from importlib import metadata
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 PREFIX: Final = "pm_order_"
 # From a quick read (1 ms) to the read-your-writes bound (10 s).
@@ -47,6 +47,11 @@ class Metrics:
             "Time to answer an HTTP request, by method, route template and status.",
             ["method", "route", "status"],
             buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests_in_flight = Gauge(
+            PREFIX + "http_requests_in_flight",
+            "HTTP requests being answered now.",
             registry=self.registry,
         )
         self.read_your_writes_wait = Histogram(

@@ -56,6 +56,8 @@ async def observe_middleware(
     global_token = GLOBAL_REQUEST_ID.set(global_id)
     started = time.perf_counter()
     status = 500
+    in_flight = request.app[METRICS].requests_in_flight
+    in_flight.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -69,6 +71,7 @@ async def observe_middleware(
         status = CLIENT_GONE
         raise
     finally:
+        in_flight.dec()
         _record(request, status, time.perf_counter() - started)
         GLOBAL_REQUEST_ID.reset(global_token)
         REQUEST_ID.reset(request_token)

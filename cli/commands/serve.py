@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from typing import Any
 
 from service.config import Config, ConfigError
@@ -71,8 +72,6 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
 def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int:
     """Serve until SIGTERM/SIGINT: then stop accepting, let requests in flight
     finish (within the shutdown timeout), stop the background work, exit 0."""
-    from aiohttp import web
-
     from api.app import create_app
     from api.auth import authenticator_for
 
@@ -86,17 +85,46 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
         config.api_prefix,
         " (API only)" if args.api_only else "",
     )
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=None,
-        reuse_port=reuse_port or None,
-        shutdown_timeout=config.shutdown_timeout,
-        access_log=None,  # api/observe.py logs each request, with its id
+    asyncio.run(
+        _run_until_signalled(
+            app,
+            args.host,
+            args.port,
+            reuse_port=reuse_port,
+            shutdown_timeout=config.shutdown_timeout,
+        )
     )
     log.info("stopped")
     return 0
+
+
+async def _run_until_signalled(
+    app: Any, host: str, port: int, *, reuse_port: bool, shutdown_timeout: float
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down in order: stop
+    accepting, finish the requests in flight, end the app's background work.
+
+    (Not `web.run_app`: it cleans up inside a cancelled task, and the wait for
+    requests in flight then ends at once.)"""
+    from aiohttp import web
+
+    runner = web.AppRunner(
+        app,
+        access_log=None,  # api/observe.py logs each request, with its id
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping: no new connections; finishing the requests in flight")
+    finally:
+        await runner.cleanup()
 
 
 def worker_command(config: Config, args: argparse.Namespace) -> int:
