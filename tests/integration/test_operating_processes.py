@@ -4,15 +4,26 @@ JSON log lines without secrets, several processes on one port."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import INVENTORY, TOKENS
-from tests.integration.processes import ApiServer, run_pm_order, wait_until
+from tests.integration.processes import (
+    ApiServer,
+    free_port,
+    run_pm_order,
+    wait_until,
+)
 
 SECRET_PASSWORD = "s3cr3t-smtp-pw"
 
@@ -85,3 +96,112 @@ def _refuses(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+def test_log_lines_are_json_and_never_hold_a_token_or_smtp_password(
+    tmp_path: Path,
+) -> None:
+    # given: a server whose mail goes to an SMTP server (with a password) that is
+    # not there, so that sending fails and is logged
+    smtp_port = free_port()
+    smtp_url = f"smtp://mailer:{SECRET_PASSWORD}@127.0.0.1:{smtp_port}"
+    env = _env(
+        tmp_path,
+        f"sqlite:///{tmp_path}/store.sqlite3",
+        PM_ORDER_SMTP_URL=smtp_url,
+    )
+    server = ApiServer(env, tmp_path / "serve.log", api_only=False)
+    # when: requests with good and bad tokens, one order whose mail fails
+    request = urllib.request.Request(
+        f"{server.base_url}/mana_api/pm_order/proj-a",
+        data=json.dumps(
+            {"snids": "SN-A-001", "dest_project": "proj-b", "mailto": "x@example.com"}
+        ).encode(),
+        headers={
+            "X-Auth-Token": "tok-alice",
+            "Sp-Agent": "scloudm",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    bad = urllib.request.Request(
+        f"{server.base_url}/mana_api/pm_order/proj-a",
+        headers={"X-Auth-Token": "tok-made-up-secret", "Sp-Agent": "scloudm"},
+    )
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(bad, timeout=30)
+    server.wait_for_log("sending")  # the mailer tried and failed
+    server.stop()
+    # then: every line is a JSON object; none holds a token or the password
+    lines = server.log().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(isinstance(r, dict) and "message" in r for r in records)
+    assert any(r.get("logger") == "pm_order.access" for r in records)
+    for secret in (SECRET_PASSWORD, "tok-alice", "tok-made-up-secret"):
+        assert not [line for line in lines if secret in line], secret
+
+
+def test_several_workers_need_postgresql(tmp_path: Path) -> None:
+    env = _env(tmp_path, f"sqlite:///{tmp_path}/store.sqlite3")
+    result = run_pm_order("serve", "--workers", "2", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "--workers 2 needs PostgreSQL" in result.stderr
+
+
+@pytest.mark.postgres
+def test_several_serving_processes_share_one_port_and_stop_together(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
+    env = _env(tmp_path, postgres_schema_url)
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        pids: set[int] = set()
+
+        def both_answer() -> bool:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/healthz", timeout=2
+                ) as response:
+                    pids.add(json.loads(response.read())["pid"])
+            except OSError:
+                return False
+            return len(pids) == 2
+
+        # each new connection may land on either process (SO_REUSEPORT)
+        wait_until(both_answer, "two serving processes on one port", 60)
+        assert process.pid not in pids
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()
+        for pid in pids:
+            wait_until(lambda p=pid: not _alive(p), f"process {pid} to end", 10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
