@@ -135,7 +135,9 @@ async def authentication_middleware(
             "a valid X-Auth-Token is required"
             if not token
             else "the X-Auth-Token is unknown or expired",
-            headers=www_authenticate(config.keystone_url),
+            headers=www_authenticate(
+                config.keystone.public_url if config.keystone else None
+            ),
         )
     if request.headers.get("Sp-Agent") != SP_AGENT:
         raise ApiError(400, f"the Sp-Agent header must be {SP_AGENT!r}")

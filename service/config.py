@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mail.settings import SmtpSettings, SmtpUrlInvalid
+from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
 
@@ -27,7 +28,7 @@ class ConfigError(Exception):
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     tokens_file: Path | None = None
-    keystone_url: str | None = None
+    keystone: KeystoneSettings | None = None
     approver_roles: frozenset[str] = frozenset()
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     warn_after: timedelta = timedelta(hours=1)
@@ -76,7 +77,7 @@ class Config:
                 get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
             ),
             tokens_file=Path(tokens) if tokens else None,
-            keystone_url=get("PM_ORDER_KEYSTONE_URL"),
+            keystone=_keystone_settings(get),
             approver_roles=frozenset(
                 r.strip()
                 for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
@@ -95,15 +96,22 @@ class Config:
 
     def check_identity(self) -> None:
         """Exactly one way of checking tokens must be set."""
-        if self.tokens_file and self.keystone_url:
+        if self.tokens_file and self.keystone:
             raise ConfigError(
                 "set only one of PM_ORDER_TOKENS_FILE and PM_ORDER_KEYSTONE_URL"
             )
-        if not self.tokens_file and not self.keystone_url:
+        if not self.tokens_file and not self.keystone:
             raise ConfigError(
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def _keystone_settings(get: Callable[[str], str | None]) -> KeystoneSettings | None:
+    try:
+        return KeystoneSettings.from_env(get)
+    except KeystoneSettingsInvalid as error:
+        raise ConfigError(str(error)) from None
 
 
 def _smtp_settings(url: str | None) -> SmtpSettings | None:
