@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
+from projections.view import Events
 
 NAME: Final = "mail_outbox"
 
@@ -171,6 +171,31 @@ def _mail(row: Any) -> OutgoingMail:
     return OutgoingMail(*values)
 
 
+_Later = Order.Accepted | Order.Rejected | Order.WarningRaised
+
+
+def _insert_message(
+    cursor: Cursor,
+    db: ViewDatabase,
+    event: Order.Requested | _Later,
+    actor: str,
+    count: int,
+    mailto: list[str],
+) -> None:
+    cursor.execute(
+        db.sql(_INSERT_MESSAGE),
+        (
+            message_id(event.number, event.originator_version),
+            event.number,
+            _KIND_OF[get_topic(type(event))],
+            actor,
+            count,
+            event.at.timestamp(),
+            ",".join(mailto),
+        ),
+    )
+
+
 class MailOutbox:
     """Projects Order events into messages to send."""
 
@@ -187,44 +212,40 @@ class MailOutbox:
         for statement in _DDL:
             cursor.execute(statement)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None:
-        kind = _KIND_OF[get_topic(type(event))]
-        number: int = event.number  # type: ignore[attr-defined]
-        if isinstance(event, Order.Requested):
-            cursor.execute(
-                db.sql(_INSERT_ORDER),
-                (
-                    number,
-                    ",".join(event.snids),
-                    event.resource_project,
-                    event.dest_project,
-                    event.user,
-                    ",".join(event.mailto),
-                ),
-            )
-            mailto, actor = event.mailto, event.user
-        else:
-            cursor.execute(db.sql(_SELECT_MAILTO), (number,))
-            row = cursor.fetchone()
-            mailto = row[0].split(",") if row and row[0] else []
-            actor = getattr(event, "by", "pm-order")
-        if not mailto:
-            return
-        at = event.at.timestamp()  # type: ignore[attr-defined]
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        for event in events:
+            match event:
+                case Order.Requested():
+                    self._requested(cursor, db, event)
+                case Order.Accepted(by=by) | Order.Rejected(by=by):
+                    self._message(cursor, db, event, actor=by)
+                case Order.WarningRaised(count=count):
+                    self._message(cursor, db, event, actor="pm-order", count=count)
+
+    @staticmethod
+    def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
         cursor.execute(
-            db.sql(_INSERT_MESSAGE),
+            db.sql(_INSERT_ORDER),
             (
-                message_id(number, event.originator_version),
-                number,
-                kind,
-                actor,
-                getattr(event, "count", 0),
-                at,
-                ",".join(mailto),
+                event.number,
+                ",".join(event.snids),
+                event.resource_project,
+                event.dest_project,
+                event.user,
+                ",".join(event.mailto),
             ),
         )
+        if event.mailto:
+            _insert_message(cursor, db, event, event.user, 0, event.mailto)
+
+    @staticmethod
+    def _message(
+        cursor: Cursor, db: ViewDatabase, event: _Later, *, actor: str, count: int = 0
+    ) -> None:
+        cursor.execute(db.sql(_SELECT_MAILTO), (event.number,))
+        row = cursor.fetchone()
+        if row and row[0]:
+            _insert_message(cursor, db, event, actor, count, row[0].split(","))
 
     # -- the mailer's side -------------------------------------------------------
 

@@ -24,13 +24,13 @@ from projections.database import ViewDatabase
 from projections.projector import (
     Contents,
     Projector,
-    View,
     position_in,
     read_contents,
     set_position,
     tracked_position,
     tracking_of,
 )
+from projections.view import View
 
 Progress = Callable[[int], None]
 

@@ -30,17 +30,24 @@ from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any, Final
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
+from domain import workflow
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
+from projections.view import Events
 
 NAME: Final = "reports"
 
 UNFINISHED: Final = "unfinished"
 ACCEPTED: Final = "accepted"
 REFUSED: Final = "refused"
+# An order's outcome in the reports' words, from the state the workflow gave it.
+_OUTCOME_OF_STATE: Final = {
+    workflow.UNFINISHED: UNFINISHED,
+    workflow.FINISHED: ACCEPTED,
+    workflow.REFUSED: REFUSED,
+}
 
 # Bounds standing in for an open end of a date range: days compare as text.
 _EARLIEST: Final = "0001-01-01"
@@ -266,15 +273,15 @@ class Reports:
         for statement in _DDL:
             cursor.execute(statement)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None:
-        if isinstance(event, Order.Requested):
-            self._requested(cursor, db, event)
-        elif isinstance(event, Order.Accepted | Order.Rejected):
-            self._decided(cursor, db, event)
-        elif isinstance(event, Order.WarningRaised):
-            self._warned(cursor, db, event)
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        for event in events:
+            match event:
+                case Order.Requested():
+                    self._requested(cursor, db, event)
+                case Order.Accepted() | Order.Rejected():
+                    self._decided(cursor, db, event)
+                case Order.WarningRaised():
+                    self._warned(cursor, db, event)
 
     @staticmethod
     def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
@@ -299,11 +306,12 @@ class Reports:
     ) -> None:
         cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
         project, dest_project, servers, requested_at, requested_day = cursor.fetchone()
-        accepted = isinstance(event, Order.Accepted)
+        outcome = _OUTCOME_OF_STATE[event.state]
+        accepted = outcome == ACCEPTED
         cursor.execute(
             db.sql(_DECIDE_ORDER),
             (
-                ACCEPTED if accepted else REFUSED,
+                outcome,
                 # Rounded to the microsecond `at` holds: no float noise in reports.
                 round(event.at.timestamp() - requested_at, 6),
                 event.number,

@@ -25,9 +25,10 @@ from projections.database import (
 from projections.following import Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
-from projections.projector import ProjectionConflict, Projector, View, has_tracking
+from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
+from projections.view import View
 from service.config import Config, ConfigError
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from projections import rebuild as rebuilding
-from projections.projector import View
+from projections.view import View
 from service.config import Config, ConfigError
 from service.store import Store, opened_store
 
