@@ -16,6 +16,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
+from mail.ledger import DeliveryLedger
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -97,6 +98,7 @@ class Store:
 
     def create_tables(self) -> None:
         self.projector().create_tables()
+        DeliveryLedger.create_tables(self.views)
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running."""
