@@ -23,6 +23,7 @@ from api.context import (
     STORE,
 )
 from api.errors import ApiError, error_middleware
+from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
 from service.background import Background
@@ -49,10 +50,15 @@ def create_app(
     the configuration and closed with the app.
     """
     app = web.Application(
-        middlewares=[error_middleware, authentication_middleware],
+        middlewares=[
+            error_middleware,
+            authentication_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
     prefix = config.api_prefix
     orders = app.router.add_resource(prefix + "/pm_order/{tenant_id}", name="orders")
     orders.add_route("GET", handlers.list_orders)
