@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.config import Limits
 from tests.api import given
 from tests.api.conftest import ONE_BACKEND, MakeApi
 from tests.api.test_authentication import error_body
 from tests.conftest import Api
-from service.config import Limits
 
 # The limit is settled before the store is asked anything.
 pytestmark = ONE_BACKEND
