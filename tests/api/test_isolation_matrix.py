@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import create_app
 from api.context import FOLLOWING, SERVICE
 from domain.service import OrderService
-from projections.mail_outbox import MailOutbox
+from mail.ledger import DeliveryLedger
 from projections.order_lists import OrderLists
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
@@ -202,7 +202,7 @@ class World:
             },
             reports=Reports.figures(views, None, None, None),
             servers=ServerOwnership.servers(views),
-            mail=MailOutbox.messages(views),
+            mail=DeliveryLedger.messages(views),
         )
         return self._last
 
