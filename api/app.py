@@ -26,6 +26,7 @@ from api.errors import ApiError, error_middleware
 from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
+from projections.order_lists import OrderLists
 from service.background import Background
 from service.config import Config
 from service.store import Store, open_store
@@ -102,7 +103,13 @@ def _lifetime(
         else:
             app[STORE] = store
         app[SERVICE] = OrderService(
-            app[STORE].app, approver_roles=config.approver_roles, clock=clock
+            app[STORE].app,
+            approver_roles=config.approver_roles,
+            clock=clock,
+            limits=config.limits.orders(),
+            unfinished_orders=partial(
+                OrderLists.unfinished_as_source, app[STORE].views
+            ),
         )
         work = Background(
             app[STORE], app[SERVICE], config, executor, run_work=background

@@ -12,6 +12,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # The contract's own bounds: a setting may lower them, never raise them.
+from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
 from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
 from mail.settings import SmtpSettings, SmtpUrlInvalid
 
@@ -38,7 +39,7 @@ class Limits:
     """
 
     # PM_ORDER_MAX_UNFINISHED_ORDERS: orders a project may have waiting as source.
-    max_unfinished_orders: int = 1000
+    max_unfinished_orders: int = DEFAULT_MAX_UNFINISHED_ORDERS
     # PM_ORDER_MAX_SERVERS_PER_ORDER: 1..200 (the contract's 200 is the most).
     max_servers_per_order: int = MAX_SNIDS_PER_ORDER
     # PM_ORDER_MAX_MAILTO: 0..20 addresses per order (the contract's 20 is the most).
@@ -55,7 +56,11 @@ class Limits:
         domains = get("PM_ORDER_MAIL_DOMAINS") or ""
         return cls(
             max_unfinished_orders=_whole_number(
-                get, "PM_ORDER_MAX_UNFINISHED_ORDERS", 1000, low=1, high=10**9
+                get,
+                "PM_ORDER_MAX_UNFINISHED_ORDERS",
+                DEFAULT_MAX_UNFINISHED_ORDERS,
+                low=1,
+                high=10**6,
             ),
             max_servers_per_order=_whole_number(
                 get,
@@ -76,6 +81,15 @@ class Limits:
             ),
             rate_per_second=_rate(get("PM_ORDER_RATE_LIMIT") or "20/s"),
             rate_burst=_whole_number(get, "PM_ORDER_RATE_BURST", 40, low=1, high=10**6),
+        )
+
+    def orders(self) -> OrderLimits:
+        """The limits the application service judges requests by."""
+        return OrderLimits(
+            max_unfinished_orders=self.max_unfinished_orders,
+            max_servers_per_order=self.max_servers_per_order,
+            max_mailto=self.max_mailto,
+            mail_domains=self.mail_domains,
         )
 
 
