@@ -86,7 +86,11 @@ def check_mailto(
     """
     addresses = list(dict.fromkeys(a for a in addresses if a))
     if len(addresses) > most:
-        raise InvalidInput(f"'mailto' has {len(addresses)} addresses: at most {most}")
+        raise InvalidInput(
+            f"'mailto' has {len(addresses)} addresses: at most {most}"
+            if most
+            else "'mailto' must be empty: this service sends no mail to anyone"
+        )
     for address in addresses:
         if not _EMAIL.fullmatch(address):
             raise InvalidInput(f"'mailto' has an invalid address {_quote(address)}")
