@@ -3,12 +3,17 @@ refused request changes nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
+
+from api.handlers import OPENAPI_PATH
 from service.config import Limits
 from tests.api import given
 from tests.api.conftest import ONE_BACKEND, MakeApi
 from tests.api.test_authentication import error_body
+from tests.api.test_openapi import ORDERS, REPORT_PATH, assert_conforms, call
 from tests.conftest import Api
 
 # The limit is settled before the store is asked anything.
@@ -93,3 +98,23 @@ async def test_the_openapi_document_is_not_limited(make_api: MakeApi) -> None:
     for _ in range(SLOW.rate_burst + 2):
         response = await api.client.get(f"{api.prefix}/openapi.json")
         assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", ORDERS, None),
+        ("post", ORDERS, {"snids": "SN-A-001", "dest_project": "proj-b"}),
+        ("put", ORDERS, {"order_ids": "1", "accept": 1}),
+        ("get", REPORT_PATH, None),
+    ],
+)
+async def test_429_answers_as_documented(
+    make_api: MakeApi, method: str, path: str, body: Any
+) -> None:
+    api = await make_api(limits=Limits(rate_per_second=1 / 3600, rate_burst=1))
+    await given.listed(api, "tok-alice", "proj-a")
+    answer = await call(api, method, path, json=body)
+    assert answer.status == 429
+    document = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    assert_conforms(document, path, method, answer)
