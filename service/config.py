@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # The contract's own bounds: a setting may lower them, never raise them.
 from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
 from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
-from mail.settings import SmtpSettings, SmtpUrlInvalid
+from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
 
@@ -243,6 +243,6 @@ def check_database_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return url
     raise ConfigError(
-        f"PM_ORDER_DATABASE_URL={url!r} must be sqlite:///PATH or "
+        f"PM_ORDER_DATABASE_URL={without_password(url)!r} must be sqlite:///PATH or "
         "postgresql://USER:PASS@HOST:PORT/DB"
     )
