@@ -23,8 +23,10 @@ from api.context import (
     STORE,
 )
 from api.errors import ApiError, error_middleware
+from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
+from projections.order_lists import OrderLists
 from service.background import Background
 from service.config import Config
 from service.store import Store, open_store
@@ -49,10 +51,15 @@ def create_app(
     the configuration and closed with the app.
     """
     app = web.Application(
-        middlewares=[error_middleware, authentication_middleware],
+        middlewares=[
+            error_middleware,
+            authentication_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
     prefix = config.api_prefix
     orders = app.router.add_resource(prefix + "/pm_order/{tenant_id}", name="orders")
     orders.add_route("GET", handlers.list_orders)
@@ -96,7 +103,13 @@ def _lifetime(
         else:
             app[STORE] = store
         app[SERVICE] = OrderService(
-            app[STORE].app, approver_roles=config.approver_roles, clock=clock
+            app[STORE].app,
+            approver_roles=config.approver_roles,
+            clock=clock,
+            limits=config.limits.orders(),
+            unfinished_orders=partial(
+                OrderLists.unfinished_as_source, app[STORE].views
+            ),
         )
         work = Background(
             app[STORE], app[SERVICE], config, executor, run_work=background

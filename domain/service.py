@@ -23,8 +23,15 @@ from domain.exceptions import (
     ServersAlreadyOrdered,
     ServersNotOwned,
     StoreUnavailable,
+    TooManyUnfinishedOrders,
 )
 from domain.group_commit import GroupCommit, Pending
+from domain.limits import (
+    DEFAULT_ORDER_LIMITS,
+    OrderLimits,
+    UnfinishedCount,
+    UnfinishedTally,
+)
 from domain.order import Order, order_aggregate_id
 from domain.order_numbers import OrderNumbers
 from domain.server import Server, check_orderable, server_aggregate_id
@@ -84,10 +91,16 @@ class OrderService:
         *,
         approver_roles: frozenset[str] = frozenset(),
         clock: Clock = utc_now,
+        limits: OrderLimits = DEFAULT_ORDER_LIMITS,
+        unfinished_orders: UnfinishedCount | None = None,
     ) -> None:
+        """`unfinished_orders` counts a source project's unfinished orders in the
+        read model; without it the limit on them is not checked."""
         self.app = app
         self.approver_roles = approver_roles
         self.clock = clock
+        self.limits = limits
+        self._unfinished_orders = unfinished_orders
         self._transfers: GroupCommit[_TransferRequest, Written] = GroupCommit(
             self._request_batch
         )
@@ -139,7 +152,7 @@ class OrderService:
         Requests arriving together are saved together (group commit): one
         transaction for all of them, each still judged on its own.
         """
-        values.check_snids(snids)
+        values.check_snids(snids, self.limits.max_servers_per_order)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
             raise InvalidInput(
@@ -151,7 +164,9 @@ class OrderService:
                 user=user,
                 snids=snids,
                 dest_project=dest_project,
-                mailto=values.check_mailto(mailto),
+                mailto=values.check_mailto(
+                    mailto, self.limits.max_mailto, self.limits.mail_domains
+                ),
             )
         )
 
@@ -171,14 +186,28 @@ class OrderService:
         ] = []
         orders: list[Order] = []
         reserved: dict[str, Server] = {}
+        # The batch's own orders count towards each project's limit as they are made.
+        unfinished = (
+            UnfinishedTally(self._unfinished_orders, self.limits.max_unfinished_orders)
+            if self._unfinished_orders is not None
+            else None
+        )
         for pending in batch:
             request = pending.request
             try:
                 # Servers reserved by requests earlier in the batch count as held.
                 check_orderable({s: servers[s] for s in request.snids}, request.tenant)
-            except (ServersNotOwned, ServersAlreadyOrdered) as refusal:
+                if unfinished is not None:
+                    unfinished.check(request.tenant)
+            except (
+                ServersNotOwned,
+                ServersAlreadyOrdered,
+                TooManyUnfinishedOrders,
+            ) as refusal:
                 verdicts.append((pending, refusal))
                 continue
+            if unfinished is not None:
+                unfinished.add(request.tenant)
             orders.append(
                 Order(
                     number=number,

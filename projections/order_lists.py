@@ -138,6 +138,12 @@ def _select_page(role: str | None, state: str | None) -> str:
 
 _SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
 
+# The limit on unfinished orders keeps this count short: no counter to maintain.
+_COUNT_UNFINISHED_AS_SOURCE: Final = (
+    "SELECT COUNT(*) FROM order_lists_entries"
+    " WHERE tenant = ? AND role = ? AND state = ?"
+)
+
 _SELECT_OVERDUE: Final = (
     "SELECT id FROM order_lists_orders"
     " WHERE state = 'unfinished' AND COALESCE(warned_at, created_at) <= ?"
@@ -278,6 +284,14 @@ class OrderLists:
             total_count=int(count or 0),
             next_marker=orders[-1].id if more else None,
         )
+
+    @staticmethod
+    def unfinished_as_source(db: ViewDatabase, tenant: str) -> int:
+        """How many unfinished orders `tenant` has asked for (it is their source)."""
+        rows = db.query(
+            _COUNT_UNFINISHED_AS_SOURCE, (tenant, SOURCE, workflow.UNFINISHED)
+        )
+        return int(rows[0][0])
 
     @staticmethod
     def overdue(

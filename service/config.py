@@ -11,17 +11,87 @@ from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mail.settings import SmtpSettings, SmtpUrlInvalid
+# The contract's own bounds: a setting may lower them, never raise them.
+from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
+from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
+from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
 from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
 
 _DURATION: Final = re.compile(r"(\d+)\s*(s|m|h|d)?")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_RATE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*(s|m|h))?")
+_MAIL_DOMAIN: Final = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 
 
 class ConfigError(Exception):
     """A setting is missing or invalid: the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one project or token may ask of the service: every limit in one place.
+
+    The defaults are safe for a deployment every project of the cloud can reach.
+    """
+
+    # PM_ORDER_MAX_UNFINISHED_ORDERS: orders a project may have waiting as source.
+    max_unfinished_orders: int = DEFAULT_MAX_UNFINISHED_ORDERS
+    # PM_ORDER_MAX_SERVERS_PER_ORDER: 1..200 (the contract's 200 is the most).
+    max_servers_per_order: int = MAX_SNIDS_PER_ORDER
+    # PM_ORDER_MAX_MAILTO: 0..20 addresses per order (the contract's 20 is the most).
+    max_mailto: int = MAX_MAILTO
+    # PM_ORDER_MAIL_DOMAINS: the only domains mail may go to; empty: any domain.
+    mail_domains: frozenset[str] = frozenset()
+    # PM_ORDER_RATE_LIMIT: requests per second per token, None: no limit ...
+    rate_per_second: float | None = 20.0
+    # ... PM_ORDER_RATE_BURST: and how many may come at once after a quiet spell.
+    rate_burst: int = 40
+
+    @classmethod
+    def from_env(cls, get: Callable[[str], str | None]) -> Limits:
+        domains = get("PM_ORDER_MAIL_DOMAINS") or ""
+        return cls(
+            max_unfinished_orders=_whole_number(
+                get,
+                "PM_ORDER_MAX_UNFINISHED_ORDERS",
+                DEFAULT_MAX_UNFINISHED_ORDERS,
+                low=1,
+                high=10**6,
+            ),
+            max_servers_per_order=_whole_number(
+                get,
+                "PM_ORDER_MAX_SERVERS_PER_ORDER",
+                MAX_SNIDS_PER_ORDER,
+                low=1,
+                high=MAX_SNIDS_PER_ORDER,
+            ),
+            max_mailto=_whole_number(
+                get,
+                "PM_ORDER_MAX_MAILTO",
+                MAX_MAILTO,
+                low=0,
+                high=MAX_MAILTO,
+            ),
+            mail_domains=frozenset(
+                _mail_domain(d.strip()) for d in domains.split(",") if d.strip()
+            ),
+            rate_per_second=_rate(get("PM_ORDER_RATE_LIMIT") or "20/s"),
+            rate_burst=_whole_number(get, "PM_ORDER_RATE_BURST", 40, low=1, high=10**6),
+        )
+
+    def orders(self) -> OrderLimits:
+        """The limits the application service judges requests by."""
+        return OrderLimits(
+            max_unfinished_orders=self.max_unfinished_orders,
+            max_servers_per_order=self.max_servers_per_order,
+            max_mailto=self.max_mailto,
+            mail_domains=self.mail_domains,
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +110,7 @@ class Config:
     create_tables: bool = True
     # How long a write's answer may wait for the views to show it.
     read_your_writes_timeout: float = 10.0
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -92,6 +163,7 @@ class Config:
             mail_from=check_address(get("PM_ORDER_MAIL_FROM") or "pm-order@localhost"),
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
+            limits=Limits.from_env(get),
         )
 
     def check_identity(self) -> None:
@@ -112,6 +184,42 @@ def _keystone_settings(get: Callable[[str], str | None]) -> KeystoneSettings | N
         return KeystoneSettings.from_env(get)
     except KeystoneSettingsInvalid as error:
         raise ConfigError(str(error)) from None
+
+
+def _whole_number(
+    get: Callable[[str], str | None], name: str, default: int, *, low: int, high: int
+) -> int:
+    text = get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number from {low} to {high}"
+        )
+    return int(text)
+
+
+def _mail_domain(domain: str) -> str:
+    if not _MAIL_DOMAIN.fullmatch(domain) or len(domain) > 253:
+        raise ConfigError(
+            f"PM_ORDER_MAIL_DOMAINS has {domain!r}: list mail domains such as "
+            "example.com, separated by commas"
+        )
+    return domain.lower()
+
+
+def _rate(text: str) -> float | None:
+    """'20/s', '600/m', '3600/h' or plain '20' (per second) as requests per second;
+    'off' for no limit."""
+    if text.lower() == "off":
+        return None
+    match = _RATE.fullmatch(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"PM_ORDER_RATE_LIMIT={text!r} must be a rate such as 20/s, 600/m or "
+            "3600/h, or off"
+        )
+    return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 
 
 def _smtp_settings(url: str | None) -> SmtpSettings | None:
@@ -143,6 +251,6 @@ def check_database_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return url
     raise ConfigError(
-        f"PM_ORDER_DATABASE_URL={url!r} must be sqlite:///PATH or "
+        f"PM_ORDER_DATABASE_URL={without_password(url)!r} must be sqlite:///PATH or "
         "postgresql://USER:PASS@HOST:PORT/DB"
     )
