@@ -184,8 +184,8 @@ def half_written_orders(facts: Facts) -> list[str]:
                     f"{follow_up}"
                 )
     for kind, number, snid in sorted(moves):
-        order = facts.orders.get(number)
-        if order is None or snid not in order.snids:
+        mover = facts.orders.get(number)
+        if mover is None or snid not in mover.snids:
             problems.append(f"{snid} was {kind} by order {number}, which lacks it")
     return problems
 
@@ -223,10 +223,11 @@ class Ledger:
     refused: int = 0
     # (order numbers, accept) of each PUT answered 200.
     decisions: list[tuple[tuple[int, ...], bool]] = field(default_factory=list)
+    # "POST 200", "PUT 409", "GET ServerDisconnectedError": how many of each.
     statuses: Counter[str] = field(default_factory=Counter)
 
     def answered(self, attempt: Attempt, status: int, body: dict[str, object]) -> None:
-        self.statuses[str(status)] += 1
+        self.statuses[f"POST {status}"] += 1
         if status == 200:
             number = body["order_id"]
             assert isinstance(number, int), body
@@ -237,8 +238,16 @@ class Ledger:
             self.refused += 1
 
     def cut_off(self, attempt: Attempt, error: BaseException) -> None:
-        self.statuses[type(error).__name__] += 1
+        self.statuses[f"POST {type(error).__name__}"] += 1
         self.uncertain.append(attempt)
+
+    def server_errors(self) -> dict[str, int]:
+        """The answers with a 5xx status, by method and status."""
+        return {
+            key: n
+            for key, n in self.statuses.items()
+            if (status := key.split()[1]).isdigit() and int(status) >= 500
+        }
 
 
 def broken_promises(facts: Facts, ledger: Ledger) -> list[str]:

@@ -1,5 +1,6 @@
-"""A steady write load for fault tests: clients that request and decide orders over
-HTTP, and write down what each was told (a `Ledger`).
+"""A steady write load for fault tests: clients that request orders, look in the
+inboxes and decide orders over HTTP, and write down what each was told (a
+`Ledger`).
 
 Clients choose servers from what they believe about the store (`Belief`), which
 the test resets from the store's facts between rounds; a belief gone stale only
@@ -34,20 +35,17 @@ def inventory(per_project: int) -> list[tuple[str, str]]:
 
 @dataclass
 class Belief:
-    """What the clients think the store holds: owners, held servers, open orders."""
+    """What the clients think the store holds: who owns each server, and which
+    servers are held by unfinished orders (the orders are found in the inboxes)."""
 
     owners: dict[str, str]
     held: set[str] = field(default_factory=set)
-    open_orders: dict[int, Attempt] = field(default_factory=dict)
 
     @classmethod
     def of(cls, facts: Facts) -> Belief:
         return cls(
             owners={s.snid: s.owner for s in facts.servers.values()},
             held={snid for o in facts.unfinished() for snid in o.snids},
-            open_orders={
-                o.number: Attempt(o.source, o.dest, o.snids) for o in facts.unfinished()
-            },
         )
 
 
@@ -98,10 +96,13 @@ class WriteLoad:
     async def _client(self, rng: random.Random) -> None:
         while not self._stop.is_set():
             url = rng.choice(list(self.base_urls()))
-            if self.belief.open_orders and rng.random() < 0.45:
+            busy = (
                 await self._decide(rng, url)
-            elif not await self._request(rng, url):
-                await asyncio.sleep(0.05)  # nothing free: let decisions free some
+                if rng.random() < 0.45
+                else await self._request(rng, url)
+            )
+            if not busy:  # nothing to do, or nobody there: pause a little
+                await asyncio.sleep(0.05)
 
     async def _request(self, rng: random.Random, url: str) -> bool:
         source = rng.choice(list(TOKENS))
@@ -128,43 +129,55 @@ class WriteLoad:
             )
         except aiohttp.ClientConnectorError:
             # Never connected, so never sent: it cannot have been stored.
+            self.ledger.statuses["POST ClientConnectorError"] += 1
             self.ledger.refused += 1
             self.belief.held.difference_update(fresh)
-            return True
+            return False
         except (aiohttp.ClientError, TimeoutError) as error:
             self.ledger.cut_off(attempt, error)
             return True  # it may hold its servers: the next round's belief will say
         self.ledger.answered(attempt, status, body)
-        if status == 200:
-            self.belief.open_orders[body["order_id"]] = attempt
-        elif status < 500:
+        if 400 <= status < 500:
             self.belief.held.difference_update(fresh)
         return True
 
-    async def _decide(self, rng: random.Random, url: str) -> None:
-        number = rng.choice(list(self.belief.open_orders))
-        attempt = self.belief.open_orders.pop(number)
+    async def _decide(self, rng: random.Random, url: str) -> bool:
+        """Look in a project's inbox, as its owner would, and decide one order."""
+        dest = rng.choice(list(TOKENS))
+        try:
+            status, body = await self._send(
+                "GET", f"{url}/mana_api/pm_order/{dest}?type=0&limit=20", TOKENS[dest]
+            )
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self.ledger.statuses[f"GET {type(error).__name__}"] += 1
+            return False
+        self.ledger.statuses[f"GET {status}"] += 1
+        if status != 200 or not body["orders"]:
+            return False
+        order = rng.choice(body["orders"])
+        number, snids = order["id"], order["snids"].split(",")
         accept = rng.random() < 0.5
         try:
             status, _ = await self._send(
                 "PUT",
-                f"{url}/mana_api/pm_order/{attempt.dest}",
-                TOKENS[attempt.dest],
+                f"{url}/mana_api/pm_order/{dest}",
+                TOKENS[dest],
                 {"order_ids": [number], "accept": int(accept)},
             )
         except (aiohttp.ClientError, TimeoutError) as error:
-            self.ledger.statuses[type(error).__name__] += 1
-            return  # decided or not: the next round's belief will say
-        self.ledger.statuses[str(status)] += 1
+            self.ledger.statuses[f"PUT {type(error).__name__}"] += 1
+            return True  # decided or not: the inbox will say
+        self.ledger.statuses[f"PUT {status}"] += 1
         if status == 200:
             self.ledger.decisions.append(((number,), accept))
-            self.belief.held.difference_update(attempt.snids)
+            self.belief.held.difference_update(snids)
             if accept:
-                for snid in attempt.snids:
-                    self.belief.owners[snid] = attempt.dest
+                for snid in snids:
+                    self.belief.owners[snid] = dest
+        return True
 
     async def _send(
-        self, method: str, url: str, token: str, body: dict[str, Any]
+        self, method: str, url: str, token: str, body: dict[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
         assert self._session is not None
         self.in_flight += 1
