@@ -10,6 +10,7 @@ one is wholly there or wholly absent.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -289,6 +290,16 @@ def views_behind(store: Store) -> dict[str, int]:
     head = store.app.recorder.max_notification_id() or 0
     positions = {v.name: tracked_position(store.views, v.name) for v in store.all_views}
     return {name: p for name, p in positions.items() if p < head}
+
+
+def caught_up_facts(store: Store, seconds: float = 30.0) -> Facts:
+    """The store's facts once every view has reached the log's head."""
+    deadline = time.monotonic() + seconds
+    while behind := views_behind(store):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"views still behind the log: {behind}")
+        time.sleep(0.1)
+    return read_facts(store)
 
 
 def views_differing_from_a_rebuild(database_url: str, cwd: Path) -> list[str]:

@@ -19,14 +19,13 @@ from typing import Final, TypeVar
 
 import pytest
 
-from service.store import Store, open_store
+from service.store import open_store
 from tests.integration.invariants import (
-    Facts,
     Ledger,
     broken_promises,
+    caught_up_facts,
     read_facts,
     store_problems,
-    views_behind,
     views_differing_from_a_rebuild,
 )
 from tests.integration.processes import ApiServer, PmOrderProcess, run_pm_order
@@ -42,7 +41,6 @@ SERVERS_PER_PROJECT: Final = 40
 # have been acknowledged: the service is serving again, not merely up.
 WRITES_AFTER_RESTART: Final = 5
 ROUND_SECONDS: Final = 40.0
-CATCH_UP_SECONDS: Final = 30.0
 
 T = TypeVar("T")
 
@@ -139,16 +137,6 @@ async def until(condition: Callable[[], bool], what: str, seconds: float) -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def caught_up_facts(store: Store) -> Facts:
-    """The store's facts once every view has reached the log's head."""
-    deadline = time.monotonic() + CATCH_UP_SECONDS
-    while behind := views_behind(store):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"views still behind the log: {behind}")
-        time.sleep(0.1)
-    return read_facts(store)
 
 
 async def kill_and_restart(
