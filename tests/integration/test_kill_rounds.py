@@ -143,14 +143,15 @@ async def kill_and_restart(
     load: WriteLoad, deployment: Deployment, victims: list[str], rng: random.Random
 ) -> int:
     """Kill each victim at a random moment under load and restart it while the load
-    goes on, until writes are acknowledged again; the requests cut off in flight."""
+    goes on, until writes are acknowledged again. Returns how many requests were in
+    flight when an API process was killed."""
     started = time.monotonic()
     cut_off = 0
     await load.start()
     try:
         for victim in victims:
-            await until(lambda: load.in_flight > 0, "requests in flight", 10)
-            await asyncio.sleep(rng.uniform(0.3, 2.0))
+            await until(lambda: load.in_flight > 0, "the load to be running", 10)
+            await asyncio.sleep(rng.uniform(0.3, 2.0))  # the random moment
             cut_off += load.in_flight if victim.startswith("api") else 0
             deployment.kill(victim)
             await in_thread(deployment.restart, victim)
