@@ -16,6 +16,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
+from mail.ledger import DeliveryLedger
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -25,9 +26,10 @@ from projections.database import (
 from projections.following import IDLE_POLL_SECONDS, Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
-from projections.projector import ProjectionConflict, Projector, View, has_tracking
+from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
+from projections.view import View
 from service.config import Config, ConfigError
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
@@ -103,6 +105,7 @@ class Store:
 
     def create_tables(self) -> None:
         self.projector().create_tables()
+        DeliveryLedger.create_tables(self.views)
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running."""
