@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -111,6 +112,9 @@ class Config:
     # How long a write's answer may wait for the views to show it.
     read_your_writes_timeout: float = 10.0
     limits: Limits = field(default_factory=Limits)
+    # How often a projector idle since its last page looks for events it was not
+    # told about (a missed NOTIFY, other processes on SQLite).
+    idle_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -143,6 +147,9 @@ class Config:
             raise ConfigError(
                 f"PM_ORDER_CREATE_TABLES={create_tables!r} must be yes or no"
             )
+        idle_poll = _positive_seconds(
+            get("PM_ORDER_IDLE_POLL_SECONDS") or "1", "PM_ORDER_IDLE_POLL_SECONDS"
+        )
         return cls(
             database_url=check_database_url(
                 get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -164,6 +171,7 @@ class Config:
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
             limits=Limits.from_env(get),
+            idle_poll_seconds=idle_poll,
         )
 
     def check_identity(self) -> None:
@@ -243,6 +251,19 @@ def parse_duration(text: str, name: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise ConfigError(f"{name}={text!r} must be a duration such as 90s, 15m or 2h")
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _positive_seconds(text: str, name: str) -> float:
+    """A number of seconds, more than 0 and at most a day ('0.5', '30')."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 86400:  # also refuses NaN
+        raise ConfigError(
+            f"{name}={text!r} must be a number of seconds, such as 1 or 30"
+        )
+    return seconds
 
 
 def check_database_url(url: str) -> str:

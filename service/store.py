@@ -23,7 +23,7 @@ from projections.database import (
     ViewDatabase,
     ViewDatabaseUnavailable,
 )
-from projections.following import Following
+from projections.following import IDLE_POLL_SECONDS, Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.projector import ProjectionConflict, Projector, has_tracking
@@ -86,13 +86,20 @@ class Store:
             for view in self.all_views
         ]
 
-    def following(self, executor: Executor, *, run_projectors: bool) -> Following:
+    def following(
+        self,
+        executor: Executor,
+        *,
+        run_projectors: bool,
+        idle_poll: float = IDLE_POLL_SECONDS,
+    ) -> Following:
         """The background projection of every view (or the watch of it)."""
         return Following(
             self.views,
             [self.projector()],
             executor,
             run_projectors=run_projectors,
+            idle_poll=idle_poll,
             events_channel=getattr(self.app.recorder, "channel_name", None),
         )
 

@@ -126,6 +126,8 @@ def test_serve_without_a_token_source_says_how_to_set_one(tmp_path: Path) -> Non
         ("PM_ORDER_TIMEZONE", "Mars/Olympus"),
         ("PM_ORDER_WARN_AFTER", "soon"),
         ("PM_ORDER_WARN_MAX", "-1"),
+        ("PM_ORDER_IDLE_POLL_SECONDS", "0"),
+        ("PM_ORDER_IDLE_POLL_SECONDS", "soon"),
         ("PM_ORDER_TOKENS_FILE", "/nonexistent/tokens.json"),
         ("PM_ORDER_MAX_SERVERS_PER_ORDER", "500"),
         ("PM_ORDER_RATE_LIMIT", "fast"),
