@@ -17,7 +17,7 @@ from api.app import create_app
 from api.auth import Authenticator
 from api.keystone import KeystoneAuthenticator
 from domain.service import OrderService
-from service.config import Config
+from service.config import Config, Limits
 from service.keystone_settings import KeystoneSettings
 from service.store import Store
 from tests.api import given
@@ -75,7 +75,12 @@ async def keystone_api(
         **changes: Any,
     ) -> Api:
         settings = settings_for(keystone, **changes)
-        config = Config(keystone=settings, approver_roles=approver_roles)
+        # Bursts of one token are what is under test, not the rate limit.
+        config = Config(
+            keystone=settings,
+            approver_roles=approver_roles,
+            limits=Limits(rate_per_second=None),
+        )
         service = OrderService(store.app, clock=clock)
         service.register_servers(INVENTORY)
         app = create_app(
