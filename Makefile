@@ -44,5 +44,11 @@ bench: install
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# Not part of `make test`: 10 minutes (SOAK_MINUTES) of mixed traffic against one
+# server; SOAK_FLAGS=--postgres for PostgreSQL.
+.PHONY: soak
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_FLAGS)
+
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache

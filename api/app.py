@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Final
 
 from aiohttp import web
@@ -27,10 +28,12 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.metrics import Metrics
 from api.observe import observe_middleware
+from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
 from domain.service import OrderService, utc_now
 from projections.executor import in_pool
+from projections.order_lists import OrderLists
 from service.background import Background
 from service.config import Config
 from service.status import StoreStatus
@@ -58,10 +61,16 @@ def create_app(
     the configuration and closed with the app.
     """
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, authentication_middleware],
+        middlewares=[
+            observe_middleware,
+            error_middleware,
+            authentication_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
     app[METRICS] = Metrics()
     watch(app)
     prefix = config.api_prefix
@@ -121,7 +130,13 @@ def _store(given: Store | None, clock: Callable[[], datetime]) -> Lifetime:
         else:
             app[STORE] = given
         app[SERVICE] = OrderService(
-            app[STORE].app, approver_roles=config.approver_roles, clock=clock
+            app[STORE].app,
+            approver_roles=config.approver_roles,
+            clock=clock,
+            limits=config.limits.orders(),
+            unfinished_orders=partial(
+                OrderLists.unfinished_as_source, app[STORE].views
+            ),
         )
         app[STATUS] = StoreStatus(app[STORE], app[EXECUTOR])
         yield
@@ -168,7 +183,9 @@ async def authentication_middleware(
             "a valid X-Auth-Token is required"
             if not token
             else "the X-Auth-Token is unknown or expired",
-            headers=www_authenticate(config.keystone_url),
+            headers=www_authenticate(
+                config.keystone.public_url if config.keystone else None
+            ),
         )
     if request.headers.get("Sp-Agent") != SP_AGENT:
         raise ApiError(400, f"the Sp-Agent header must be {SP_AGENT!r}")

@@ -1,4 +1,4 @@
-"""Who is calling: tokens checked against a static file (or Keystone v3).
+"""Who is calling: tokens checked against a static file or Keystone v3.
 
 Identity comes only from the token; headers a client sends about itself are
 never read.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,7 +72,13 @@ def authenticator_for(config: Config) -> Authenticator:
     config.check_identity()
     if config.tokens_file is not None:
         return TokensFile(config.tokens_file)
-    raise ConfigError("Keystone is not supported yet: set PM_ORDER_TOKENS_FILE")
+    assert config.keystone is not None  # check_identity: one of the two is set
+    from api.keystone import KeystoneAuthenticator  # it builds on this module
+
+    return KeystoneAuthenticator(config.keystone)
+
+
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 
 def _digest(token: str) -> str:
@@ -92,7 +99,7 @@ def _load_tokens(path: Path) -> dict[str, _StaticToken]:
         raise ConfigError(f'{where}: expected {{"tokens": [...]}}')
     tokens: dict[str, _StaticToken] = {}
     for number, entry in enumerate(entries, start=1):
-        tokens[_digest(_text(entry, "token", where, number))] = _StaticToken(
+        tokens[_token_digest(entry, where, number)] = _StaticToken(
             identity=Identity(
                 user_name=_text(entry, "user_name", where, number),
                 project_id=_text(entry, "project_id", where, number),
@@ -101,6 +108,24 @@ def _load_tokens(path: Path) -> dict[str, _StaticToken]:
             expires_at=_expiry(entry, where, number),
         )
     return tokens
+
+
+def _token_digest(entry: Any, where: str, number: int) -> str:
+    """The SHA-256 of the entry's token: given as `token`, or as `token_sha256`
+    so that the file holds no secret."""
+    if isinstance(entry, dict) and "token_sha256" in entry:
+        if "token" in entry:
+            raise ConfigError(
+                f"{where}: token {number} has both 'token' and 'token_sha256'; keep one"
+            )
+        digest = entry["token_sha256"]
+        if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest.lower()):
+            raise ConfigError(
+                f"{where}: token {number} 'token_sha256' must be 64 hexadecimal "
+                "digits (printf %s TOKEN | sha256sum)"
+            )
+        return digest.lower()
+    return _digest(_text(entry, "token", where, number))
 
 
 def _text(entry: Any, key: str, where: str, number: int) -> str:
@@ -134,6 +159,7 @@ SP_AGENT: Final = "scloudm"
 
 
 def www_authenticate(keystone_url: str | None) -> dict[str, str]:
+    """401's challenge: Keystone's public URL, where the client gets a token."""
     if keystone_url:
         return {"WWW-Authenticate": f'Keystone uri="{keystone_url}"'}
     return {"WWW-Authenticate": 'Token realm="pm-order"'}

@@ -216,7 +216,8 @@ def pm_order_process(
     api_only: bool = False,
 ) -> Process:
     """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
-    env = {"PM_ORDER_DATABASE_URL": database_url}
+    # Benchmarks measure throughput: the per-token rate limit would cap it.
+    env = {"PM_ORDER_DATABASE_URL": database_url, "PM_ORDER_RATE_LIMIT": "off"}
     if tokens is not None:
         env["PM_ORDER_TOKENS_FILE"] = str(tokens)
     argv = [PYTHON, "-m", "cli", command]

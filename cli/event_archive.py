@@ -33,7 +33,7 @@ from domain.exceptions import DomainError
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderApplication
-from projections.mail_outbox import MailOutbox
+from mail.ledger import DeliveryLedger
 from service.store import Store
 
 PAGE_SIZE: Final = 500
@@ -254,7 +254,7 @@ def _put(app: OrderApplication, batch: list[Any]) -> int:
 
 
 def _mark_mail_delivered(store: Store) -> int:
-    return MailOutbox.mark_untried_sent(store.views, time.time())
+    return DeliveryLedger.mark_untried_sent(store.views, time.time())
 
 
 def _read(path: Path) -> Iterator[Any]:

@@ -10,9 +10,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
-from typing import Final
+from typing import Final, TypeVar
 
-from projections.reports import DayFigures, Figures, ProjectSummary, percentile
+from projections.reports import (
+    DAY_COLUMNS,
+    PROJECT_COLUMNS,
+    Column,
+    DayFigures,
+    Figures,
+    ProjectSummary,
+    percentile,
+)
+
+Row = TypeVar("Row")
 
 # Outcome -> (label, colour) for the stacked bars, bottom to top.
 OUTCOMES: Final = (
@@ -381,72 +391,24 @@ def _cards(figures: Figures) -> str:
     return f'<section class="cards" id="totals">{body}</section>'
 
 
-_PROJECT_HEADERS: Final = (
-    "Project",
-    "Requested",
-    "Accepted",
-    "Refused",
-    "Unfinished",
-    "Servers in",
-    "Servers out",
-    "Warnings",
-    "Decided",
-    "Median time to decision",
-    "95th percentile",
-)
-
-
-def project_cells(s: ProjectSummary) -> tuple[object, ...]:
-    """One project's summary as the cells of a row (durations made readable)."""
-    return (
-        s.project,
-        s.requested,
-        s.accepted,
-        s.refused,
-        s.unfinished,
-        s.servers_in,
-        s.servers_out,
-        s.warnings,
-        s.decisions,
-        human_duration(s.median_decision_seconds),
-        human_duration(s.p95_decision_seconds),
-    )
-
-
-def day_cells(f: DayFigures) -> tuple[object, ...]:
-    """One project's day as the cells of a row."""
-    return (
-        f.project,
-        f.day.isoformat(),
-        f.requested,
-        f.accepted,
-        f.refused,
-        f.unfinished,
-        f.servers_in,
-        f.servers_out,
-        f.warnings,
-    )
+def cells(columns: Sequence[Column[Row]], row: Row) -> list[object]:
+    """A row's cells as a person reads them (durations made readable)."""
+    return [human_duration(c.value(row)) if c.seconds else c.data(row) for c in columns]
 
 
 def _project_table(summaries: Sequence[ProjectSummary]) -> str:
-    return _table(_PROJECT_HEADERS, [project_cells(s) for s in summaries])
-
-
-_DAY_HEADERS: Final = (
-    "Project",
-    "Day (UTC)",
-    "Requested",
-    "Accepted",
-    "Refused",
-    "Unfinished",
-    "Servers in",
-    "Servers out",
-    "Warnings",
-)
+    return _table(
+        [c.heading for c in PROJECT_COLUMNS],
+        [cells(PROJECT_COLUMNS, s) for s in summaries],
+    )
 
 
 def _day_table(days: Sequence[DayFigures]) -> str:
-    return _table(_DAY_HEADERS, [day_cells(f) for f in days], text_columns=2)
+    return _table(
+        [c.heading for c in DAY_COLUMNS],
+        [cells(DAY_COLUMNS, f) for f in days],
+        text_columns=2,
+    )
 
 
 def _table(

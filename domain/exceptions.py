@@ -31,6 +31,10 @@ class ServersAlreadyOrdered(Conflict):
     """Some servers are held by another unfinished order (409)."""
 
 
+class TooManyUnfinishedOrders(Conflict):
+    """The source project has as many unfinished orders as it may have (409)."""
+
+
 class AlreadyDecided(Conflict):
     """Some orders were already decided the other way (409)."""
 

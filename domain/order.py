@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain import workflow
 from domain.exceptions import AlreadyDecided
+from domain.workflow import ACCEPT, REFUSE, WARN
 
 _ORDER_IDS: Final = uuid5(NAMESPACE_URL, "urn:pm-order:order")
 
@@ -31,15 +32,19 @@ class Order(Aggregate):
         mailto: list[str]
         at: datetime
 
+    # A decision records the state the workflow gave it. Events stored before
+    # the state was recorded carry none: theirs is the default.
     class Accepted(Aggregate.Event):
         number: int
         by: str
         at: datetime
+        state: str = workflow.outcome(ACCEPT)
 
     class Rejected(Aggregate.Event):
         number: int
         by: str
         at: datetime
+        state: str = workflow.outcome(REFUSE)
 
     class WarningRaised(Aggregate.Event):
         number: int
@@ -80,44 +85,48 @@ class Order(Aggregate):
 
     def decided_otherwise(self, accept: bool) -> bool:
         """Whether the order was already decided the other way."""
-        return not self.is_unfinished and self.state != self._decided_state(accept)
+        return not self.is_unfinished and self.state != workflow.outcome(
+            workflow.decision(accept)
+        )
 
     def accept(self, by: str, at: datetime) -> None:
         """The destination takes the servers; a repeat changes nothing."""
-        if self._decision_needed(accept=True):
-            self._accept(number=self.number, by=by, at=at)
+        if self._decision_needed(ACCEPT):
+            state = workflow.next_state(ACCEPT, self.state)
+            self._accept(number=self.number, by=by, at=at, state=state)
 
     def refuse(self, by: str, at: datetime) -> None:
         """The destination declines and the servers stay; a repeat changes nothing."""
-        if self._decision_needed(accept=False):
-            self._refuse(number=self.number, by=by, at=at)
+        if self._decision_needed(REFUSE):
+            state = workflow.next_state(REFUSE, self.state)
+            self._refuse(number=self.number, by=by, at=at, state=state)
 
-    def _decision_needed(self, accept: bool) -> bool:
-        if self.state == self._decided_state(accept):
+    def _decision_needed(self, trigger: str) -> bool:
+        if self.state == workflow.outcome(trigger):
             return False
-        if not workflow.may("accept" if accept else "refuse", self.state):
+        if not workflow.may(trigger, self.state):
             raise AlreadyDecided(f"order {self.number} is already {self.state}")
         return True
 
-    @staticmethod
-    def _decided_state(accept: bool) -> str:
-        return workflow.FINISHED if accept else workflow.REFUSED
-
     @event(Accepted)
-    def _accept(self, number: int, by: str, at: datetime) -> None:
-        self.state = workflow.next_state("accept", self.state)
+    def _accept(
+        self, number: int, by: str, at: datetime, state: str = Accepted.state
+    ) -> None:
+        self.state = state
         self.decided_by = by
         self.decided_at = at
 
     @event(Rejected)
-    def _refuse(self, number: int, by: str, at: datetime) -> None:
-        self.state = workflow.next_state("refuse", self.state)
+    def _refuse(
+        self, number: int, by: str, at: datetime, state: str = Rejected.state
+    ) -> None:
+        self.state = state
         self.decided_by = by
         self.decided_at = at
 
     def warning_due(self, now: datetime, every: timedelta, most: int) -> bool:
         """Whether an unanswered order is owed a warning at `now`."""
-        if not workflow.may("warn", self.state) or self.warning_count >= most:
+        if not workflow.may(WARN, self.state) or self.warning_count >= most:
             return False
         since = self.warned_at or self.requested_at
         return now >= since + every
@@ -131,6 +140,6 @@ class Order(Aggregate):
 
     @event(WarningRaised)
     def _raise_warning(self, number: int, count: int, at: datetime) -> None:
-        self.state = workflow.next_state("warn", self.state)
+        # A warning leaves the state as it is (the workflow's "warn" goes to "=").
         self.warning_count = count
         self.warned_at = at

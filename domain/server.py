@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+
+from domain.exceptions import ServersAlreadyOrdered, ServersNotOwned
 
 _SERVER_IDS: Final = uuid5(NAMESPACE_URL, "urn:pm-order:server")
 
@@ -14,6 +17,33 @@ _SERVER_IDS: Final = uuid5(NAMESPACE_URL, "urn:pm-order:server")
 def server_aggregate_id(snid: str) -> UUID:
     """The aggregate id of server `snid`: derived from the serial number alone."""
     return uuid5(_SERVER_IDS, snid)
+
+
+def check_orderable(servers: Mapping[str, Server | None], project: str) -> None:
+    """Every server must be `project`'s now and in no unfinished order.
+
+    Unknown and foreign servers get the same refusal (ServersNotOwned), so that
+    other projects' inventory does not leak; held ones get ServersAlreadyOrdered.
+    """
+    not_owned = [
+        snid
+        for snid, server in servers.items()
+        if server is None or server.project_id != project
+    ]
+    if not_owned:
+        raise ServersNotOwned(
+            f"servers not owned by project {project}: {', '.join(not_owned)}"
+        )
+    held = {
+        snid: server.order_id
+        for snid, server in servers.items()
+        if server is not None and server.order_id is not None
+    }
+    if held:
+        raise ServersAlreadyOrdered(
+            "servers already in an unfinished order: "
+            + ", ".join(f"{snid} (order {number})" for snid, number in held.items())
+        )
 
 
 class Server(Aggregate):
@@ -51,10 +81,9 @@ class Server(Aggregate):
         self.project_id = project_id
         self.order_id: int | None = None
 
-    def reserve(self, order_id: int, at: datetime) -> None:
-        """Hold the server for an unfinished order."""
-        if self.order_id is not None:
-            raise ValueError(f"{self.snid} is held by order {self.order_id}")
+    def reserve(self, order_id: int, project: str, at: datetime) -> None:
+        """Hold the server for an unfinished order of its owner, `project`."""
+        check_orderable({self.snid: self}, project)
         self._reserve(snid=self.snid, order_id=order_id, at=at)
 
     def transfer(self, order_id: int, to_project: str, at: datetime) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +23,18 @@ from domain.exceptions import (
     ServersAlreadyOrdered,
     ServersNotOwned,
     StoreUnavailable,
+    TooManyUnfinishedOrders,
+)
+from domain.group_commit import GroupCommit, Pending
+from domain.limits import (
+    DEFAULT_ORDER_LIMITS,
+    OrderLimits,
+    UnfinishedCount,
+    UnfinishedTally,
 )
 from domain.order import Order, order_aggregate_id
-from domain.server import Server, server_aggregate_id
+from domain.order_numbers import OrderNumbers
+from domain.server import Server, check_orderable, server_aggregate_id
 
 Clock = Callable[[], datetime]
 
@@ -41,61 +49,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# The most transfer requests saved in one transaction.
-MAX_BATCH: Final = 64
+@dataclass(frozen=True)
+class Written:
+    """What a command did: the log position that shows it, and the new order's id."""
+
+    position: int
+    order_id: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _TransferRequest:
-    """One caller's request, waiting for its batch to be saved."""
+    """One caller's request to move servers, as the service checked it."""
 
     tenant: str
     user: str
     snids: list[str]
     dest_project: str
     mailto: list[str]
-    done: bool = False
-    written: Written | None = None
-    error: DomainError | None = None
-
-    def succeed(self, written: Written) -> None:
-        self.written, self.done = written, True
-
-    def fail(self, error: DomainError) -> None:
-        self.error, self.done = error, True
-
-    def outcome(self) -> Written:
-        if self.error is not None:
-            raise self.error
-        assert self.written is not None
-        return self.written
 
 
-def _refusal(
-    request: _TransferRequest, servers: dict[str, Server | None]
-) -> DomainError | None:
-    """Why `request` cannot be ordered now, or None (servers reserved by requests
-    earlier in the same batch count as held)."""
-    not_owned = [
-        s
-        for s in request.snids
-        if (server := servers[s]) is None or server.project_id != request.tenant
-    ]
-    if not_owned:
-        return ServersNotOwned(
-            f"servers not owned by project {request.tenant}: {', '.join(not_owned)}"
-        )
-    held = {
-        s: server.order_id
-        for s in request.snids
-        if (server := servers[s]) is not None and server.order_id is not None
-    }
-    if held:
-        return ServersAlreadyOrdered(
-            "servers already in an unfinished order: "
-            + ", ".join(f"{s} (order {n})" for s, n in held.items())
-        )
-    return None
+_Pending = Pending[_TransferRequest, Written]
 
 
 class _StaleRead(Exception):
@@ -109,14 +82,6 @@ class OrderApplication(Application[UUID]):
     name = "pm_order"
 
 
-@dataclass(frozen=True)
-class Written:
-    """What a command did: the log position that shows it, and the new order's id."""
-
-    position: int
-    order_id: int | None = None
-
-
 class OrderService:
     """Requests, decides and warns about transfer orders; registers servers."""
 
@@ -126,14 +91,20 @@ class OrderService:
         *,
         approver_roles: frozenset[str] = frozenset(),
         clock: Clock = utc_now,
+        limits: OrderLimits = DEFAULT_ORDER_LIMITS,
+        unfinished_orders: UnfinishedCount | None = None,
     ) -> None:
+        """`unfinished_orders` counts a source project's unfinished orders in the
+        read model; without it the limit on them is not checked."""
         self.app = app
         self.approver_roles = approver_roles
         self.clock = clock
-        self._requesting = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_TransferRequest] = []
-        self._last_number = 0
+        self.limits = limits
+        self._unfinished_orders = unfinished_orders
+        self._transfers: GroupCommit[_TransferRequest, Written] = GroupCommit(
+            self._request_batch
+        )
+        self._numbers = OrderNumbers(self._number_taken)
 
     # -- commands ---------------------------------------------------------------
 
@@ -181,61 +152,62 @@ class OrderService:
         Requests arriving together are saved together (group commit): one
         transaction for all of them, each still judged on its own.
         """
-        values.check_snids(snids)
+        values.check_snids(snids, self.limits.max_servers_per_order)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"
             )
-        request = _TransferRequest(
-            tenant=tenant,
-            user=user,
-            snids=snids,
-            dest_project=dest_project,
-            mailto=values.check_mailto(mailto),
+        return self._transfers.submit(
+            _TransferRequest(
+                tenant=tenant,
+                user=user,
+                snids=snids,
+                dest_project=dest_project,
+                mailto=values.check_mailto(
+                    mailto, self.limits.max_mailto, self.limits.mail_domains
+                ),
+            )
         )
-        with self._queue_lock:
-            self._queue.append(request)
-        # One batch at a time per process: conflicts then only come from other
-        # processes. Whoever holds the lock saves every request queued meanwhile;
-        # a request saved by another thread's batch is done when its turn comes.
-        with self._requesting:
-            while not request.done:
-                with self._queue_lock:
-                    batch = self._queue[:MAX_BATCH]
-                    del self._queue[:MAX_BATCH]
-                self._request_batch(batch)
-        return request.outcome()
 
-    def _request_batch(self, batch: list[_TransferRequest]) -> None:
-        try:
-            self._retrying(lambda: self._try_batch(batch))
-        except DomainError as error:
-            for request in batch:
-                request.fail(error)
-        except BaseException as error:
-            for request in batch:
-                request.fail(StoreUnavailable("the order could not be stored"))
-            raise error
-        finally:
-            for request in batch:
-                if not request.done:  # pragma: no cover - every path decides above
-                    request.fail(Conflict("the order could not be stored; try again"))
+    def _request_batch(self, batch: list[_Pending]) -> None:
+        self._retrying(lambda: self._try_batch(batch))
 
-    def _try_batch(self, batch: list[_TransferRequest]) -> None:
+    def _try_batch(self, batch: list[_Pending]) -> None:
         """Judge each request against the store and the ones before it, then save
         the accepted ones in one transaction; decide each request only once saved."""
         now = self.clock()
-        servers = self._servers(list(dict.fromkeys(s for r in batch for s in r.snids)))
-        number = self._next_number()
-        verdicts: list[tuple[_TransferRequest, int | DomainError]] = []
+        servers = self._servers(
+            list(dict.fromkeys(s for p in batch for s in p.request.snids))
+        )
+        number = self._numbers.next()
+        verdicts: list[
+            tuple[Pending[_TransferRequest, Written], int | DomainError]
+        ] = []
         orders: list[Order] = []
         reserved: dict[str, Server] = {}
-        for request in batch:
-            refusal = _refusal(request, servers)
-            if refusal is not None:
-                verdicts.append((request, refusal))
+        # The batch's own orders count towards each project's limit as they are made.
+        unfinished = (
+            UnfinishedTally(self._unfinished_orders, self.limits.max_unfinished_orders)
+            if self._unfinished_orders is not None
+            else None
+        )
+        for pending in batch:
+            request = pending.request
+            try:
+                # Servers reserved by requests earlier in the batch count as held.
+                check_orderable({s: servers[s] for s in request.snids}, request.tenant)
+                if unfinished is not None:
+                    unfinished.check(request.tenant)
+            except (
+                ServersNotOwned,
+                ServersAlreadyOrdered,
+                TooManyUnfinishedOrders,
+            ) as refusal:
+                verdicts.append((pending, refusal))
                 continue
+            if unfinished is not None:
+                unfinished.add(request.tenant)
             orders.append(
                 Order(
                     number=number,
@@ -250,18 +222,18 @@ class OrderService:
             for snid in request.snids:
                 server = servers[snid]
                 assert server is not None
-                server.reserve(order_id=number, at=now)
+                server.reserve(order_id=number, project=request.tenant, at=now)
                 reserved[snid] = server
-            verdicts.append((request, number))
+            verdicts.append((pending, number))
             number += 1
         position = self._save(*orders, *reserved.values()) if orders else 0
         if orders:
-            self._last_number = number - 1
-        for request, verdict in verdicts:
+            self._numbers.used_up_to(number - 1)
+        for pending, verdict in verdicts:
             if isinstance(verdict, DomainError):
-                request.fail(verdict)
+                pending.fail(verdict)
             else:
-                request.succeed(Written(position, order_id=verdict))
+                pending.succeed(Written(position, order_id=verdict))
 
     def decide(
         self,
@@ -381,27 +353,6 @@ class OrderService:
                 return None
         assert isinstance(aggregate, kind)
         return aggregate
-
-    def _next_number(self) -> int:
-        """The lowest order number not yet taken.
-
-        Numbers are taken in sequence (n+1 only once n is stored), so "taken" is
-        monotonic: gallop forward from the last number this process saw, then
-        bisect.
-        """
-        low, step = self._last_number, 1
-        while self._number_taken(low + step):
-            low += step
-            step *= 2
-        high = low + step
-        while high - low > 1:
-            middle = (low + high) // 2
-            if self._number_taken(middle):
-                low = middle
-            else:
-                high = middle
-        self._last_number = low
-        return high
 
     def _number_taken(self, number: int) -> bool:
         with self._store_errors():

@@ -60,14 +60,13 @@ def check_project_id(project_id: str, field: str = "project id") -> str:
     return project_id
 
 
-def check_snids(snids: list[str]) -> list[str]:
-    """1..200 distinct valid serial numbers, in the order given."""
+def check_snids(snids: list[str], most: int = MAX_SNIDS_PER_ORDER) -> list[str]:
+    """1..`most` (at most 200) distinct valid serial numbers, in the order given."""
     if not snids or snids == [""]:
         raise InvalidInput("'snids' must name at least one server")
-    if len(snids) > MAX_SNIDS_PER_ORDER:
+    if len(snids) > most:
         raise InvalidInput(
-            f"'snids' names {len(snids)} servers: at most {MAX_SNIDS_PER_ORDER} "
-            "per order"
+            f"'snids' names {len(snids)} servers: at most {most} per order"
         )
     for snid in snids:
         check_snid(snid)
@@ -77,16 +76,29 @@ def check_snids(snids: list[str]) -> list[str]:
     return snids
 
 
-def check_mailto(addresses: list[str]) -> list[str]:
-    """0..20 distinct valid e-mail addresses; repeats are dropped, order is kept."""
+def check_mailto(
+    addresses: list[str],
+    most: int = MAX_MAILTO,
+    domains: frozenset[str] = frozenset(),
+) -> list[str]:
+    """0..`most` (at most 20) distinct valid e-mail addresses, each in one of
+    `domains` (lower case) when any are given; repeats are dropped, order is kept.
+    """
     addresses = list(dict.fromkeys(a for a in addresses if a))
-    if len(addresses) > MAX_MAILTO:
+    if len(addresses) > most:
         raise InvalidInput(
-            f"'mailto' has {len(addresses)} addresses: at most {MAX_MAILTO}"
+            f"'mailto' has {len(addresses)} addresses: at most {most}"
+            if most
+            else "'mailto' must be empty: this service sends no mail to anyone"
         )
     for address in addresses:
         if not _EMAIL.fullmatch(address):
             raise InvalidInput(f"'mailto' has an invalid address {_quote(address)}")
+        if domains and address.rpartition("@")[2].lower() not in domains:
+            raise InvalidInput(
+                f"'mailto' has {_quote(address)}, outside the mail domains this "
+                "service may send to"
+            )
     return addresses
 
 

@@ -12,10 +12,14 @@ REFUSED: Final = "refused"
 
 STATES: Final = (UNFINISHED, FINISHED, REFUSED)
 
+ACCEPT: Final = "accept"
+REFUSE: Final = "refuse"
+WARN: Final = "warn"
+
 TRANSITIONS: Final = (
-    {"trigger": "accept", "source": UNFINISHED, "dest": FINISHED},
-    {"trigger": "refuse", "source": UNFINISHED, "dest": REFUSED},
-    {"trigger": "warn", "source": UNFINISHED, "dest": "="},
+    {"trigger": ACCEPT, "source": UNFINISHED, "dest": FINISHED},
+    {"trigger": REFUSE, "source": UNFINISHED, "dest": REFUSED},
+    {"trigger": WARN, "source": UNFINISHED, "dest": "="},
 )
 
 # One machine for the whole process, with no model: aggregates keep only their
@@ -32,6 +36,16 @@ _MACHINE: Final = Machine(
 def may(trigger: str, state: str) -> bool:
     """Whether `trigger` is allowed from `state`."""
     return bool(_MACHINE.get_transitions(trigger=trigger, source=state))
+
+
+def decision(accept: bool) -> str:
+    """The trigger of a decision: accept or refuse."""
+    return ACCEPT if accept else REFUSE
+
+
+def outcome(trigger: str) -> str:
+    """The state a decision (`accept`, `refuse`) leads an unanswered order to."""
+    return next_state(trigger, UNFINISHED)
 
 
 def next_state(trigger: str, state: str) -> str:

@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
+from mail.ledger import DeliveryLedger, OutgoingMail
 from mail.messages import compose
 from mail.settings import SmtpSettings
 from projections.database import ViewDatabase
 from projections.executor import in_pool
-from projections.mail_outbox import MailOutbox, OutgoingMail
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Mailer:
 
     async def deliver_due(self) -> int:
         """Try every message that is due now; returns how many were sent."""
-        due = await self._run(MailOutbox.due, self.db, self.clock())
+        due = await self._run(DeliveryLedger.due, self.db, self.clock())
         sent = 0
         for mail in due:
             if await self._deliver(mail):
@@ -123,7 +123,7 @@ class Mailer:
                     error,
                 )
             await self._run(
-                MailOutbox.mark_attempt_failed,
+                DeliveryLedger.mark_attempt_failed,
                 self.db,
                 mail.message_id,
                 attempts,
@@ -132,7 +132,9 @@ class Mailer:
             )
             return False
         self.attempts["sent"] += 1
-        await self._run(MailOutbox.mark_sent, self.db, mail.message_id, self.clock())
+        await self._run(
+            DeliveryLedger.mark_sent, self.db, mail.message_id, self.clock()
+        )
         return True
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from mail.ledger import OutgoingMail
 from projections import mail_outbox
-from projections.mail_outbox import OutgoingMail
 
 _TIME: Final = "%Y-%m-%d %H:%M:%S"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 
@@ -19,7 +19,8 @@ class SmtpSettings:
     use_tls: bool = False
     start_tls: bool = False
     username: str | None = None
-    password: str | None = None
+    # Never shown: not in repr, not in error messages.
+    password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_url(cls, url: str) -> SmtpSettings:
@@ -34,12 +35,12 @@ class SmtpSettings:
             port = parts.port or default_port
         except (KeyError, ValueError):
             raise SmtpUrlInvalid(
-                f"{url!r} must be smtp://HOST:PORT, "
+                f"{without_password(url)!r} must be smtp://HOST:PORT, "
                 "smtp+starttls://HOST:PORT or smtps://HOST:PORT, with an optional "
                 "USER:PASSWORD@ before the host"
             ) from None
         if not parts.hostname:
-            raise SmtpUrlInvalid(f"{url!r} names no host")
+            raise SmtpUrlInvalid(f"{without_password(url)!r} names no host")
         return cls(
             host=parts.hostname,
             port=port,
@@ -48,3 +49,13 @@ class SmtpSettings:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
         )
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of its USER:PASSWORD@, if any, shown as ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}"

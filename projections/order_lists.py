@@ -9,16 +9,15 @@ costs one row read whatever the list's length.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
 from domain import workflow
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
+from projections.view import Events
 
 NAME: Final = "order_lists"
 
@@ -139,6 +138,12 @@ def _select_page(role: str | None, state: str | None) -> str:
 
 _SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
 
+# The limit on unfinished orders keeps this count short: no counter to maintain.
+_COUNT_UNFINISHED_AS_SOURCE: Final = (
+    "SELECT COUNT(*) FROM order_lists_entries"
+    " WHERE tenant = ? AND role = ? AND state = ?"
+)
+
 _SELECT_OVERDUE: Final = (
     "SELECT id FROM order_lists_orders"
     " WHERE state = 'unfinished' AND COALESCE(warned_at, created_at) <= ?"
@@ -190,17 +195,7 @@ class OrderLists:
         for statement in _DDL:
             cursor.execute(statement)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None:
-        self.apply_all(cursor, db, [event])
-
-    def apply_all(
-        self,
-        cursor: Cursor,
-        db: ViewDatabase,
-        events: Sequence[DomainEventProtocol[Any]],
-    ) -> None:
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         """Apply a page of events with one statement per kind of change.
 
         New orders go first, then warnings, then decisions: an order's events come in
@@ -215,48 +210,45 @@ class OrderLists:
         entry_states: list[tuple[Any, ...]] = []
         dest_counts: list[tuple[Any, ...]] = []
         for event in events:
-            if isinstance(event, Order.Requested):
-                at, number = event.at.timestamp(), event.number
-                source, dest = event.resource_project, event.dest_project
-                orders.append(
-                    (
-                        number,
-                        ",".join(event.snids),
-                        source,
-                        dest,
-                        event.user,
-                        workflow.UNFINISHED,
-                        ",".join(event.mailto),
-                        at,
-                        at,
+            match event:
+                case Order.Requested():
+                    at, number = event.at.timestamp(), event.number
+                    source, dest = event.resource_project, event.dest_project
+                    orders.append(
+                        (
+                            number,
+                            ",".join(event.snids),
+                            source,
+                            dest,
+                            event.user,
+                            workflow.UNFINISHED,
+                            ",".join(event.mailto),
+                            at,
+                            at,
+                        )
                     )
-                )
-                entries.append((source, number, SOURCE, workflow.UNFINISHED))
-                entries.append((dest, number, DEST, workflow.UNFINISHED))
-                for tenant, list_type in (
-                    (source, 3),
-                    (source, 4),
-                    (dest, 0),
-                    (dest, 4),
-                ):
-                    counts[tenant, list_type] += 1
-            elif isinstance(event, Order.WarningRaised):
-                at = event.at.timestamp()
-                warnings.append((event.count, at, at, event.number))
-            elif isinstance(event, Order.Accepted | Order.Rejected):
-                # Always from unfinished (the workflow says so); no read needed.
-                after = (
-                    workflow.FINISHED
-                    if isinstance(event, Order.Accepted)
-                    else workflow.REFUSED
-                )
-                number = event.number
-                decisions.append((after, event.by, event.at.timestamp(), number))
-                entry_states.append((after, number))
-                dest_counts.append(
-                    (_DEST_LIST_OF_STATE[workflow.UNFINISHED], -1, number)
-                )
-                dest_counts.append((_DEST_LIST_OF_STATE[after], 1, number))
+                    entries.append((source, number, SOURCE, workflow.UNFINISHED))
+                    entries.append((dest, number, DEST, workflow.UNFINISHED))
+                    for tenant, list_type in (
+                        (source, 3),
+                        (source, 4),
+                        (dest, 0),
+                        (dest, 4),
+                    ):
+                        counts[tenant, list_type] += 1
+                case Order.WarningRaised():
+                    at = event.at.timestamp()
+                    warnings.append((event.count, at, at, event.number))
+                case Order.Accepted() | Order.Rejected():
+                    # A decision is always taken from unfinished (the workflow
+                    # says so) and records the state it led to: no read needed.
+                    after, number = event.state, event.number
+                    decisions.append((after, event.by, event.at.timestamp(), number))
+                    entry_states.append((after, number))
+                    dest_counts.append(
+                        (_DEST_LIST_OF_STATE[workflow.UNFINISHED], -1, number)
+                    )
+                    dest_counts.append((_DEST_LIST_OF_STATE[after], 1, number))
         for statement, rows in (
             (_INSERT_ORDER, orders),
             (_INSERT_ENTRY, entries),
@@ -292,6 +284,14 @@ class OrderLists:
             total_count=int(count or 0),
             next_marker=orders[-1].id if more else None,
         )
+
+    @staticmethod
+    def unfinished_as_source(db: ViewDatabase, tenant: str) -> int:
+        """How many unfinished orders `tenant` has asked for (it is their source)."""
+        rows = db.query(
+            _COUNT_UNFINISHED_AS_SOURCE, (tenant, SOURCE, workflow.UNFINISHED)
+        )
+        return int(rows[0][0])
 
     @staticmethod
     def overdue(

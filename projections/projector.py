@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from projections.database import Cursor, ViewDatabase
+from projections.view import View
 
 PAGE_SIZE: Final = 1000
 
@@ -42,20 +42,6 @@ _MOVE_TRACKING: Final = (
     "UPDATE projection_tracking SET position = ?, moved_at = ?"
     " WHERE view = ? AND position = ?"
 )
-
-
-class View(Protocol):
-    """A read model: its tables, and how each event changes them."""
-
-    name: str
-    tables: tuple[str, ...]
-    topics: frozenset[str]
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None: ...
-
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None: ...
 
 
 Contents = dict[str, list[tuple[Any, ...]]]
@@ -222,7 +208,7 @@ class Projector:
                         if id_ > after and topic in view.topics
                     ]
                     if events:
-                        _apply(view, cursor, db, events)
+                        view.apply_page(cursor, db, events)
                 db.announce_progress(cursor)
 
     def catch_up(
@@ -239,14 +225,3 @@ class Projector:
             if progress is not None:
                 progress(position)
         return position
-
-
-def _apply(
-    view: View, cursor: Cursor, db: ViewDatabase, events: list[DomainEventProtocol[Any]]
-) -> None:
-    apply_all = getattr(view, "apply_all", None)
-    if apply_all is not None:
-        apply_all(cursor, db, events)  # the view batches a whole page
-    else:
-        for event in events:
-            view.apply(cursor, db, event)

@@ -24,21 +24,15 @@ from projections.database import ViewDatabase
 from projections.projector import (
     Contents,
     Projector,
-    View,
     position_in,
     read_contents,
     set_position,
     tracked_position,
     tracking_of,
 )
+from projections.view import View
 
 Progress = Callable[[int], None]
-
-
-def keeps_state(view: View) -> bool:
-    """Views holding state of their own (the mail outbox's deliveries) are never
-    rebuilt: a rebuild would forget what was sent."""
-    return bool(getattr(view, "keeps_state", False))
 
 
 def build_beside(
@@ -71,8 +65,6 @@ def rebuild(
     progress: Progress | None = None,
 ) -> int:
     """Rebuild `view` beside the live one, then switch it in; returns its position."""
-    if keeps_state(view):
-        raise ValueError(f"{view.name} keeps state of its own and is not rebuilt")
     scratch, projector = build_beside(
         recorder, mapper, live, view, "rebuild", progress=progress
     )

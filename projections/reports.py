@@ -24,23 +24,33 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, Final, Generic, TypeVar
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
+from domain import workflow
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
+from projections.view import Events
 
 NAME: Final = "reports"
+
+Row = TypeVar("Row")
 
 UNFINISHED: Final = "unfinished"
 ACCEPTED: Final = "accepted"
 REFUSED: Final = "refused"
+# An order's outcome in the reports' words, from the state the workflow gave it.
+_OUTCOME_OF_STATE: Final = {
+    workflow.UNFINISHED: UNFINISHED,
+    workflow.FINISHED: ACCEPTED,
+    workflow.REFUSED: REFUSED,
+}
 
 # Bounds standing in for an open end of a date range: days compare as text.
 _EARLIEST: Final = "0001-01-01"
@@ -175,17 +185,7 @@ class DayFigures:
         return self.requested - self.accepted - self.refused
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "project": self.project,
-            "day": self.day.isoformat(),
-            "requested": self.requested,
-            "accepted": self.accepted,
-            "refused": self.refused,
-            "unfinished": self.unfinished,
-            "servers_in": self.servers_in,
-            "servers_out": self.servers_out,
-            "warnings": self.warnings,
-        }
+        return {c.key: c.data(self) for c in DAY_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -218,19 +218,68 @@ class ProjectSummary:
         return percentile(self.decision_seconds, 95)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "project": self.project,
-            "requested": self.requested,
-            "accepted": self.accepted,
-            "refused": self.refused,
-            "unfinished": self.unfinished,
-            "servers_in": self.servers_in,
-            "servers_out": self.servers_out,
-            "warnings": self.warnings,
-            "decisions": self.decisions,
-            "median_decision_seconds": _to_milliseconds(self.median_decision_seconds),
-            "p95_decision_seconds": _to_milliseconds(self.p95_decision_seconds),
-        }
+        return {c.key: c.data(self) for c in PROJECT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Column(Generic[Row]):
+    """One column of the reports, in every format: its key in JSON and CSV, its
+    heading on the page and in the terminal, and its value."""
+
+    key: str
+    heading: str
+    short: str
+    value: Callable[[Row], Any]
+    # A duration in seconds: milliseconds in JSON and CSV, readable for people.
+    seconds: bool = False
+
+    def data(self, row: Row) -> Any:
+        value = self.value(row)
+        return _to_milliseconds(value) if self.seconds else value
+
+
+def _counts(kind: type[Row]) -> list[Column[Row]]:
+    """The counts every row has, from requested to warnings."""
+    return [
+        Column("requested", "Requested", "REQUESTED", attrgetter("requested")),
+        Column("accepted", "Accepted", "ACCEPTED", attrgetter("accepted")),
+        Column("refused", "Refused", "REFUSED", attrgetter("refused")),
+        Column("unfinished", "Unfinished", "UNFINISHED", attrgetter("unfinished")),
+        Column("servers_in", "Servers in", "IN", attrgetter("servers_in")),
+        Column("servers_out", "Servers out", "OUT", attrgetter("servers_out")),
+        Column("warnings", "Warnings", "WARNINGS", attrgetter("warnings")),
+    ]
+
+
+DAY_COLUMNS: Final[list[Column[DayFigures]]] = [
+    Column("project", "Project", "PROJECT", attrgetter("project")),
+    Column("day", "Day (UTC)", "DAY (UTC)", lambda f: f.day.isoformat()),
+    *_counts(DayFigures),
+]
+PROJECT_COLUMNS: Final[list[Column[ProjectSummary]]] = [
+    Column("project", "Project", "PROJECT", attrgetter("project")),
+    *_counts(ProjectSummary),
+    Column("decisions", "Decided", "DECIDED", attrgetter("decisions")),
+    Column(
+        "median_decision_seconds",
+        "Median time to decision",
+        "MEDIAN",
+        attrgetter("median_decision_seconds"),
+        seconds=True,
+    ),
+    Column(
+        "p95_decision_seconds",
+        "95th percentile",
+        "P95",
+        attrgetter("p95_decision_seconds"),
+        seconds=True,
+    ),
+]
+# CSV holds both kinds of row in one table: every key once, in column order.
+CSV_COLUMNS: Final = (
+    "kind",
+    *dict.fromkeys([c.key for c in DAY_COLUMNS] + [c.key for c in PROJECT_COLUMNS]),
+)
 
 
 @dataclass(frozen=True)
@@ -266,15 +315,15 @@ class Reports:
         for statement in _DDL:
             cursor.execute(statement)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None:
-        if isinstance(event, Order.Requested):
-            self._requested(cursor, db, event)
-        elif isinstance(event, Order.Accepted | Order.Rejected):
-            self._decided(cursor, db, event)
-        elif isinstance(event, Order.WarningRaised):
-            self._warned(cursor, db, event)
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        for event in events:
+            match event:
+                case Order.Requested():
+                    self._requested(cursor, db, event)
+                case Order.Accepted() | Order.Rejected():
+                    self._decided(cursor, db, event)
+                case Order.WarningRaised():
+                    self._warned(cursor, db, event)
 
     @staticmethod
     def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
@@ -299,11 +348,12 @@ class Reports:
     ) -> None:
         cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
         project, dest_project, servers, requested_at, requested_day = cursor.fetchone()
-        accepted = isinstance(event, Order.Accepted)
+        outcome = _OUTCOME_OF_STATE[event.state]
+        accepted = outcome == ACCEPTED
         cursor.execute(
             db.sql(_DECIDE_ORDER),
             (
-                ACCEPTED if accepted else REFUSED,
+                outcome,
                 # Rounded to the microsecond `at` holds: no float noise in reports.
                 round(event.at.timestamp() - requested_at, 6),
                 event.number,

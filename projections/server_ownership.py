@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 
 from domain.server import Server
 from projections.database import Cursor, ViewDatabase
+from projections.view import Events
 
 NAME: Final = "server_ownership"
 
@@ -67,20 +67,28 @@ class ServerOwnership:
         for statement in _DDL:
             cursor.execute(statement)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
-    ) -> None:
-        at = event.at.timestamp()  # type: ignore[attr-defined]
-        if isinstance(event, Server.Registered):
-            cursor.execute(db.sql(_REGISTER), (event.snid, event.project_id, at))
-            return
-        snid = event.snid  # type: ignore[attr-defined]
-        if isinstance(event, Server.Reserved):
-            cursor.execute(db.sql(_HOLD), (event.order_id, at, snid))
-        elif isinstance(event, Server.Transferred):
-            cursor.execute(db.sql(_MOVE), (event.to_project, at, snid))
-        elif isinstance(event, Server.Released):
-            cursor.execute(db.sql(_HOLD), (None, at, snid))
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        for event in events:
+            match event:
+                case Server.Registered():
+                    cursor.execute(
+                        db.sql(_REGISTER),
+                        (event.snid, event.project_id, event.at.timestamp()),
+                    )
+                case Server.Reserved():
+                    cursor.execute(
+                        db.sql(_HOLD),
+                        (event.order_id, event.at.timestamp(), event.snid),
+                    )
+                case Server.Transferred():
+                    cursor.execute(
+                        db.sql(_MOVE),
+                        (event.to_project, event.at.timestamp(), event.snid),
+                    )
+                case Server.Released():
+                    cursor.execute(
+                        db.sql(_HOLD), (None, event.at.timestamp(), event.snid)
+                    )
 
     @staticmethod
     def servers(db: ViewDatabase, project_id: str | None = None) -> list[ServerRow]:

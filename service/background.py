@@ -46,7 +46,9 @@ class Background:
         self.store = store
         self.executor = executor
         self.run_work = run_work
-        self.following: Following = store.following(executor, run_projectors=run_work)
+        self.following: Following = store.following(
+            executor, run_projectors=run_work, idle_poll=config.idle_poll_seconds
+        )
         self.scheduler = WarningScheduler(
             service, store.views, every=config.warn_after, most=config.warn_max
         )

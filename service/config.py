@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -11,12 +12,21 @@ from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mail.settings import SmtpSettings, SmtpUrlInvalid
+# The contract's own bounds: a setting may lower them, never raise them.
+from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
+from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
+from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
+from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
 
 _DURATION: Final = re.compile(r"(\d+)\s*(s|m|h|d)?")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_RATE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*(s|m|h))?")
+_MAIL_DOMAIN: Final = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 
 
 class ConfigError(Exception):
@@ -24,10 +34,72 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one project or token may ask of the service: every limit in one place.
+
+    The defaults are safe for a deployment every project of the cloud can reach.
+    """
+
+    # PM_ORDER_MAX_UNFINISHED_ORDERS: orders a project may have waiting as source.
+    max_unfinished_orders: int = DEFAULT_MAX_UNFINISHED_ORDERS
+    # PM_ORDER_MAX_SERVERS_PER_ORDER: 1..200 (the contract's 200 is the most).
+    max_servers_per_order: int = MAX_SNIDS_PER_ORDER
+    # PM_ORDER_MAX_MAILTO: 0..20 addresses per order (the contract's 20 is the most).
+    max_mailto: int = MAX_MAILTO
+    # PM_ORDER_MAIL_DOMAINS: the only domains mail may go to; empty: any domain.
+    mail_domains: frozenset[str] = frozenset()
+    # PM_ORDER_RATE_LIMIT: requests per second per token, None: no limit ...
+    rate_per_second: float | None = 20.0
+    # ... PM_ORDER_RATE_BURST: and how many may come at once after a quiet spell.
+    rate_burst: int = 40
+
+    @classmethod
+    def from_env(cls, get: Callable[[str], str | None]) -> Limits:
+        domains = get("PM_ORDER_MAIL_DOMAINS") or ""
+        return cls(
+            max_unfinished_orders=_whole_number(
+                get,
+                "PM_ORDER_MAX_UNFINISHED_ORDERS",
+                DEFAULT_MAX_UNFINISHED_ORDERS,
+                low=1,
+                high=10**6,
+            ),
+            max_servers_per_order=_whole_number(
+                get,
+                "PM_ORDER_MAX_SERVERS_PER_ORDER",
+                MAX_SNIDS_PER_ORDER,
+                low=1,
+                high=MAX_SNIDS_PER_ORDER,
+            ),
+            max_mailto=_whole_number(
+                get,
+                "PM_ORDER_MAX_MAILTO",
+                MAX_MAILTO,
+                low=0,
+                high=MAX_MAILTO,
+            ),
+            mail_domains=frozenset(
+                _mail_domain(d.strip()) for d in domains.split(",") if d.strip()
+            ),
+            rate_per_second=_rate(get("PM_ORDER_RATE_LIMIT") or "20/s"),
+            rate_burst=_whole_number(get, "PM_ORDER_RATE_BURST", 40, low=1, high=10**6),
+        )
+
+    def orders(self) -> OrderLimits:
+        """The limits the application service judges requests by."""
+        return OrderLimits(
+            max_unfinished_orders=self.max_unfinished_orders,
+            max_servers_per_order=self.max_servers_per_order,
+            max_mailto=self.max_mailto,
+            mail_domains=self.mail_domains,
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     tokens_file: Path | None = None
-    keystone_url: str | None = None
+    keystone: KeystoneSettings | None = None
     approver_roles: frozenset[str] = frozenset()
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     warn_after: timedelta = timedelta(hours=1)
@@ -45,6 +117,10 @@ class Config:
     ready_stuck_after: float = 30.0
     # SIGTERM: how long in-flight requests and background work may take to end.
     shutdown_timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+    # How often a projector idle since its last page looks for events it was not
+    # told about (a missed NOTIFY, other processes on SQLite).
+    idle_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -77,12 +153,15 @@ class Config:
             raise ConfigError(
                 f"PM_ORDER_CREATE_TABLES={create_tables!r} must be yes or no"
             )
+        idle_poll = _positive_seconds(
+            get("PM_ORDER_IDLE_POLL_SECONDS") or "1", "PM_ORDER_IDLE_POLL_SECONDS"
+        )
         return cls(
             database_url=check_database_url(
                 get("PM_ORDER_DATABASE_URL") or DEFAULT_DATABASE_URL
             ),
             tokens_file=Path(tokens) if tokens else None,
-            keystone_url=get("PM_ORDER_KEYSTONE_URL"),
+            keystone=_keystone_settings(get),
             approver_roles=frozenset(
                 r.strip()
                 for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
@@ -100,15 +179,17 @@ class Config:
             ready_max_lag=_seconds(get, "PM_ORDER_READY_MAX_LAG", "60s"),
             ready_stuck_after=_seconds(get, "PM_ORDER_READY_STUCK_AFTER", "30s"),
             shutdown_timeout=_seconds(get, "PM_ORDER_SHUTDOWN_TIMEOUT", "30s"),
+            limits=Limits.from_env(get),
+            idle_poll_seconds=idle_poll,
         )
 
     def check_identity(self) -> None:
         """Exactly one way of checking tokens must be set."""
-        if self.tokens_file and self.keystone_url:
+        if self.tokens_file and self.keystone:
             raise ConfigError(
                 "set only one of PM_ORDER_TOKENS_FILE and PM_ORDER_KEYSTONE_URL"
             )
-        if not self.tokens_file and not self.keystone_url:
+        if not self.tokens_file and not self.keystone:
             raise ConfigError(
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
@@ -117,6 +198,49 @@ class Config:
 
 def _seconds(get: Callable[[str], str | None], name: str, default: str) -> float:
     return parse_duration(get(name) or default, name).total_seconds()
+
+
+def _keystone_settings(get: Callable[[str], str | None]) -> KeystoneSettings | None:
+    try:
+        return KeystoneSettings.from_env(get)
+    except KeystoneSettingsInvalid as error:
+        raise ConfigError(str(error)) from None
+
+
+def _whole_number(
+    get: Callable[[str], str | None], name: str, default: int, *, low: int, high: int
+) -> int:
+    text = get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise ConfigError(
+            f"{name}={text!r} must be a whole number from {low} to {high}"
+        )
+    return int(text)
+
+
+def _mail_domain(domain: str) -> str:
+    if not _MAIL_DOMAIN.fullmatch(domain) or len(domain) > 253:
+        raise ConfigError(
+            f"PM_ORDER_MAIL_DOMAINS has {domain!r}: list mail domains such as "
+            "example.com, separated by commas"
+        )
+    return domain.lower()
+
+
+def _rate(text: str) -> float | None:
+    """'20/s', '600/m', '3600/h' or plain '20' (per second) as requests per second;
+    'off' for no limit."""
+    if text.lower() == "off":
+        return None
+    match = _RATE.fullmatch(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"PM_ORDER_RATE_LIMIT={text!r} must be a rate such as 20/s, 600/m or "
+            "3600/h, or off"
+        )
+    return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 
 
 def _smtp_settings(url: str | None) -> SmtpSettings | None:
@@ -142,12 +266,25 @@ def parse_duration(text: str, name: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def _positive_seconds(text: str, name: str) -> float:
+    """A number of seconds, more than 0 and at most a day ('0.5', '30')."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 86400:  # also refuses NaN
+        raise ConfigError(
+            f"{name}={text!r} must be a number of seconds, such as 1 or 30"
+        )
+    return seconds
+
+
 def check_database_url(url: str) -> str:
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return url
     if url.startswith(("postgresql://", "postgres://")):
         return url
     raise ConfigError(
-        f"PM_ORDER_DATABASE_URL={url!r} must be sqlite:///PATH or "
+        f"PM_ORDER_DATABASE_URL={without_password(url)!r} must be sqlite:///PATH or "
         "postgresql://USER:PASS@HOST:PORT/DB"
     )

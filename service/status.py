@@ -12,9 +12,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Final
 
+from mail.outbox_counts import outbox_by_state
 from projections import rebuild
 from projections.executor import in_pool
-from projections.outbox_counts import outbox_by_state
 from service.logs import redact
 from service.store import Store
 

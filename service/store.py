@@ -16,18 +16,20 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 
 from domain.service import OrderApplication
+from mail.ledger import DeliveryLedger
 from projections.database import (
     PostgresViews,
     SQLiteViews,
     ViewDatabase,
     ViewDatabaseUnavailable,
 )
-from projections.following import Following
+from projections.following import IDLE_POLL_SECONDS, Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
-from projections.projector import ProjectionConflict, Projector, View, has_tracking
+from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
+from projections.view import View
 from service.config import Config, ConfigError
 from service.observed_application import CountedOrderApplication
 
@@ -85,18 +87,26 @@ class Store:
             for view in self.all_views
         ]
 
-    def following(self, executor: Executor, *, run_projectors: bool) -> Following:
+    def following(
+        self,
+        executor: Executor,
+        *,
+        run_projectors: bool,
+        idle_poll: float = IDLE_POLL_SECONDS,
+    ) -> Following:
         """The background projection of every view (or the watch of it)."""
         return Following(
             self.views,
             [self.projector()],
             executor,
             run_projectors=run_projectors,
+            idle_poll=idle_poll,
             events_channel=getattr(self.app.recorder, "channel_name", None),
         )
 
     def create_tables(self) -> None:
         self.projector().create_tables()
+        DeliveryLedger.create_tables(self.views)
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running."""

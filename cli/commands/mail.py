@@ -8,8 +8,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from projections import mail_outbox
-from projections.mail_outbox import MailOutbox
+from mail import ledger
+from mail.ledger import DeliveryLedger
 from service.config import Config
 from service.store import opened_store
 
@@ -22,14 +22,14 @@ def register(commands: Any) -> None:
     states.add_argument(
         "--failed",
         action="store_const",
-        const=mail_outbox.FAILED,
+        const=ledger.FAILED,
         dest="state",
         help="only those given up on (dead letters)",
     )
     states.add_argument(
         "--pending",
         action="store_const",
-        const=mail_outbox.PENDING,
+        const=ledger.PENDING,
         dest="state",
         help="only those not sent yet",
     )
@@ -47,7 +47,7 @@ def register(commands: Any) -> None:
 def list_mail(config: Config, args: argparse.Namespace) -> int:
     with opened_store(config) as store:
         store.catch_up()
-        messages = MailOutbox.messages(store.views, args.state)
+        messages = DeliveryLedger.messages(store.views, args.state)
     if args.json:
         for m in messages:
             print(
@@ -81,6 +81,6 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
     if message is not None and not message.startswith("<"):
         message = f"<{message}>"
     with opened_store(config) as store:
-        count = MailOutbox.retry_failed(store.views, time.time(), message)
+        count = DeliveryLedger.retry_failed(store.views, time.time(), message)
     print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
     return 0 if count or args.message_id is None else 1

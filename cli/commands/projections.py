@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from projections import rebuild as rebuilding
-from projections.projector import View
+from projections.view import View
 from service.config import Config, ConfigError
 from service.store import Store, opened_store
 
@@ -63,7 +63,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
     failed = False
     with opened_store(config) as store:
-        views = _chosen(store, args.name, rebuilding=True)
+        views = _chosen(store, args.name)
         head = store.app.recorder.max_notification_id() or 0
         for view in views:
             bar = progress_for(view.name, head, sys.stderr)
@@ -103,7 +103,7 @@ def verify_views(config: Config, args: argparse.Namespace) -> int:
     equal = True
     report: dict[str, Any] = {}
     with opened_store(config) as store:
-        for view in _chosen(store, args.name, rebuilding=False):
+        for view in _chosen(store, args.name):
             differences = rebuilding.verify(
                 store.app.recorder, store.app.mapper, store.views, view
             )
@@ -128,22 +128,12 @@ def _print_differences(name: str, differences: list[rebuilding.Difference]) -> N
             print(f"  {difference.table}: unexpected {row}")
 
 
-def _chosen(store: Store, name: str | None, *, rebuilding: bool) -> list[View]:
-    views = [
-        v
-        for v in store.all_views
-        if not (rebuilding and _keeps_state(v)) and (name is None or v.name == name)
-    ]
+def _chosen(store: Store, name: str | None) -> list[View]:
+    views = [v for v in store.all_views if name is None or v.name == name]
     if name is not None and not views:
-        known = ", ".join(
-            v.name for v in store.all_views if not (rebuilding and _keeps_state(v))
-        )
+        known = ", ".join(v.name for v in store.all_views)
         raise ConfigError(f"no view {name!r} to do that with; choose one of: {known}")
     return views
-
-
-def _keeps_state(view: View) -> bool:
-    return rebuilding.keeps_state(view)
 
 
 def _local(seconds: float) -> str:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli import report_html
-from projections.reports import Figures, Reports, parse_day
+from projections.reports import (
+    CSV_COLUMNS,
+    DAY_COLUMNS,
+    PROJECT_COLUMNS,
+    Figures,
+    Reports,
+    parse_day,
+)
 from service.config import Config, ConfigError
 from service.store import opened_store
 
@@ -28,22 +35,6 @@ range, "unfinished" is the orders requested in the range that are still
 unfinished now. Servers count on the day they moved, warnings on the day they
 were raised. Percentiles interpolate linearly between the nearest ranks.
 """
-
-CSV_COLUMNS: Final = (
-    "kind",
-    "project",
-    "day",
-    "requested",
-    "accepted",
-    "refused",
-    "unfinished",
-    "servers_in",
-    "servers_out",
-    "warnings",
-    "decisions",
-    "median_decision_seconds",
-    "p95_decision_seconds",
-)
 
 
 def register(commands: Any) -> None:
@@ -108,35 +99,13 @@ def _day_option(text: str | None, option: str) -> date | None:
 def as_table(figures: Figures) -> str:
     lines = [report_html.scope_text(figures), ""]
     lines += _columns(
-        (
-            "PROJECT",
-            "REQUESTED",
-            "ACCEPTED",
-            "REFUSED",
-            "UNFINISHED",
-            "IN",
-            "OUT",
-            "WARNINGS",
-            "DECIDED",
-            "MEDIAN",
-            "P95",
-        ),
-        [report_html.project_cells(s) for s in figures.summaries],
+        [c.short for c in PROJECT_COLUMNS],
+        [report_html.cells(PROJECT_COLUMNS, s) for s in figures.summaries],
     )
     lines.append("")
     lines += _columns(
-        (
-            "PROJECT",
-            "DAY (UTC)",
-            "REQUESTED",
-            "ACCEPTED",
-            "REFUSED",
-            "UNFINISHED",
-            "IN",
-            "OUT",
-            "WARNINGS",
-        ),
-        [report_html.day_cells(f) for f in figures.days],
+        [c.short for c in DAY_COLUMNS],
+        [report_html.cells(DAY_COLUMNS, f) for f in figures.days],
         text_columns=2,
     )
     lines += [

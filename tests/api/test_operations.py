@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from api.app import create_app
+from api.context import BACKGROUND
 from projections.executor import in_pool
 from service.config import Config
-from api.context import BACKGROUND
 from service.logs import REQUEST_ID, RequestContext
 from tests.api import given
 from tests.api.conftest import ONE_BACKEND, MakeApi

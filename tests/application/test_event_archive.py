@@ -15,8 +15,8 @@ from cli.event_archive import ImportRefused, export_events, import_events
 from domain.order import order_aggregate_id
 from domain.server import server_aggregate_id
 from domain.service import OrderService
-from projections import mail_outbox
-from projections.mail_outbox import MailOutbox
+from mail import ledger
+from mail.ledger import DeliveryLedger
 from projections.order_lists import LIST_TYPES, OrderLists
 from projections.server_ownership import ServerOwnership
 from service.store import Store, open_store
@@ -184,9 +184,9 @@ def test_importing_records_the_old_deployments_mail_as_delivered(
     # when it is imported
     imported = import_events(store, log_file)
     # then their messages are in the outbox, none waiting to be sent again
-    messages = MailOutbox.messages(store.views)
+    messages = DeliveryLedger.messages(store.views)
     assert imported.mail_marked_sent == len(messages) > 0
-    assert {m.state for m in messages} == {mail_outbox.SENT}
+    assert {m.state for m in messages} == {ledger.SENT}
 
 
 def test_importing_with_send_mail_leaves_the_mail_to_send(
@@ -197,7 +197,7 @@ def test_importing_with_send_mail_leaves_the_mail_to_send(
     imported = import_events(store, log_file, send_mail=True)
     # then their messages wait for the mailer
     assert imported.mail_marked_sent == 0
-    assert {m.state for m in MailOutbox.messages(store.views)} == {mail_outbox.PENDING}
+    assert {m.state for m in DeliveryLedger.messages(store.views)} == {ledger.PENDING}
 
 
 def test_import_reports_what_it_wrote(store: Store, log_file: Path) -> None:

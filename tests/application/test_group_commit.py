@@ -28,11 +28,11 @@ def queued_together(
             outcomes[i] = error
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    with service._requesting:  # hold the batch lock while every request queues
+    with service._transfers.held():  # no batch is taken while every request queues
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(service._queue) < len(requests):
+        while service._transfers.queued() < len(requests):
             assert time.monotonic() < deadline, "the requests never all queued"
             time.sleep(0.001)
     for thread in threads:

@@ -12,7 +12,7 @@ dialects of the views agree.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -30,11 +30,11 @@ from projections.order_lists import OrderLists
 from projections.projector import (
     ProjectionConflict,
     Projector,
-    View,
     tracked_position,
     view_contents,
 )
 from projections.server_ownership import ServerOwnership, ServerRow
+from projections.view import View
 from service.store import Store
 from tests.application.conftest import decide, request
 from tests.conftest import FakeClock
@@ -348,13 +348,17 @@ class FailingAfter:
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
         self.view.create_tables(cursor, db)
 
-    def apply(
-        self, cursor: Cursor, db: ViewDatabase, event: DomainEventProtocol[Any]
+    def apply_page(
+        self,
+        cursor: Cursor,
+        db: ViewDatabase,
+        events: Sequence[DomainEventProtocol[Any]],
     ) -> None:
-        if self.good == 0:
-            raise RuntimeError("crashed mid-page")
-        self.good -= 1
-        self.view.apply(cursor, db, event)
+        for event in events:
+            if self.good == 0:
+                raise RuntimeError("crashed mid-page")
+            self.good -= 1
+            self.view.apply_page(cursor, db, [event])
 
 
 def test_a_page_that_fails_half_way_leaves_neither_rows_nor_a_moved_position(

@@ -6,10 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.api.fake_keystone import FakeKeystone
+from tests.integration.processes import free_port, wait_until
 from tests.integration.processes import run_pm_order as pm_order
 
 __all__ = ["pm_order"]
@@ -122,7 +126,11 @@ def test_serve_without_a_token_source_says_how_to_set_one(tmp_path: Path) -> Non
         ("PM_ORDER_TIMEZONE", "Mars/Olympus"),
         ("PM_ORDER_WARN_AFTER", "soon"),
         ("PM_ORDER_WARN_MAX", "-1"),
+        ("PM_ORDER_IDLE_POLL_SECONDS", "0"),
+        ("PM_ORDER_IDLE_POLL_SECONDS", "soon"),
         ("PM_ORDER_TOKENS_FILE", "/nonexistent/tokens.json"),
+        ("PM_ORDER_MAX_SERVERS_PER_ORDER", "500"),
+        ("PM_ORDER_RATE_LIMIT", "fast"),
     ],
 )
 def test_invalid_configuration_exits_2_with_one_line(
@@ -178,3 +186,84 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     # then it ends with status 0 and no traceback
     assert process.returncode == 0
     assert b"Traceback" not in errors
+
+
+def test_serve_with_keystone_but_no_service_credentials_says_what_to_set(
+    tmp_path: Path,
+) -> None:
+    env = {"PM_ORDER_KEYSTONE_URL": "http://127.0.0.1:1/v3"}
+    result = pm_order("serve", "--port", "1", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "PM_ORDER_KEYSTONE_USER" in result.stderr
+    assert "PM_ORDER_KEYSTONE_APP_CREDENTIAL_ID" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_with_only_keystone_and_service_credentials_checks_tokens_there(
+    tmp_path: Path,
+) -> None:
+    with FakeKeystone.in_thread() as keystone:
+        # given `serve` with nothing set but Keystone and the service's account
+        env = {
+            "PM_ORDER_KEYSTONE_URL": keystone.url,
+            "PM_ORDER_KEYSTONE_USER": FakeKeystone.SERVICE_USER,
+            "PM_ORDER_KEYSTONE_PASSWORD": FakeKeystone.SERVICE_PASSWORD,
+            "PM_ORDER_KEYSTONE_PROJECT": FakeKeystone.SERVICE_PROJECT,
+        }
+        token = keystone.issue("alice", "proj-a")
+        port = free_port()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+        log_path = tmp_path / "serve.log"
+        with log_path.open("wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+                cwd=tmp_path,
+                env={**clean, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            base = f"http://127.0.0.1:{port}/mana_api"
+            wait_until(
+                lambda: answers(server, base + "/openapi.json", log_path), "serve"
+            )
+            # when
+            known = http_get(base + "/pm_order/proj-a", token)
+            unknown = http_get(base + "/pm_order/proj-a", "gAAAAAunknown")
+        finally:
+            server.terminate()
+            server.wait(15)
+        # then
+        assert known[0] == 200, log_path.read_text()
+        assert json.loads(known[2]) == {
+            "code": 200,
+            "msg": "",
+            "total_count": 0,
+            "orders": [],
+        }
+        assert unknown[0] == 401
+        assert unknown[1]["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'
+        assert keystone.validations[token] == 1
+        assert keystone.logins == 1
+
+
+def answers(server: subprocess.Popen[bytes], url: str, log_path: Path) -> bool:
+    if server.poll() is not None:
+        raise RuntimeError(f"serve exited early:\n{log_path.read_text()}")
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(url: str, token: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        url, headers={"X-Auth-Token": token, "Sp-Agent": "scloudm"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()

@@ -25,9 +25,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.service import OrderService
+from mail import ledger
+from mail.ledger import DeliveryLedger, OutgoingMail
 from mail.mailer import Backoff, Mailer
 from projections import mail_outbox
-from projections.mail_outbox import MailOutbox, OutgoingMail
 from service.background import Background
 from service.config import Config
 from service.store import Store
@@ -138,7 +139,7 @@ def order(
 
 
 def outbox(store: Store, state: str | None = None) -> list[OutgoingMail]:
-    return MailOutbox.messages(store.views, state)
+    return DeliveryLedger.messages(store.views, state)
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
@@ -411,7 +412,7 @@ async def test_every_message_arrives_after_the_smtp_server_was_down_for_a_while(
         smtp.start()
         received = await smtp.mailbox.wait_for(3)
         await eventually(
-            lambda: len(outbox(store, mail_outbox.SENT)) == 3, "three sent messages"
+            lambda: len(outbox(store, ledger.SENT)) == 3, "three sent messages"
         )
     finally:
         await work.stop()
@@ -456,7 +457,7 @@ async def dead_letter(
         assert await deliver(store, one) == 0
         clock.advance(60)
     [message] = outbox(store)
-    assert (message.state, message.attempts) == (mail_outbox.FAILED, 2)
+    assert (message.state, message.attempts) == (ledger.FAILED, 2)
     return message.message_id
 
 
@@ -493,7 +494,7 @@ async def test_mail_retry_delivers_a_dead_lettered_message(
     assert status == 0, output
     assert sent == 1
     assert [r.message_id for r in smtp.mailbox.received] == [dead_letter]
-    assert [m.message_id for m in outbox(store, mail_outbox.SENT)] == [dead_letter]
+    assert [m.message_id for m in outbox(store, ledger.SENT)] == [dead_letter]
 
 
 # -- killed, replayed, rebuilt: no mail lost, none sent twice -------------------------
@@ -527,12 +528,12 @@ async def test_a_mailer_killed_between_sending_and_recording_resends_with_the_sa
         # then the worker died before recording the message as sent
         assert first.process.returncode == -signal.SIGKILL
         [message] = outbox(store)
-        assert (message.state, message.attempts) == (mail_outbox.PENDING, 0)
+        assert (message.state, message.attempts) == (ledger.PENDING, 0)
         # and when another worker starts, it sends the message again, same Message-ID
         workers.append(PmOrderProcess(["worker"], env, tmp_path / "worker-2.log"))
         resent = (await smtp_up.mailbox.wait_for(2))[1]
         await eventually(
-            lambda: [m.state for m in outbox(store)] == [mail_outbox.SENT],
+            lambda: [m.state for m in outbox(store)] == [ledger.SENT],
             "the resent message recorded as sent",
         )
     finally:
@@ -589,7 +590,7 @@ async def test_projecting_the_log_into_the_outbox_again_sends_no_new_mail(
     store.catch_up()
     # then it holds the same messages, all sent, and nothing goes out
     assert outbox(store) == before
-    assert outbox(store, mail_outbox.PENDING) == []
+    assert outbox(store, ledger.PENDING) == []
     assert await one.deliver_due() == 0
     assert len(smtp_up.mailbox.received) == 3
 
@@ -612,6 +613,6 @@ async def test_without_an_smtp_url_messages_stay_in_the_outbox_and_a_log_says_so
         await work.stop()
     # then
     assert [(m.order_id, m.state, m.attempts) for m in outbox(store)] == [
-        (number, mail_outbox.PENDING, 0)
+        (number, ledger.PENDING, 0)
     ]
     assert "PM_ORDER_SMTP_URL is not set" in caplog.text

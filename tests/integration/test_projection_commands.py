@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from domain.service import OrderService
+from mail import ledger
+from mail.ledger import DeliveryLedger
 from service.store import open_store
 from tests.integration.processes import run_pm_order as pm_order
 
@@ -106,9 +109,36 @@ def test_rebuild_repairs_the_view_and_shows_progress_as_plain_lines_off_a_termin
     )
 
 
-def test_the_mail_outbox_is_never_rebuilt(ordered: str, tmp_path: Path) -> None:
+def test_rebuilding_the_mail_outbox_forgets_nothing_sent(
+    database_url: str, tmp_path: Path
+) -> None:
+    # given an order whose mail was sent
+    store = open_store(database_url)
+    try:
+        service = OrderService(store.app)
+        service.register_servers([("S1", "p1")])
+        service.request_transfer(
+            tenant="p1", user="u", snids=["S1"], dest_project="p2", mailto=["a@b.c"]
+        )
+        store.catch_up()
+        [message] = DeliveryLedger.messages(store.views)
+        DeliveryLedger.mark_sent(store.views, message.message_id, time.time())
+    finally:
+        store.close()
+    # when
     result = pm_order(
-        "--database-url", ordered, "projections", "rebuild", "mail_outbox", cwd=tmp_path
+        "--database-url",
+        database_url,
+        "projections",
+        "rebuild",
+        "mail_outbox",
+        cwd=tmp_path,
     )
-    assert result.returncode == 2
-    assert "no view 'mail_outbox'" in result.stderr
+    # then the view is rebuilt and its message is still recorded as sent
+    assert result.returncode == 0, result.stderr
+    store = open_store(database_url)
+    try:
+        [after] = DeliveryLedger.messages(store.views)
+    finally:
+        store.close()
+    assert (after.message_id, after.state) == (message.message_id, ledger.SENT)

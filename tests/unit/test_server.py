@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain.exceptions import ServersAlreadyOrdered, ServersNotOwned
 from domain.server import Server, server_aggregate_id
 from tests.unit.conftest import T0, new_server
 
@@ -33,7 +34,7 @@ def test_a_server_id_is_derived_from_its_snid_alone() -> None:
 
 def test_reserving_holds_the_server_for_the_order(server: Server) -> None:
     # when
-    server.reserve(order_id=4, at=LATER)
+    server.reserve(order_id=4, project="proj-a", at=LATER)
     # then
     assert server.order_id == 4
     assert server.project_id == "proj-a"
@@ -47,12 +48,20 @@ def test_a_held_server_cannot_be_reserved_twice(
     server: Server, second_order: int
 ) -> None:
     # given
-    server.reserve(order_id=4, at=T0)
+    server.reserve(order_id=4, project="proj-a", at=T0)
     server.collect_events()
     # when / then
-    with pytest.raises(ValueError, match="SN-1 is held by order 4"):
-        server.reserve(order_id=second_order, at=LATER)
+    with pytest.raises(ServersAlreadyOrdered, match=r"SN-1 \(order 4\)"):
+        server.reserve(order_id=second_order, project="proj-a", at=LATER)
     assert server.order_id == 4
+    assert server.collect_events() == []
+
+
+def test_only_the_owner_may_reserve_a_server(server: Server) -> None:
+    # when / then
+    with pytest.raises(ServersNotOwned, match="not owned by project proj-z: SN-1"):
+        server.reserve(order_id=4, project="proj-z", at=LATER)
+    assert server.order_id is None
     assert server.collect_events() == []
 
 
@@ -60,7 +69,7 @@ def test_transferring_gives_the_server_to_the_destination_and_frees_it(
     server: Server,
 ) -> None:
     # given
-    server.reserve(order_id=4, at=T0)
+    server.reserve(order_id=4, project="proj-a", at=T0)
     server.collect_events()
     # when
     server.transfer(order_id=4, to_project="proj-b", at=LATER)
@@ -79,7 +88,7 @@ def test_transferring_gives_the_server_to_the_destination_and_frees_it(
 
 def test_releasing_returns_the_server_to_its_owner_free(server: Server) -> None:
     # given
-    server.reserve(order_id=4, at=T0)
+    server.reserve(order_id=4, project="proj-a", at=T0)
     server.collect_events()
     # when
     server.release(order_id=4, at=LATER)
@@ -97,7 +106,7 @@ def test_only_the_holding_order_may_transfer_or_release(
 ) -> None:
     # given a server free, or held by another order than 4
     if held_by is not None:
-        server.reserve(order_id=held_by, at=T0)
+        server.reserve(order_id=held_by, project="proj-a", at=T0)
     server.collect_events()
     # when / then
     moves = {
@@ -113,12 +122,13 @@ def test_only_the_holding_order_may_transfer_or_release(
 @pytest.mark.parametrize("move", ["transfer", "release"])
 def test_a_freed_server_can_be_reserved_again(server: Server, move: str) -> None:
     # given
-    server.reserve(order_id=4, at=T0)
+    server.reserve(order_id=4, project="proj-a", at=T0)
     if move == "transfer":
         server.transfer(order_id=4, to_project="proj-b", at=T0)
     else:
         server.release(order_id=4, at=T0)
+    owner = "proj-b" if move == "transfer" else "proj-a"
     # when
-    server.reserve(order_id=9, at=LATER)
+    server.reserve(order_id=9, project=owner, at=LATER)
     # then
     assert server.order_id == 9

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from mail.ledger import FAILED, PENDING, SENT
 from projections.database import ViewDatabase
-from projections.mail_outbox import FAILED, PENDING, SENT
 
 # A message without a ledger row has not been tried yet: it is pending.
 _COUNT_BY_STATE: Final = (

@@ -1,0 +1,73 @@
+"""The limits' settings: safe defaults, each from its variable, bad ones refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import Config, ConfigError, Limits
+
+
+def limits(**env: str) -> Limits:
+    return Config.from_env(env).limits
+
+
+def test_the_defaults_are_safe() -> None:
+    assert limits() == Limits(
+        max_unfinished_orders=1000,
+        max_servers_per_order=200,
+        max_mailto=20,
+        mail_domains=frozenset(),
+        rate_per_second=20.0,
+        rate_burst=40,
+    )
+    assert Config().limits == limits()
+
+
+def test_each_limit_is_read_from_its_variable() -> None:
+    assert limits(
+        PM_ORDER_MAX_UNFINISHED_ORDERS="50",
+        PM_ORDER_MAX_SERVERS_PER_ORDER="10",
+        PM_ORDER_MAX_MAILTO="0",
+        PM_ORDER_MAIL_DOMAINS=" Example.COM, ops.example.org ,",
+        PM_ORDER_RATE_LIMIT="600/m",
+        PM_ORDER_RATE_BURST="5",
+    ) == Limits(
+        max_unfinished_orders=50,
+        max_servers_per_order=10,
+        max_mailto=0,
+        mail_domains=frozenset({"example.com", "ops.example.org"}),
+        rate_per_second=10.0,
+        rate_burst=5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second"),
+    [("20/s", 20.0), ("20", 20.0), ("3600/h", 1.0), ("0.5/s", 0.5), ("off", None)],
+)
+def test_the_rate_is_per_second_minute_or_hour_or_off(
+    text: str, per_second: float | None
+) -> None:
+    assert limits(PM_ORDER_RATE_LIMIT=text).rate_per_second == per_second
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PM_ORDER_MAX_UNFINISHED_ORDERS", "0"),
+        ("PM_ORDER_MAX_UNFINISHED_ORDERS", "many"),
+        # The contract's bounds may be lowered, never raised.
+        ("PM_ORDER_MAX_SERVERS_PER_ORDER", "201"),
+        ("PM_ORDER_MAX_SERVERS_PER_ORDER", "0"),
+        ("PM_ORDER_MAX_MAILTO", "21"),
+        ("PM_ORDER_MAX_MAILTO", "-1"),
+        ("PM_ORDER_MAIL_DOMAINS", "example.com,not a domain"),
+        ("PM_ORDER_MAIL_DOMAINS", "localhost"),
+        ("PM_ORDER_RATE_LIMIT", "0/s"),
+        ("PM_ORDER_RATE_LIMIT", "20/day"),
+        ("PM_ORDER_RATE_BURST", "0"),
+    ],
+)
+def test_a_bad_limit_is_refused_naming_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        limits(**{variable: value})
