@@ -16,7 +16,7 @@ from api.app import create_app
 from api.context import BACKGROUND
 from projections.executor import in_pool
 from service.config import Config
-from service.logs import REQUEST_ID, RequestContext
+from service.logs import REQUEST_ID, Redacting, RequestContext
 from tests.api import given
 from tests.api.conftest import ONE_BACKEND, MakeApi
 from tests.conftest import Api
@@ -80,6 +80,18 @@ async def test_an_inbound_id_of_another_shape_is_not_kept(
     assert not hasattr(line, "global_request_id")
 
 
+def test_credentials_in_a_logged_url_are_blanked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.handler.addFilter(Redacting())
+    logging.getLogger("test").warning(
+        "cannot reach %s", "smtp://mailer:hunter2@mail.example.com:25"
+    )
+    assert caplog.records[-1].getMessage() == (
+        "cannot reach smtp://***@mail.example.com:25"
+    )
+
+
 async def test_the_request_id_reaches_the_store_threads() -> None:
     executor = ThreadPoolExecutor(1)
     REQUEST_ID.set("req-in-the-loop")
@@ -90,15 +102,20 @@ async def test_the_request_id_reaches_the_store_threads() -> None:
         executor.shutdown()
 
 
-@ONE_BACKEND
 async def test_healthz_and_readyz_answer_without_a_token_outside_the_prefix(
     api: Api,
 ) -> None:
     alive = await api.client.get("/healthz")
     assert alive.status == 200
     assert (await alive.json())["msg"] == "alive"
-    ready = await api.client.get("/readyz")
-    body = await ready.json()
+    # ready once the listener (PostgreSQL) has heard its first heartbeat
+    deadline = time.monotonic() + 10
+    while True:
+        ready = await api.client.get("/readyz")
+        body = await ready.json()
+        if ready.status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert ready.status == 200, body
     assert {k: v["ok"] for k, v in body["checks"].items()} == {
         "store": True,
