@@ -142,3 +142,20 @@ def test_rebuilding_the_mail_outbox_forgets_nothing_sent(
     finally:
         store.close()
     assert (after.message_id, after.state) == (message.message_id, ledger.SENT)
+
+
+def test_a_view_whose_rebuild_fails_is_named_and_the_others_are_still_rebuilt(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = open_store(url)
+    OrderService(store.app).register_servers([("S1", "p1")])
+    store.catch_up()
+    store.close()
+    # the scratch file of order_lists cannot be made: a folder is in its place
+    (tmp_path / "store.sqlite3.rebuild_order_lists").mkdir()
+    result = pm_order("--database-url", url, "projections", "rebuild", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "order_lists: rebuild failed, nothing switched: " in result.stderr
+    assert "server_ownership: rebuilt" in result.stdout
+    assert "reports: rebuilt" in result.stdout
