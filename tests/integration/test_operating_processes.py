@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import INVENTORY, TOKENS
 from tests.integration.processes import (
     ApiServer,
+    PmOrderProcess,
     free_port,
     run_pm_order,
     wait_until,
@@ -205,3 +206,25 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.postgres
+def test_a_worker_stops_on_sigterm_releasing_its_leadership_and_exits_0(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
+    env = _env(tmp_path, postgres_schema_url)
+    first = PmOrderProcess(["worker"], env, tmp_path / "first.log")
+    first.wait_for_log("projecting order_lists")
+    standby = PmOrderProcess(["worker"], env, tmp_path / "standby.log")
+    standby.wait_for_log("worker started")
+    try:
+        stopped_at = time.monotonic()
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(40) == 0, first.log()
+        assert time.monotonic() - stopped_at < 40
+        assert "worker stopped" in first.log()
+        # the leadership went with it: the standby takes over
+        standby.wait_for_log("projecting order_lists")
+    finally:
+        first.stop()
+        standby.stop()
