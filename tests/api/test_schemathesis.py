@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Final
 
 import pytest
-from eventsourcing.application import AggregateNotFoundError
 import schemathesis
+from eventsourcing.application import AggregateNotFoundError
 from schemathesis.engine import events
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 from schemathesis.specs.openapi.schemas import OpenApiSchema
@@ -32,19 +32,20 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from api.app import create_app
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderService
+from projections.order_lists import OrderLists
 from service.config import Config
 from service.store import Store
 from tests.api.live_server import serving
 from tests.conftest import INVENTORY, FakeClock
 
 SEED: Final = 20261202
-MAX_EXAMPLES: Final = 25
-STATEFUL_EXAMPLES: Final = 15
+MAX_EXAMPLES: Final = 100
 STATEFUL_STEPS: Final = 12
 
 TOKEN_OF: Final = {"proj-a": "tok-alice", "proj-b": "tok-bob", "proj-c": "tok-carol"}
 PROJECTS: Final = tuple(TOKEN_OF)
 NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+IDS: Final = re.compile(r"[0-9]{1,18}(,[0-9]{1,18})*")
 # One request in UNAUTHENTICATED keeps the token it was generated with (unknown).
 UNAUTHENTICATED: Final = 8
 
@@ -100,6 +101,32 @@ class Caller:
             query["since"], query["until"] = since, until
         if case.method.upper() == "POST" and isinstance(case.body, dict):
             self._prepare_transfer(case.body, tenant)
+        if case.method.upper() == "PUT" and isinstance(case.body, dict):
+            self._prepare_decision(case.body, tenant)
+
+    def _prepare_decision(self, body: dict[str, Any], tenant: Any) -> None:
+        """The orders a decision names are orders addressed to the caller, when
+        it has some: generated ids are mapped onto theirs."""
+        given = body.get("order_ids")
+        as_text = isinstance(given, str) and IDS.fullmatch(given) is not None
+        if as_text:
+            given = [int(i) for i in given.split(",")]
+        if tenant not in PROJECTS or not isinstance(given, list):
+            return
+        if not all(type(i) is int and i > 0 for i in given):
+            return
+        known = [
+            order.id
+            for list_type in (0, 1, 2)  # addressed to the caller: it may decide
+            for order in OrderLists.page(
+                self.store.views, tenant, list_type, limit=50, marker=None
+            ).orders
+        ]
+        if not known:
+            return
+        mapped = [known[i % len(known)] for i in given]
+        if len(set(mapped)) == len(mapped):
+            body["order_ids"] = ",".join(map(str, mapped)) if as_text else mapped
 
     def _prepare_transfer(self, body: dict[str, Any], tenant: Any) -> None:
         dest = _project_for(body.get("dest_project"))
@@ -186,19 +213,31 @@ class Finding:
 class Run:
     findings: list[Finding]
     errors: list[str]
-    calls: Counter[tuple[str, int]]
+    calls: Counter[tuple[str, str, int]]
+    phases: dict[str, str]
+    transitions: int = 0
+
+    def answered(self, method: str, mode: str, status: int) -> int:
+        return self.calls[(method, mode, status)]
 
 
 def run_schemathesis(schema: OpenApiSchema) -> Run:
     """Every phase schemathesis has, every check: what failed, and what was sent."""
-    run = Run(findings=[], errors=[], calls=Counter())
+    run = Run(findings=[], errors=[], calls=Counter(), phases={})
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
             recorder = event.recorder
-            for interaction in recorder.interactions.values():
+            for case_id, interaction in recorder.interactions.items():
+                node = recorder.cases.get(case_id)
+                meta = node.value.meta if node is not None else None
+                mode = meta.generation.mode.value if meta is not None else "?"
                 if interaction.response is not None:
                     run.calls[
-                        (interaction.request.method, interaction.response.status_code)
+                        (
+                            interaction.request.method,
+                            mode,
+                            interaction.response.status_code,
+                        )
                     ] += 1
             for case_id, checks in recorder.checks.items():
                 interaction = recorder.interactions.get(case_id)
@@ -220,6 +259,10 @@ def run_schemathesis(schema: OpenApiSchema) -> Run:
                                 answer=answer,
                             )
                         )
+        elif isinstance(event, events.PhaseFinished):
+            run.phases[event.phase.name.value] = event.status.value
+        elif isinstance(event, events.PhaseStarted) and event.payload is not None:
+            run.transitions = event.payload.transitions_selected
         elif isinstance(event, events.NonFatalError | events.FatalError):
             run.errors.append(repr(event))
     return run
@@ -267,6 +310,13 @@ def api_schema(
 def test_every_answer_is_as_the_document_says(api_schema: OpenApiSchema) -> None:
     run = run_schemathesis(api_schema)
 
-    print(sorted(run.calls.items()))
     assert not run.errors
     assert not run.findings, "\n\n".join(map(str, run.findings))
+    for phase in ("examples", "coverage", "fuzzing", "stateful"):
+        assert run.phases.get(phase) == "success", run.phases
+    assert run.transitions >= 5, "the stateful phase follows the document's links"
+    # The generated requests got past authentication and the rules, so the
+    # answers checked are not only refusals.
+    for method in ("GET", "POST", "PUT"):
+        assert run.answered(method, "positive", 200) >= 5, sorted(run.calls.items())
+    assert run.answered("POST", "positive", 401), "some went without a valid token"
