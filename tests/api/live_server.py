@@ -32,7 +32,7 @@ def serving(app: web.Application) -> Iterator[str]:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(server.start_server())
-        except BaseException as error:  # reported in the test's thread
+        except BaseException as error:  # noqa: BLE001 (raised in the test thread)
             failure.append(error)
             started.set()
             return
