@@ -100,6 +100,8 @@ def test_the_documents_order_ids_pattern_accepts_what_the_app_accepts(
         "a@-example.com",
         "\u00fb@example.com",
         f"{'a' * 65}@example.com",
+        ",".join(f"a{n}@example.com" for n in range(20)),
+        ",".join(f"a{n}@example.com" for n in range(21)),
     ],
 )
 def test_the_documents_mailto_pattern_accepts_what_the_app_accepts(mailto: str) -> None:

@@ -370,7 +370,7 @@ def test_random_sequences_of_requests_agree_with_the_model(
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=40,
+            max_examples=30,
             stateful_step_count=50,
             deadline=None,
             derandomize=True,
