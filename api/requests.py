@@ -92,12 +92,20 @@ def _order_ids(value: Any) -> list[int]:
             raise InvalidInput("'order_ids' must be order numbers separated by commas")
         ids = [int(p) for p in parts]
     elif isinstance(value, list):
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        if not all(_is_integer(i) for i in value):
             raise InvalidInput("'order_ids' as an array must hold integers only")
-        ids = list(value)
+        ids = [int(i) for i in value]
     else:
         raise InvalidInput("'order_ids' must be a comma-separated string or an array")
     return values.check_order_ids(ids)
+
+
+def _is_integer(value: Any) -> bool:
+    # JSON has one number type: 7.0 is the integer 7 (as JSON Schema says), but
+    # true is not 1 (bool is an int in Python).
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _accept(value: Any) -> bool:

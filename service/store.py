@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +37,9 @@ from service.observed_application import CountedOrderApplication
 # connection, and for a lock, is bounded.
 CONNECT_TIMEOUT_SECONDS: Final = 2
 LOCK_TIMEOUT_SECONDS: Final = 5
+# Creating the tables can take a while on a busy database; waiting for another
+# process that does it is bounded all the same.
+TABLES_LOCK_TIMEOUT_SECONDS: Final = 30
 
 
 def _with_fewer_retries(method: Any) -> Any:
@@ -162,8 +165,11 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
         }
         app = CountedOrderApplication(env=env)
         views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
-    else:
-        settings = postgres_settings(url)
+        return _with_tables(Store(app=app, views=views), create_tables)
+    settings = postgres_settings(url)
+    # Processes starting together on a fresh database would race to create the
+    # same tables (and one would fail): they take turns.
+    with tables_lock(settings) if create_tables else nullcontext():
         if settings.schema:
             create_schema(settings)
         app = CountedOrderApplication(env=settings.env(create_tables))
@@ -172,12 +178,31 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
             schema=settings.schema,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
         )
-    store = Store(app=app, views=views)
+        return _with_tables(Store(app=app, views=views), create_tables)
+
+
+def _with_tables(store: Store, create_tables: bool) -> Store:
     if create_tables:
         store.create_tables()
     else:
         store.check_tables()
     return store
+
+
+@contextmanager
+def tables_lock(settings: PostgresSettings) -> Iterator[None]:
+    """Hold the database-wide lock under which pm-order creates its tables."""
+    import psycopg
+
+    with psycopg.connect(
+        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
+    ) as connection:
+        connection.execute(f"SET lock_timeout = '{TABLES_LOCK_TIMEOUT_SECONDS}s'")
+        connection.execute(
+            "SELECT pg_advisory_lock(hashtext(%s))",
+            (f"pm-order tables {settings.schema or 'public'}",),
+        )
+        yield  # the lock ends with the session
 
 
 def _is_missing_table(error: BaseException) -> bool:
