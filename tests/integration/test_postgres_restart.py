@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import pytest
@@ -58,6 +58,20 @@ async def in_thread(function: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(
         None, partial(function, *args)
     )
+
+
+async def readiness(
+    session: aiohttp.ClientSession, base_url: str, wanted: int
+) -> dict[str, Any]:
+    """/readyz's answer once it is `wanted` (200 or 503), within RECOVERY_SECONDS."""
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:
+        async with session.get(f"{base_url}/readyz") as response:
+            status, body = response.status, await response.json()
+        if status == wanted:
+            return body
+        assert time.monotonic() < deadline, f"/readyz never answered {wanted}: {body}"
+        await asyncio.sleep(0.1)
 
 
 async def until(condition: Callable[[], bool], what: str, seconds: float) -> None:
@@ -196,7 +210,9 @@ async def test_an_immediate_restart_under_load_is_survived_without_a_restart(
                         assert response.status == 503
                         assert response.headers["Retry-After"].isdigit()
                         assert (await response.json())["code"] == 503
-                    # readyz: and /readyz says why (the store is down)
+                    # and /readyz says why: the store is down
+                    body = await readiness(session, api.base_url, 503)
+                    assert "store" in body["failed"], body
 
                 # When: it starts again
                 throwaway_postgres.start()
@@ -211,6 +227,10 @@ async def test_an_immediate_restart_under_load_is_survived_without_a_restart(
             finally:
                 await load.stop()
             assert [p.process.poll() for p in [worker, *apis]] == [None] * 3
+            for api in apis:
+                # and every API process says it is ready again, listener included
+                body = await readiness(session, api.base_url, 200)
+                assert body["checks"]["listener"]["ok"] is not False, body
 
             # and the worker is woken by NOTIFY again, not only by its 30 s poll
             deadline = time.monotonic() + RECOVERY_SECONDS
