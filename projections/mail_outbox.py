@@ -17,7 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
-from projections.view import Events
+from projections.view import Events, TablesFromDdl
 
 NAME: Final = "mail_outbox"
 
@@ -93,18 +93,15 @@ def _insert_message(
     )
 
 
-class MailOutbox:
+class MailOutbox(TablesFromDdl):
     """Projects Order events into messages to send."""
 
     name = NAME
+    ddl = _DDL
     # A function of the log alone. What the mailer did with each message is in
     # its ledger (mail/ledger.py), which a replay or a rebuild leaves be.
     tables: tuple[str, ...] = ("mail_orders", "mail_outbox")
     topics = frozenset(_KIND_OF)
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        for statement in _DDL:
-            cursor.execute(statement)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         for event in events:

@@ -17,7 +17,7 @@ from eventsourcing.utils import get_topic
 from domain import workflow
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
-from projections.view import Events
+from projections.view import Events, TablesFromDdl
 
 NAME: Final = "order_lists"
 
@@ -180,20 +180,17 @@ class OrderPage:
     next_marker: int | None
 
 
-class OrderLists:
+class OrderLists(TablesFromDdl):
     """Projects Order events into the per-tenant lists, and answers list queries."""
 
     name = NAME
+    ddl = _DDL
     tables: tuple[str, ...] = (
         "order_lists_orders",
         "order_lists_entries",
         "order_lists_counts",
     )
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        for statement in _DDL:
-            cursor.execute(statement)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         """Apply a page of events with one statement per kind of change.

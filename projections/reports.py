@@ -36,7 +36,7 @@ from eventsourcing.utils import get_topic
 from domain import workflow
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
-from projections.view import Events
+from projections.view import Events, TablesFromDdl
 
 NAME: Final = "reports"
 
@@ -304,16 +304,13 @@ class Figures:
         return ProjectSummary(project)
 
 
-class Reports:
+class Reports(TablesFromDdl):
     """Projects Order events into per-project, per-day figures; answers reports."""
 
     name = NAME
+    ddl = _DDL
     tables: tuple[str, ...] = ("reports_days", "reports_orders")
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        for statement in _DDL:
-            cursor.execute(statement)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         for event in events:

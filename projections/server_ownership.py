@@ -9,7 +9,7 @@ from eventsourcing.utils import get_topic
 
 from domain.server import Server
 from projections.database import Cursor, ViewDatabase
-from projections.view import Events
+from projections.view import Events, TablesFromDdl
 
 NAME: Final = "server_ownership"
 
@@ -48,10 +48,11 @@ class ServerRow:
     updated_at: float
 
 
-class ServerOwnership:
+class ServerOwnership(TablesFromDdl):
     """Projects Server events into one row per server."""
 
     name = NAME
+    ddl = _DDL
     tables: tuple[str, ...] = ("server_ownership",)
     topics = frozenset(
         get_topic(e)
@@ -62,10 +63,6 @@ class ServerOwnership:
             Server.Released,
         )
     )
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        for statement in _DDL:
-            cursor.execute(statement)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         for event in events:

@@ -27,3 +27,13 @@ class View(Protocol):
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         """Apply `events` (in log order) within the page's transaction."""
         ...
+
+
+class TablesFromDdl:
+    """For a view whose tables are made by its `ddl` statements (idempotent)."""
+
+    ddl: tuple[str, ...]
+
+    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        for statement in self.ddl:
+            cursor.execute(statement)
