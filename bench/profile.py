@@ -3,9 +3,9 @@
 The store is grown (bench/generate.py), a worker projects, and a `serve
 --api-only` process answers first the list load (wrk or an aiohttp client, 16
 connections) and then the create load (32 clients POSTing); py-spy samples the
-serve process (the thread holding the GIL, 100 times a second: Python CPU time)
-CPU time is broken down by what the innermost frame of ours or a library's is
-doing.
+serve process during each (the thread holding the GIL, 100 times a second: where
+Python spends CPU), and the samples are broken down by the innermost frame of
+ours or of a library.
 
     .venv/bin/python bench/profile.py [--size 10000] [--seconds 10]
 
