@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from api import handlers, report_handlers
 from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
 from api.context import (
+    ASYNC_READS,
     AUTHENTICATOR,
     CONFIG,
     EXECUTOR,
@@ -25,6 +26,8 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.requests import MAX_BODY_BYTES
 from domain.service import OrderService, utc_now
+from projections.async_reads import AsyncListReads
+from projections.database import PostgresViews
 from service.background import Background
 from service.config import Config
 from service.store import Store, open_store
@@ -102,11 +105,17 @@ def _lifetime(
             app[STORE], app[SERVICE], config, executor, run_work=background
         )
         app[FOLLOWING] = work.following
+        views = app[STORE].views
+        if isinstance(views, PostgresViews):
+            app[ASYNC_READS] = AsyncListReads(views)
+            await app[ASYNC_READS].open()
         await work.start()
         try:
             yield
         finally:
             await work.stop()
+            if ASYNC_READS in app:
+                await app[ASYNC_READS].close()
             await app[AUTHENTICATOR].close()
             if owned:
                 await app.loop.run_in_executor(executor, app[STORE].close)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from api.auth import Authenticator, Identity
 from domain.service import OrderService
+from projections.async_reads import AsyncListReads
 from projections.following import Following
 from service.config import Config
 from service.store import Store
@@ -25,6 +26,8 @@ CONFIG: Final = web.AppKey("config", Config)
 STORE: Final = web.AppKey("store", Store)
 SERVICE: Final = web.AppKey("service", OrderService)
 FOLLOWING: Final = web.AppKey("following", Following)
+# PostgreSQL only: list pages read on the event loop.
+ASYNC_READS: Final = web.AppKey("async_reads", AsyncListReads)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)
 
