@@ -33,7 +33,7 @@ from bench_list_orders import (
     list_requests,
     sample_request,
 )
-from generate import TENANTS, grow
+from generate import TENANTS, analyze, grow
 from harness import (
     PYTHON,
     ROOT,
@@ -125,6 +125,7 @@ def step(
         began = time.perf_counter()
         wait_projected(store, timeout=3600)
         catch_up = time.perf_counter() - began
+        analyze(store)
         serve = pm_order_process("serve", schema.url, tokens=tokens, api_only=True)
         with running(serve):
             serve.wait_until_answering("/mana_api/openapi.json")
