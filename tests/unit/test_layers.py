@@ -1,4 +1,4 @@
-"""Imports only go down the layers: cli → api → service → mail → projections → domain."""
+"""Imports only go down: cli → api → service → mail → projections → domain."""
 
 from __future__ import annotations
 
