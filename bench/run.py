@@ -151,9 +151,10 @@ def summary(
             if not row["verdict"]:
                 continue
             name = report["key"] or report["title"]
+            target = row["target"].removeprefix("target ")
             lines.append(
                 f"| {name} | {row['label']} | {row['value']}"
-                f" | {row['baseline']} | {row['ratio']} | {row['target']}"
+                f" | {row['baseline']} | {row['ratio']} | {target}"
                 f" | {row['verdict']} | {row['load']} |"
             )
     for problem in problems:
