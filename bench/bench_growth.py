@@ -88,19 +88,21 @@ def rebuild(url: str) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of `pm-order projections rebuild`."""
     env = {**os.environ, "PM_ORDER_DATABASE_URL": url}
     start = time.perf_counter()
-    process = subprocess.Popen(
-        [PYTHON, "-m", "cli", "projections", "rebuild"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        assert process.stderr is not None
-        raise RuntimeError(f"rebuild failed: {process.stderr.read().decode()[-2000:]}")
+    # Its progress bar goes to a file: a pipe nobody reads would fill and stall it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "cli", "projections", "rebuild"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        if process.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"rebuild failed: {log.read().decode()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024
 
 
