@@ -40,9 +40,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# ONLY=create,list,lag,projector,growth picks some; SIZE=small for a quick look.
 bench: install
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY)) $(if $(SIZE),--size $(SIZE))
 
 # Not part of `make test`: 10 minutes (SOAK_MINUTES) of mixed traffic against one
 # server; SOAK_FLAGS=--postgres for PostgreSQL.

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from api import handlers, health, report_handlers
 from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
 from api.context import (
+    ASYNC_READS,
     AUTHENTICATOR,
     BACKGROUND,
     CONFIG,
@@ -32,6 +33,8 @@ from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
 from domain.service import OrderService, utc_now
+from projections.async_reads import AsyncListReads
+from projections.database import PostgresViews
 from projections.executor import in_pool
 from projections.order_lists import OrderLists
 from service.background import Background
@@ -92,6 +95,7 @@ def create_app(
             _executor,
             _authenticator(authenticator),
             _store(store, clock),
+            _async_reads,
             _background(background),
         ]
     )
@@ -144,6 +148,18 @@ def _store(given: Store | None, clock: Callable[[], datetime]) -> Lifetime:
             await in_pool(app[EXECUTOR], app[STORE].close)
 
     return store
+
+
+async def _async_reads(app: web.Application) -> AsyncIterator[None]:
+    """PostgreSQL: list pages read on the event loop, from a pool of their own."""
+    views = app[STORE].views
+    if not isinstance(views, PostgresViews):
+        yield
+        return
+    app[ASYNC_READS] = AsyncListReads(views)
+    await app[ASYNC_READS].open()
+    yield
+    await app[ASYNC_READS].close()
 
 
 def _background(run_work: bool) -> Lifetime:

@@ -13,6 +13,7 @@ from aiohttp import web
 from api.auth import Authenticator, Identity
 from api.metrics import Metrics
 from domain.service import OrderService
+from projections.async_reads import AsyncListReads
 from projections.executor import in_pool
 from projections.following import Following
 from service.background import Background
@@ -30,6 +31,8 @@ SERVICE: Final = web.AppKey("service", OrderService)
 FOLLOWING: Final = web.AppKey("following", Following)
 BACKGROUND: Final = web.AppKey("background", Background)
 STATUS: Final = web.AppKey("status", StoreStatus)
+# PostgreSQL only: list pages read on the event loop.
+ASYNC_READS: Final = web.AppKey("async_reads", AsyncListReads)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)
 METRICS: Final = web.AppKey("metrics", Metrics)

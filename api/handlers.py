@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api import requests, responses
-from api.context import CONFIG, IDENTITY, SERVICE, STORE, after_write, run
+from api.context import ASYNC_READS, CONFIG, IDENTITY, SERVICE, STORE, after_write, run
 from projections.order_lists import OrderLists
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -18,6 +18,15 @@ async def list_orders(request: web.Request) -> web.Response:
     """GET: one page of one of the caller's five lists."""
     query = requests.list_query(request)
     store = request.app[STORE]
+    reads = request.app.get(ASYNC_READS)
+    if reads is not None:
+        page = await reads.page(
+            request[IDENTITY].project_id,
+            query.list_type,
+            limit=query.limit,
+            marker=query.marker,
+        )
+        return responses.order_list(page, request.app[CONFIG].timezone)
     page = await run(
         request,
         OrderLists.page,

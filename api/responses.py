@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 
 from projections.order_lists import OrderPage, OrderRow
-
-_dumps: Final = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
 def json_ok(body: dict[str, Any]) -> web.Response:
-    return web.json_response(body, dumps=_dumps)
+    # orjson: the same compact UTF-8 text as json.dumps(ensure_ascii=False), in a
+    # fifth of the time. (Request bodies keep the standard decoder: its error
+    # messages and its refusal of NaN are part of the contract.)
+    return web.Response(
+        body=orjson.dumps(body), content_type="application/json", charset="utf-8"
+    )
 
 
 def format_time(seconds: float | None, zone: ZoneInfo) -> str:

@@ -247,12 +247,38 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def load_average() -> str:
+    """`uptime`'s three load averages, now."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine_line() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"machine: {os.cpu_count()} cores, load average {load} before the run "
-        "(other work shares the machine: compare the ratios, not the raw figures)"
+        f"machine: {os.cpu_count()} cores, load average {load_average()} (1/5/15 min)"
+        " before the run (other work shares the machine: compare the ratios, not"
+        " the raw figures)"
     )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+@dataclass
+class Row:
+    """One line of a report: a figure, and when judged, its baseline and verdict."""
+
+    label: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    verdict: str = ""  # PASS, FAIL or "" (a figure shown, not judged)
+    load: str = ""
 
 
 @dataclass
@@ -260,36 +286,78 @@ class Report:
     """A short report: what was measured, the figures, and each target's verdict."""
 
     title: str
+    key: str = ""
     notes: list[str] = field(default_factory=list)
-    # (label, figure, target or "", verdict or "")
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def figure(self, label: str, value: str) -> None:
-        self.rows.append((label, value, "", ""))
+    def figure(self, label: str, value: str, baseline: str = "") -> None:
+        self.rows.append(Row(label, value, baseline, load=load_average()))
 
-    def target(self, label: str, value: str, target: str, ok: bool) -> None:
-        self.rows.append((label, value, f"target {target}", "PASS" if ok else "FAIL"))
+    def target(
+        self,
+        label: str,
+        value: str,
+        target: str,
+        ok: bool,
+        *,
+        baseline: str = "",
+        ratio: str = "",
+    ) -> None:
+        self.rows.append(
+            Row(
+                label,
+                value,
+                baseline,
+                ratio,
+                f"target {target}",
+                "PASS" if ok else "FAIL",
+                load_average(),
+            )
+        )
+
+    @property
+    def failed(self) -> list[str]:
+        return [row.label for row in self.rows if row.verdict == "FAIL"]
 
     def print(self) -> None:
         print(f"\n== {self.title}")
         for note in self.notes:
             print(note)
-        width = max(len(label) for label, *_ in self.rows)
-        for label, value, target, verdict in self.rows:
-            line = f"  {label:<{width}}  {value}"
-            if target:
-                line = f"  {label:<{width}}  {value:<12} {target:<16} {verdict}"
-            print(line)
-        failed = [label for label, _, _, verdict in self.rows if verdict == "FAIL"]
+        for row in self.rows:
+            print(f"  {row.label}: {row.value}")
+            if row.baseline:
+                print(f"      baseline (same run): {row.baseline}")
+            if row.verdict:
+                ratio = f"ratio {row.ratio}, " if row.ratio else ""
+                print(f"      {ratio}{row.target}: {row.verdict}  (load {row.load})")
+        failed = self.failed
         summary = "PASS" if not failed else "FAIL (" + "; ".join(failed) + ")"
         print(f"  result: {summary}")
 
+    def save(self, path: str) -> None:
+        """Add this report to the JSON lines file at `path` (for bench/run.py)."""
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "title": self.title,
+                        "key": self.key,
+                        "notes": self.notes,
+                        "rows": [row.__dict__ for row in self.rows],
+                    }
+                )
+                + "\n"
+            )
+
 
 def main_of(run: Callable[[], Report]) -> None:
-    """Run a benchmark: exit 0 when it ran (whatever the verdict), 1 on an error."""
+    """Run a benchmark: exit 0 when it ran (whatever the verdict), 1 on an error.
+
+    With PM_ORDER_BENCH_RESULTS set, the report is also added to that file.
+    """
     stop_on_sigterm()
     try:
         report = run()
@@ -297,6 +365,9 @@ def main_of(run: Callable[[], Report]) -> None:
         print(f"SKIPPED: {error}")
         return
     report.print()
+    results = os.environ.get("PM_ORDER_BENCH_RESULTS")
+    if results:
+        report.save(results)
 
 
 # -- HTTP load ------------------------------------------------------------------

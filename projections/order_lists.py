@@ -9,6 +9,7 @@ costs one row read whatever the list's length.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -265,6 +266,16 @@ class OrderLists(TablesFromDdl):
         db: ViewDatabase, tenant: str, list_type: int, *, limit: int, marker: int | None
     ) -> OrderPage:
         """One page of `tenant`'s list `list_type`, newest first, after `marker`."""
+        statement, params = OrderLists.page_query(
+            tenant, list_type, limit=limit, marker=marker
+        )
+        return OrderLists.page_of(db.query(statement, params), limit)
+
+    @staticmethod
+    def page_query(
+        tenant: str, list_type: int, *, limit: int, marker: int | None
+    ) -> tuple[str, list[Any]]:
+        """The one statement (with `?` marks) of a page, and its parameters."""
         role, state = LIST_TYPES[list_type]
         params: list[Any] = [tenant, list_type, tenant]
         if role is not None:
@@ -272,7 +283,11 @@ class OrderLists(TablesFromDdl):
         if state is not None:
             params.append(state)
         params += [marker if marker is not None else 2**62, limit + 1]
-        rows = db.query(_SELECT_PAGE[list_type], params)
+        return _SELECT_PAGE[list_type], params
+
+    @staticmethod
+    def page_of(rows: Sequence[Any], limit: int) -> OrderPage:
+        """The page that page_query's rows make."""
         count = rows[0][0] if rows else None
         orders = [OrderRow(*row[1:]) for row in rows[:limit] if row[1] is not None]
         more = len(rows) > limit
