@@ -12,10 +12,9 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 import pytest
 
@@ -29,6 +28,7 @@ from tests.integration.invariants import (
     views_differing_from_a_rebuild,
 )
 from tests.integration.processes import ApiServer, PmOrderProcess, run_pm_order
+from tests.integration.waiting import in_thread, until
 from tests.integration.write_load import Belief, WriteLoad, inventory
 
 pytestmark = pytest.mark.postgres
@@ -41,8 +41,6 @@ SERVERS_PER_PROJECT: Final = 40
 # have been acknowledged: the service is serving again, not merely up.
 WRITES_AFTER_RESTART: Final = 5
 ROUND_SECONDS: Final = 40.0
-
-T = TypeVar("T")
 
 
 class Deployment:
@@ -123,20 +121,6 @@ def kill_plan(rng: random.Random, names: list[str]) -> list[list[str]]:
             victims.append(rng.choice([n for n in names if n not in victims]))
         plan.append(victims)
     return plan
-
-
-async def in_thread(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(
-        None, partial(function, *args)
-    )
-
-
-async def until(condition: Callable[[], bool], what: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def kill_and_restart(

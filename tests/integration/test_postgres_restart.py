@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -37,6 +36,7 @@ from tests.integration.processes import (
     ThrowawayPostgres,
     run_pm_order,
 )
+from tests.integration.waiting import in_thread, until
 from tests.integration.write_load import TOKENS, Belief, WriteLoad, inventory
 
 pytestmark = pytest.mark.postgres
@@ -51,14 +51,6 @@ RECOVERY_SECONDS: Final = 45.0
 PROJECTING: Final = "projecting order_lists"
 PROBE: Final = "SN-PROBE"
 
-T = TypeVar("T")
-
-
-async def in_thread(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(
-        None, partial(function, *args)
-    )
-
 
 async def readiness(
     session: aiohttp.ClientSession, base_url: str, wanted: int
@@ -72,14 +64,6 @@ async def readiness(
             return body
         assert time.monotonic() < deadline, f"/readyz never answered {wanted}: {body}"
         await asyncio.sleep(0.1)
-
-
-async def until(condition: Callable[[], bool], what: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def probe_write(
