@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -45,7 +45,7 @@ BATCH: Final = 500  # aggregates per save while filling the log
 
 
 class _QuestionMarks:
-    """The one thing OrderLists.apply asks of its database: `?` to `%s`."""
+    """The one thing OrderLists.apply_page asks of its database: `?` to `%s`."""
 
     @staticmethod
     def sql(statement: str) -> str:
@@ -58,7 +58,9 @@ class OrderListsRecorder(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         # The view's SQL names its tables unqualified, like ours: find them in the
         # datastore's schema. (Set once per connection, not per transaction.)
-        datastore.pool.kwargs["options"] = f"-c search_path={datastore.schema}"
+        cast(dict[str, Any], datastore.pool.kwargs)["options"] = (
+            f"-c search_path={datastore.schema}"
+        )
         super().__init__(datastore, **kwargs)
         self.order_lists = OrderLists()
 
@@ -68,8 +70,8 @@ class OrderListsRecorder(PostgresTrackingRecorder):
             connection.transaction(),
             connection.cursor(row_factory=tuple_row) as cursor,
         ):
-            self.order_lists.apply(cursor, _QuestionMarks(), event)
-            self._insert_tracking(cursor, tracking)
+            self.order_lists.apply_page(cursor, cast(Any, _QuestionMarks()), [event])
+            self._insert_tracking(cast(Any, cursor), tracking)
 
 
 class OrderListsProjection(Projection[OrderListsRecorder]):
@@ -164,7 +166,7 @@ def fill_log(app: OrderApplication, events: int) -> Log:
                 at=now,
             )
         )
-        server.reserve(order_id=i + 1, at=now)
+        server.reserve(order_id=i + 1, project=source, at=now)
     for i in range(0, count, BATCH):
         log.saved(app, [*orders[i : i + BATCH], *servers[i : i + BATCH]])
     log.orders = count

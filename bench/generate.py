@@ -128,7 +128,7 @@ def _save_batch(app: Any, first: int, last: int, target: int, now: datetime) -> 
             mailto=["ops@example.com"],
             at=at,
         )
-        server.reserve(order_id=i, at=at)
+        server.reserve(order_id=i, project=tenant(i), at=at)
         kind = i % 10
         if kind >= 2:
             by = f"user-{dest_of(i)}"
