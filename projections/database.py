@@ -137,6 +137,13 @@ class ViewDatabase(ABC):
         shared cursor may be handed the answer of an earlier statement."""
         return nullcontext()
 
+    def by_keys(self, cursor: Cursor) -> None:
+        """Plan the rest of `cursor`'s transaction for statements that each touch
+        rows by key (a page's writes): through the indexes, never a scan of a
+        whole table, whatever the planner's statistics say (none, on tables
+        just created or emptied)."""
+        return
+
     def reader(self, cursor: Cursor) -> AbstractContextManager[Cursor]:
         """A cursor of its own in `cursor`'s transaction, for a read among
         batched writes: it gets its own rows, whatever arrives for the others."""
@@ -385,6 +392,12 @@ class PostgresViews(ViewDatabase):
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
 
+    def by_keys(self, cursor: Cursor) -> None:
+        # Without statistics, a join of a page's thousand keys with a table of
+        # millions is planned as a hash join over the whole table: every page
+        # would scan it. (SET LOCAL: until the transaction ends.)
+        cursor.execute(_BY_KEYS)
+
     def announce_progress(self, cursor: Cursor) -> None:
         from psycopg import sql
 
@@ -510,6 +523,13 @@ def _sqlite_errors() -> Iterator[None]:
     except sqlite3.OperationalError as error:
         # Locked past the busy timeout, disk full, file gone: not the caller's fault.
         raise ViewDatabaseUnavailable(str(error)) from error
+
+
+_BY_KEYS = (
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true),"
+    " set_config('enable_mergejoin', 'off', true)"
+)
 
 
 @lru_cache(maxsize=512)
