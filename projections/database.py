@@ -52,7 +52,7 @@ class RowsStatement:
 Row = Sequence[Any]
 
 
-_NUMBERS: Final = frozenset({int, float})
+_NUMBERS_OR_NONE: Final = frozenset({int, float, type(None)})
 
 
 def array_literal(values: Sequence[Any]) -> str:
@@ -67,8 +67,8 @@ def array_literal(values: Sequence[Any]) -> str:
         joined = '","'.join(values)
         if "\\" not in joined and joined.count('"') == 2 * (len(values) - 1):
             return '{"' + joined + '"}'  # nothing in the strings to escape
-    elif kinds and kinds <= _NUMBERS:
-        return "{" + ",".join(map(repr, values)) + "}"
+    elif kinds <= _NUMBERS_OR_NONE:  # repr(None) is "None"; no number's has it
+        return "{" + ",".join(map(repr, values)).replace("None", "NULL") + "}"
     return "{" + ",".join(map(_element, values)) + "}"
 
 
