@@ -11,10 +11,11 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 class Cursor(Protocol):
@@ -34,12 +35,75 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+@dataclass(frozen=True)
+class RowsStatement:
+    """One statement applied to many rows at once.
+
+    `each` takes one row (`?` per column) and is run once per row (executemany);
+    `arrays` takes each column as one array (`?::TYPE[]`, for `unnest`) and is run
+    once for them all: one statement for the server to plan and run, whatever the
+    number of rows (PostgreSQL). Both take the columns in the same order.
+    """
+
+    each: str
+    arrays: str
+
+
+Row = Sequence[Any]
+
+
+_NUMBERS_OR_NONE: Final = frozenset({int, float, type(None)})
+
+
+def array_literal(values: Sequence[Any]) -> str:
+    """PostgreSQL's text form of an array of ints, floats, strings and None.
+
+    Built here rather than by the driver, which adapts each element on its own and
+    takes longer than the server takes to read the whole array. Floats are written
+    as `repr` writes them: the shortest text that reads back as the same float.
+    """
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = '","'.join(values)
+        if "\\" not in joined and joined.count('"') == 2 * (len(values) - 1):
+            return '{"' + joined + '"}'  # nothing in the strings to escape
+    elif kinds <= _NUMBERS_OR_NONE:  # repr(None) is "None"; no number's has it
+        return "{" + ",".join(map(repr, values)).replace("None", "NULL") + "}"
+    return "{" + ",".join(map(_element, values)) + "}"
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):  # an int to Python, not to PostgreSQL
+        raise TypeError("booleans are not written as array elements")
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"{type(value).__name__} is not written as an array element")
+
+
+def apply_rows_as_arrays(
+    cursor: Cursor, statement: RowsStatement, rows: Sequence[Row]
+) -> None:
+    """Run `statement.arrays` once over `rows`, each column as one array."""
+    if rows:
+        cursor.execute(
+            _to_format_params(statement.arrays),
+            [array_literal(column) for column in zip(*rows, strict=True)],
+        )
+
+
 class ViewDatabaseUnavailable(Exception):
     """The read-model database cannot be reached."""
 
 
 class ViewDatabase(ABC):
     """Transactions and reads against the read-model tables."""
+
+    # Whether statements may take arrays of values (PostgreSQL's `unnest`).
+    arrays: bool = False
 
     @abstractmethod
     def writing(self) -> AbstractContextManager[Cursor]:
@@ -69,8 +133,30 @@ class ViewDatabase(ABC):
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         """Send the statements that follow without waiting for each answer (a
-        PostgreSQL pipeline); a read inside still waits for its rows."""
+        PostgreSQL pipeline). A read inside must use a `reader` of its own: the
+        shared cursor may be handed the answer of an earlier statement."""
         return nullcontext()
+
+    def by_keys(self, cursor: Cursor) -> None:
+        """Plan the rest of `cursor`'s transaction for statements that each touch
+        rows by key (a page's writes): through the indexes, never a scan of a
+        whole table, whatever the planner's statistics say (none, on tables
+        just created or emptied)."""
+        return
+
+    def reader(self, cursor: Cursor) -> AbstractContextManager[Cursor]:
+        """A cursor of its own in `cursor`'s transaction, for a read among
+        batched writes: it gets its own rows, whatever arrives for the others."""
+        return closing(getattr(cursor, "connection").cursor())  # noqa: B009
+
+    def apply_rows(
+        self, cursor: Cursor, statement: RowsStatement, rows: Sequence[Row]
+    ) -> None:
+        """Apply `statement` to every row of `rows` (nothing for no rows)."""
+        if self.arrays:
+            apply_rows_as_arrays(cursor, statement, rows)
+        elif rows:
+            cursor.executemany(self.sql(statement.each), rows)
 
     @abstractmethod
     def scratch(self, label: str) -> ViewDatabase:
@@ -214,6 +300,8 @@ class SQLiteViews(ViewDatabase):
 class PostgresViews(ViewDatabase):
     """Read models in PostgreSQL, through a psycopg 3 connection pool."""
 
+    arrays = True
+
     def __init__(
         self,
         conninfo: str,
@@ -303,6 +391,12 @@ class PostgresViews(ViewDatabase):
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
+
+    def by_keys(self, cursor: Cursor) -> None:
+        # Without statistics, a join of a page's thousand keys with a table of
+        # millions is planned as a hash join over the whole table: every page
+        # would scan it. (SET LOCAL: until the transaction ends.)
+        cursor.execute(_BY_KEYS)
 
     def announce_progress(self, cursor: Cursor) -> None:
         from psycopg import sql
@@ -429,6 +523,13 @@ def _sqlite_errors() -> Iterator[None]:
     except sqlite3.OperationalError as error:
         # Locked past the busy timeout, disk full, file gone: not the caller's fault.
         raise ViewDatabaseUnavailable(str(error)) from error
+
+
+_BY_KEYS = (
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true),"
+    " set_config('enable_mergejoin', 'off', true)"
+)
 
 
 @lru_cache(maxsize=512)

@@ -11,12 +11,12 @@ resent message carries the same Message-ID as the first try.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from eventsourcing.utils import get_topic
 
 from domain.order import Order
-from projections.database import Cursor, ViewDatabase
+from projections.database import Cursor, RowsStatement, ViewDatabase
 from projections.view import Events, TablesFromDdl
 
 NAME: Final = "mail_outbox"
@@ -45,15 +45,36 @@ _DDL: Final = (
     "CREATE INDEX IF NOT EXISTS mail_outbox_by_time"
     " ON mail_outbox (happened_at, message_id)",
 )
-_INSERT_ORDER: Final = (
-    "INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
-    " user_name, mailto) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING"
+_INSERT_ORDERS: Final = RowsStatement(
+    each="INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
+    " user_name, mailto) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING",
+    arrays="INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
+    " user_name, mailto) SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[],"
+    " ?::text[], ?::text[], ?::text[]) ON CONFLICT (order_id) DO NOTHING",
 )
-_SELECT_MAILTO: Final = "SELECT mailto FROM mail_orders WHERE order_id = ?"
-_INSERT_MESSAGE: Final = (
-    "INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
+_INSERT_MESSAGES: Final = RowsStatement(
+    each="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
     " happened_at, recipients) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (message_id) DO NOTHING"
+    " ON CONFLICT (message_id) DO NOTHING",
+    arrays="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
+    " happened_at, recipients) SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[],"
+    " ?::text[], ?::integer[], ?::double precision[], ?::text[])"
+    " ON CONFLICT (message_id) DO NOTHING",
+)
+# A later event's message goes to its order's `mailto`, as its request recorded
+# it: found by the statement itself (no read among the page's pipelined writes).
+_INSERT_LATER_MESSAGES: Final = RowsStatement(
+    each="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
+    " happened_at, recipients) SELECT ?, order_id, ?, ?, ?, ?, mailto FROM mail_orders"
+    " WHERE order_id = ? AND mailto <> '' ON CONFLICT (message_id) DO NOTHING",
+    arrays="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
+    " happened_at, recipients) SELECT m.message_id, o.order_id, m.kind, m.actor,"
+    " m.warning_count, m.happened_at, o.mailto"
+    " FROM unnest(?::text[], ?::text[], ?::text[], ?::integer[],"
+    " ?::double precision[], ?::bigint[])"
+    " AS m (message_id, kind, actor, warning_count, happened_at, order_id)"
+    " JOIN mail_orders o ON o.order_id = m.order_id WHERE o.mailto <> ''"
+    " ON CONFLICT (message_id) DO NOTHING",
 )
 _KIND_OF: Final = {
     get_topic(Order.Requested): REQUESTED,
@@ -68,31 +89,6 @@ def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
     return f"<order-{order_id}.event-{version}@{domain}>"
 
 
-_Later = Order.Accepted | Order.Rejected | Order.WarningRaised
-
-
-def _insert_message(
-    cursor: Cursor,
-    db: ViewDatabase,
-    event: Order.Requested | _Later,
-    actor: str,
-    count: int,
-    mailto: list[str],
-) -> None:
-    cursor.execute(
-        db.sql(_INSERT_MESSAGE),
-        (
-            message_id(event.number, event.originator_version),
-            event.number,
-            _KIND_OF[get_topic(type(event))],
-            actor,
-            count,
-            event.at.timestamp(),
-            ",".join(mailto),
-        ),
-    )
-
-
 class MailOutbox(TablesFromDdl):
     """Projects Order events into messages to send."""
 
@@ -104,36 +100,54 @@ class MailOutbox(TablesFromDdl):
     topics = frozenset(_KIND_OF)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        """Three statements a page: the orders, their requests' messages, the
+        messages of later events (after the orders they need)."""
+        orders: list[tuple[Any, ...]] = []
+        requested: list[tuple[Any, ...]] = []
+        later: list[tuple[Any, ...]] = []
         for event in events:
             match event:
                 case Order.Requested():
-                    self._requested(cursor, db, event)
+                    mailto = ",".join(event.mailto)
+                    orders.append(
+                        (
+                            event.number,
+                            ",".join(event.snids),
+                            event.resource_project,
+                            event.dest_project,
+                            event.user,
+                            mailto,
+                        )
+                    )
+                    if event.mailto:
+                        requested.append(
+                            (
+                                message_id(event.number, event.originator_version),
+                                event.number,
+                                REQUESTED,
+                                event.user,
+                                0,
+                                event.at.timestamp(),
+                                mailto,
+                            )
+                        )
                 case Order.Accepted(by=by) | Order.Rejected(by=by):
-                    self._message(cursor, db, event, actor=by)
+                    later.append(_later(event, by, 0))
                 case Order.WarningRaised(count=count):
-                    self._message(cursor, db, event, actor="pm-order", count=count)
+                    later.append(_later(event, "pm-order", count))
+        db.apply_rows(cursor, _INSERT_ORDERS, orders)
+        db.apply_rows(cursor, _INSERT_MESSAGES, requested)
+        db.apply_rows(cursor, _INSERT_LATER_MESSAGES, later)
 
-    @staticmethod
-    def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
-        cursor.execute(
-            db.sql(_INSERT_ORDER),
-            (
-                event.number,
-                ",".join(event.snids),
-                event.resource_project,
-                event.dest_project,
-                event.user,
-                ",".join(event.mailto),
-            ),
-        )
-        if event.mailto:
-            _insert_message(cursor, db, event, event.user, 0, event.mailto)
 
-    @staticmethod
-    def _message(
-        cursor: Cursor, db: ViewDatabase, event: _Later, *, actor: str, count: int = 0
-    ) -> None:
-        cursor.execute(db.sql(_SELECT_MAILTO), (event.number,))
-        row = cursor.fetchone()
-        if row and row[0]:
-            _insert_message(cursor, db, event, actor, count, row[0].split(","))
+def _later(
+    event: Order.Accepted | Order.Rejected | Order.WarningRaised, actor: str, count: int
+) -> tuple[Any, ...]:
+    return (
+        message_id(event.number, event.originator_version),
+        _KIND_OF[get_topic(type(event))],
+        actor,
+        count,
+        event.at.timestamp(),
+        event.number,
+    )

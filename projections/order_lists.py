@@ -17,7 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain import workflow
 from domain.order import Order
-from projections.database import Cursor, ViewDatabase
+from projections.database import Cursor, RowsStatement, ViewDatabase
 from projections.view import Events, TablesFromDdl
 
 NAME: Final = "order_lists"
@@ -75,37 +75,75 @@ _DDL: Final = (
     " PRIMARY KEY (tenant, list_type))",
 )
 
-_INSERT_ORDER: Final = (
-    "INSERT INTO order_lists_orders (id, snids, resource_project, dest_project,"
+_INSERT_ORDERS: Final = RowsStatement(
+    each="INSERT INTO order_lists_orders (id, snids, resource_project, dest_project,"
     " user_name, state, mailto, decided_by, warning_count, warned_at, created_at,"
-    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?)"
+    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    arrays="INSERT INTO order_lists_orders (id, snids, resource_project, dest_project,"
+    " user_name, state, mailto, decided_by, warning_count, warned_at, created_at,"
+    " updated_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[],"
+    " ?::text[], ?::text[], ?::text[], ?::text[], ?::integer[],"
+    " ?::double precision[], ?::double precision[], ?::double precision[])",
 )
-_INSERT_ENTRY: Final = (
-    "INSERT INTO order_lists_entries (tenant, order_id, role, state)"
-    " VALUES (?, ?, ?, ?)"
+_INSERT_ENTRIES: Final = RowsStatement(
+    each="INSERT INTO order_lists_entries (tenant, order_id, role, state)"
+    " VALUES (?, ?, ?, ?)",
+    arrays="INSERT INTO order_lists_entries (tenant, order_id, role, state)"
+    " SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[])",
 )
-_ADD_TO_COUNT: Final = (
-    "INSERT INTO order_lists_counts (tenant, list_type, n) VALUES (?, ?, ?)"
+# Each (tenant, list type) once per statement: summed over the page beforehand.
+_ADD_TO_COUNTS: Final = RowsStatement(
+    each="INSERT INTO order_lists_counts (tenant, list_type, n) VALUES (?, ?, ?)"
     " ON CONFLICT (tenant, list_type) DO UPDATE"
-    " SET n = order_lists_counts.n + excluded.n"
+    " SET n = order_lists_counts.n + excluded.n",
+    arrays="INSERT INTO order_lists_counts (tenant, list_type, n)"
+    " SELECT * FROM unnest(?::text[], ?::integer[], ?::bigint[])"
+    " ON CONFLICT (tenant, list_type) DO UPDATE"
+    " SET n = order_lists_counts.n + excluded.n",
 )
-_ADD_TO_DEST_COUNT: Final = (
-    "INSERT INTO order_lists_counts (tenant, list_type, n)"
+# The counts of orders requested before the page: their destination is in the
+# orders table. Summed per destination and list type in the statement.
+_ADD_TO_DEST_COUNTS: Final = RowsStatement(
+    each="INSERT INTO order_lists_counts (tenant, list_type, n)"
     " SELECT dest_project, ?, ? FROM order_lists_orders WHERE id = ?"
     " ON CONFLICT (tenant, list_type) DO UPDATE"
-    " SET n = order_lists_counts.n + excluded.n"
+    " SET n = order_lists_counts.n + excluded.n",
+    arrays="INSERT INTO order_lists_counts (tenant, list_type, n)"
+    " SELECT o.dest_project, d.list_type, SUM(d.n)"
+    " FROM unnest(?::integer[], ?::bigint[], ?::bigint[]) AS d (list_type, n, id)"
+    " JOIN order_lists_orders o ON o.id = d.id"
+    " GROUP BY o.dest_project, d.list_type"
+    " ON CONFLICT (tenant, list_type) DO UPDATE"
+    " SET n = order_lists_counts.n + excluded.n",
 )
-_DECIDE_ORDER: Final = (
-    "UPDATE order_lists_orders SET state = ?, decided_by = ?, updated_at = ?"
-    " WHERE id = ?"
+# What the page's warnings and decisions did to an order requested before it
+# (NULL: left as it was); one row per order.
+_CHANGE_ORDERS: Final = RowsStatement(
+    each="UPDATE order_lists_orders SET state = COALESCE(?, state),"
+    " decided_by = COALESCE(?, decided_by),"
+    " warning_count = COALESCE(?, warning_count),"
+    " warned_at = COALESCE(?, warned_at), updated_at = ? WHERE id = ?",
+    arrays="UPDATE order_lists_orders o SET state = COALESCE(c.state, o.state),"
+    " decided_by = COALESCE(c.decided_by, o.decided_by),"
+    " warning_count = COALESCE(c.warning_count, o.warning_count),"
+    " warned_at = COALESCE(c.warned_at, o.warned_at), updated_at = c.updated_at"
+    " FROM unnest(?::text[], ?::text[], ?::integer[], ?::double precision[],"
+    " ?::double precision[], ?::bigint[])"
+    " AS c (state, decided_by, warning_count, warned_at, updated_at, id)"
+    " WHERE o.id = c.id",
 )
-_UPDATE_ENTRY_STATES: Final = (
-    "UPDATE order_lists_entries SET state = ? WHERE order_id = ?"
+_SET_ENTRY_STATES: Final = RowsStatement(
+    each="UPDATE order_lists_entries SET state = ? WHERE order_id = ?",
+    arrays="UPDATE order_lists_entries e SET state = c.state"
+    " FROM unnest(?::text[], ?::bigint[]) AS c (state, order_id)"
+    " WHERE e.order_id = c.order_id",
 )
-_WARN_ORDER: Final = (
-    "UPDATE order_lists_orders SET warning_count = ?, warned_at = ?, updated_at = ?"
-    " WHERE id = ?"
-)
+
+# Where each column of an order's row is, while a page folds its events into it.
+_STATE, _DECIDED_BY, _WARNING_COUNT, _WARNED_AT, _UPDATED_AT = 5, 7, 8, 9, 11
+# And of a change to an order requested before the page.
+_C_STATE, _C_DECIDED_BY, _C_WARNING_COUNT, _C_WARNED_AT, _C_UPDATED_AT = range(5)
+_UNFINISHED_LIST: Final = _DEST_LIST_OF_STATE[workflow.UNFINISHED]
 
 _COLUMNS: Final = (
     "o.id, o.snids, o.resource_project, o.dest_project, o.user_name, o.state,"
@@ -196,68 +234,87 @@ class OrderLists(TablesFromDdl):
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         """Apply a page of events with one statement per kind of change.
 
-        New orders go first, then warnings, then decisions: an order's events come in
-        that order, so each row ends as the last of its events left it. Counts are
-        summed over the page.
+        The page's events are folded first, in log order, into the final row of
+        each order they touch: an order requested in the page is inserted as its
+        last event left it; an order requested before gets one update. Counts are
+        summed over the page. So each row is written once, as applying the events
+        one by one would have left it.
         """
-        orders: list[tuple[Any, ...]] = []
-        entries: list[tuple[Any, ...]] = []
+        new: dict[int, list[Any]] = {}  # orders requested in the page
+        changed: dict[int, list[Any]] = {}  # orders requested before it
         counts: Counter[tuple[str, int]] = Counter()
-        warnings: list[tuple[Any, ...]] = []
-        decisions: list[tuple[Any, ...]] = []
-        entry_states: list[tuple[Any, ...]] = []
-        dest_counts: list[tuple[Any, ...]] = []
+        dest_counts: Counter[tuple[int, int]] = Counter()  # (list type, order)
         for event in events:
             match event:
                 case Order.Requested():
                     at, number = event.at.timestamp(), event.number
                     source, dest = event.resource_project, event.dest_project
-                    orders.append(
-                        (
-                            number,
-                            ",".join(event.snids),
-                            source,
-                            dest,
-                            event.user,
-                            workflow.UNFINISHED,
-                            ",".join(event.mailto),
-                            at,
-                            at,
-                        )
-                    )
-                    entries.append((source, number, SOURCE, workflow.UNFINISHED))
-                    entries.append((dest, number, DEST, workflow.UNFINISHED))
-                    for tenant, list_type in (
-                        (source, 3),
-                        (source, 4),
-                        (dest, 0),
-                        (dest, 4),
-                    ):
-                        counts[tenant, list_type] += 1
+                    new[number] = [
+                        number,
+                        ",".join(event.snids),
+                        source,
+                        dest,
+                        event.user,
+                        workflow.UNFINISHED,
+                        ",".join(event.mailto),
+                        None,
+                        0,
+                        None,
+                        at,
+                        at,
+                    ]
+                    counts[source, 3] += 1
+                    counts[source, 4] += 1
+                    counts[dest, 0] += 1
+                    counts[dest, 4] += 1
                 case Order.WarningRaised():
-                    at = event.at.timestamp()
-                    warnings.append((event.count, at, at, event.number))
+                    at, number = event.at.timestamp(), event.number
+                    if (row := new.get(number)) is not None:
+                        row[_WARNING_COUNT], row[_WARNED_AT] = event.count, at
+                        row[_UPDATED_AT] = at
+                    else:
+                        change = changed.setdefault(number, [None] * 5)
+                        change[_C_WARNING_COUNT], change[_C_WARNED_AT] = event.count, at
+                        change[_C_UPDATED_AT] = at
                 case Order.Accepted() | Order.Rejected():
                     # A decision is always taken from unfinished (the workflow
                     # says so) and records the state it led to: no read needed.
                     after, number = event.state, event.number
-                    decisions.append((after, event.by, event.at.timestamp(), number))
-                    entry_states.append((after, number))
-                    dest_counts.append(
-                        (_DEST_LIST_OF_STATE[workflow.UNFINISHED], -1, number)
-                    )
-                    dest_counts.append((_DEST_LIST_OF_STATE[after], 1, number))
-        for statement, rows in (
-            (_INSERT_ORDER, orders),
-            (_INSERT_ENTRY, entries),
-            (_ADD_TO_COUNT, [(t, lt, n) for (t, lt), n in counts.items()]),
-            (_WARN_ORDER, warnings),
-            (_DECIDE_ORDER, decisions),
-            (_UPDATE_ENTRY_STATES, entry_states),
-            (_ADD_TO_DEST_COUNT, dest_counts),
-        ):
-            if rows:
-                cursor.executemany(db.sql(statement), rows)
+                    at, into = event.at.timestamp(), _DEST_LIST_OF_STATE[after]
+                    if (row := new.get(number)) is not None:
+                        row[_STATE], row[_DECIDED_BY], row[_UPDATED_AT] = (
+                            after,
+                            event.by,
+                            at,
+                        )
+                        counts[row[3], _UNFINISHED_LIST] -= 1
+                        counts[row[3], into] += 1
+                    else:
+                        change = changed.setdefault(number, [None] * 5)
+                        change[_C_STATE], change[_C_DECIDED_BY] = after, event.by
+                        change[_C_UPDATED_AT] = at
+                        dest_counts[_UNFINISHED_LIST, number] -= 1
+                        dest_counts[into, number] += 1
+        entries: list[tuple[Any, ...]] = []
+        for row in new.values():
+            entries.append((row[2], row[0], SOURCE, row[_STATE]))
+            entries.append((row[3], row[0], DEST, row[_STATE]))
+        db.apply_rows(cursor, _INSERT_ORDERS, list(new.values()))
+        db.apply_rows(cursor, _INSERT_ENTRIES, entries)
+        db.apply_rows(cursor, _ADD_TO_COUNTS, [(*k, n) for k, n in counts.items()])
+        db.apply_rows(
+            cursor, _CHANGE_ORDERS, [(*c, number) for number, c in changed.items()]
+        )
+        db.apply_rows(
+            cursor,
+            _SET_ENTRY_STATES,
+            [(c[_C_STATE], n) for n, c in changed.items() if c[_C_STATE] is not None],
+        )
+        db.apply_rows(
+            cursor,
+            _ADD_TO_DEST_COUNTS,
+            [(list_type, n, number) for (list_type, number), n in dest_counts.items()],
+        )
 
     # -- queries ---------------------------------------------------------------
 

@@ -9,14 +9,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from eventsourcing.utils import get_topic
 
+from domain.order import Order
+from domain.server import Server
 from projections.database import Cursor, ViewDatabase
 from projections.view import View
 
 PAGE_SIZE: Final = 1000
+# A filtered projector's first select of a page reads this many pages' worth of
+# notification ids.
+_WINDOW_PAGES: Final = 4
+
+# The topics of the events the service writes. A projector whose views read all of
+# them reads the log unfiltered; any other asks the database for its views'
+# topics alone. (An event missing here is still read, just not filtered out.)
+LOG_TOPICS: Final = frozenset(
+    get_topic(e)
+    for e in (
+        Order.Requested,
+        Order.Accepted,
+        Order.Rejected,
+        Order.WarningRaised,
+        Server.Registered,
+        Server.Reserved,
+        Server.Transferred,
+        Server.Released,
+    )
+)
 
 _TRACKING_DDL: Final = (
     "CREATE TABLE IF NOT EXISTS projection_tracking ("
@@ -127,7 +152,14 @@ class Projector:
             [view] if not isinstance(view, Sequence) else list(view)
         )
         self.page_size = page_size
-        self._topics = frozenset().union(*(v.topics for v in self.views))
+        self._topics: frozenset[str] = frozenset().union(
+            *(v.topics for v in self.views)
+        )
+        # Read from the database only the events some view reads (none skipped in
+        # Python), unless the views read every kind the service writes.
+        self._filter: list[str] | None = (
+            None if self._topics >= LOG_TOPICS else sorted(self._topics)
+        )
 
     @property
     def view(self) -> View:
@@ -167,44 +199,102 @@ class Projector:
             else dict.fromkeys((v.name for v in self.views), after)
         )
         start = min(positions.values())
-        notifications = self.recorder.select_notifications(
-            start=start, limit=self.page_size, stop=stop, inclusive_of_start=False
-        )
-        if not notifications:
+        page = self._read_page(start, stop)
+        if page is None:
             return start
-        self.apply_page(positions, notifications)
-        return notifications[-1].id
+        self._apply(positions, page)
+        return page.end
+
+    def _read_page(self, start: int, stop: int | None) -> _Page | None:
+        """The page after `start` (up to `stop`), decoded; None if nothing newer."""
+        if self._filter is None:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=self.page_size, stop=stop, inclusive_of_start=False
+            )
+            if not notifications:
+                return None
+            return self._decoded(notifications, notifications[-1].id)
+        # Filtered, the page reads every event of its views' topics up to the log's
+        # head, read before it (nothing below the head can still appear: the event
+        # store commits under a table lock, so in the order of the notification
+        # ids), or up to the page's last event when it fills. Moving to the head
+        # also passes the events of other topics, whose writers may be waiting for
+        # a view to pass them.
+        head = self.recorder.max_notification_id() or 0
+        end = head if stop is None else min(stop, head)
+        found: list[Notification] = []
+        position = start
+        # Each select reads a bounded range of ids, whatever plan the database
+        # picks for a filter on topics (without statistics, a sort of every later
+        # event); the range doubles while the views' events are sparse.
+        window = self.page_size * _WINDOW_PAGES
+        while position < end:
+            upto = min(end, position + window)
+            wanted = self.page_size - len(found)
+            more = self.recorder.select_notifications(
+                start=position,
+                limit=wanted,
+                stop=upto,
+                topics=self._filter,
+                inclusive_of_start=False,
+            )
+            found.extend(more)
+            if len(more) == wanted:
+                position = more[-1].id
+                break
+            position, window = upto, window * 2
+        if position == start:
+            return None
+        return self._decoded(found, position)
+
+    def _decoded(self, notifications: Sequence[Notification], end: int) -> _Page:
+        topics, to_domain_event = self._topics, self.mapper.to_domain_event
+        return _Page(
+            [
+                (n.id, n.topic, to_domain_event(n))
+                for n in notifications
+                if n.topic in topics
+            ],
+            end,
+        )
 
     def apply_page(
-        self, start: int | dict[str, int], notifications: Sequence[Notification]
+        self,
+        start: int | dict[str, int],
+        notifications: Sequence[Notification],
+        end: int | None = None,
     ) -> None:
         """Apply `notifications` to each view past its position (`start`), and move
-        every view's tracking to the page's end, all in one transaction."""
+        every view's tracking to the page's end (`end`, by default the last
+        notification's id), all in one transaction."""
         positions = (
             start if isinstance(start, dict) else {v.name: start for v in self.views}
         )
-        decoded = [
-            (n.id, n.topic, self.mapper.to_domain_event(n))
-            for n in notifications
-            if n.topic in self._topics
-        ]
-        db, end = self.db, notifications[-1].id
+        self._apply(
+            positions,
+            self._decoded(notifications, notifications[-1].id if end is None else end),
+        )
+
+    def _apply(self, positions: dict[str, int], page: _Page) -> None:
+        db = self.db
         with db.writing() as cursor:
+            moved_at = time.time()
             for view in self.views:
                 cursor.execute(
                     db.sql(_MOVE_TRACKING),
-                    (end, time.time(), view.name, positions[view.name]),
+                    (page.end, moved_at, view.name, positions[view.name]),
                 )
                 if cursor.rowcount != 1:
                     raise ProjectionConflict(
                         f"{view.name} moved past {positions[view.name]} elsewhere"
                     )
             with db.batched(cursor):
+                db.by_keys(cursor)
                 for view in self.views:
                     after = positions[view.name]
                     events = [
                         event
-                        for id_, topic, event in decoded
+                        for id_, topic, event in page.events
                         if id_ > after and topic in view.topics
                     ]
                     if events:
@@ -214,14 +304,39 @@ class Projector:
     def catch_up(
         self, stop: int | None = None, progress: Callable[[int], None] | None = None
     ) -> int:
-        """Apply pages until the log's end (or `stop`); returns the final position."""
-        position = self.position()
-        after: int | None = None  # the first page reads each view's own position
-        while stop is None or position < stop:
-            moved = self.run_page(after, stop)
-            if moved == position:
-                break
-            position = after = moved
-            if progress is not None:
-                progress(position)
+        """Apply pages until the log's end (or `stop`); returns the final position.
+
+        The next page is read and decoded (in a thread of its own) while this one
+        is written: the database applies one while Python prepares the other.
+        """
+        positions = self.positions()
+        position = min(positions.values())
+        if stop is not None and position >= stop:
+            return position
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reading:
+            next_page = reading.submit(self._read_page, position, stop)
+            while (page := next_page.result()) is not None:
+                if stop is None or page.end < stop:
+                    next_page = reading.submit(self._read_page, page.end, stop)
+                else:
+                    next_page = _nothing_more()
+                self._apply(positions, page)
+                position = page.end
+                positions = dict.fromkeys(positions, position)
+                if progress is not None:
+                    progress(position)
         return position
+
+
+@dataclass(frozen=True)
+class _Page:
+    """Decoded events of the views' topics, and the position the page ends at."""
+
+    events: list[tuple[int, str, Any]]
+    end: int
+
+
+def _nothing_more() -> Future[_Page | None]:
+    done: Future[_Page | None] = Future()
+    done.set_result(None)
+    return done

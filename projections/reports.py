@@ -35,7 +35,12 @@ from eventsourcing.utils import get_topic
 
 from domain import workflow
 from domain.order import Order
-from projections.database import Cursor, ViewDatabase
+from projections.database import (
+    Cursor,
+    RowsStatement,
+    ViewDatabase,
+    array_literal,
+)
 from projections.view import Events, TablesFromDdl
 
 NAME: Final = "reports"
@@ -85,8 +90,9 @@ _DDL: Final = (
     " ON reports_orders (requested_day, project)",
 )
 
-_ADD_TO_DAY: Final = (
-    "INSERT INTO reports_days (project, day, requested, accepted, refused,"
+# Each (project, day) once per statement: summed over the page beforehand.
+_ADD_TO_DAYS: Final = RowsStatement(
+    each="INSERT INTO reports_days (project, day, requested, accepted, refused,"
     " servers_in, servers_out, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (project, day) DO UPDATE SET"
     " requested = reports_days.requested + excluded.requested,"
@@ -94,20 +100,51 @@ _ADD_TO_DAY: Final = (
     " refused = reports_days.refused + excluded.refused,"
     " servers_in = reports_days.servers_in + excluded.servers_in,"
     " servers_out = reports_days.servers_out + excluded.servers_out,"
-    " warnings = reports_days.warnings + excluded.warnings"
+    " warnings = reports_days.warnings + excluded.warnings",
+    arrays="INSERT INTO reports_days (project, day, requested, accepted, refused,"
+    " servers_in, servers_out, warnings) SELECT * FROM unnest(?::text[], ?::text[],"
+    " ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[])"
+    " ON CONFLICT (project, day) DO UPDATE SET"
+    " requested = reports_days.requested + excluded.requested,"
+    " accepted = reports_days.accepted + excluded.accepted,"
+    " refused = reports_days.refused + excluded.refused,"
+    " servers_in = reports_days.servers_in + excluded.servers_in,"
+    " servers_out = reports_days.servers_out + excluded.servers_out,"
+    " warnings = reports_days.warnings + excluded.warnings",
 )
-_INSERT_ORDER: Final = (
-    "INSERT INTO reports_orders (order_id, project, dest_project, servers,"
+_INSERT_ORDERS: Final = RowsStatement(
+    each="INSERT INTO reports_orders (order_id, project, dest_project, servers,"
     " requested_at, requested_day, outcome, decision_seconds)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    arrays="INSERT INTO reports_orders (order_id, project, dest_project, servers,"
+    " requested_at, requested_day, outcome, decision_seconds)"
+    " SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[],"
+    " ?::double precision[], ?::text[], ?::text[], ?::double precision[])",
 )
-_SELECT_ORDER: Final = (
-    "SELECT project, dest_project, servers, requested_at, requested_day"
-    " FROM reports_orders WHERE order_id = ?"
+_SELECT_ORDERS: Final = (
+    "SELECT order_id, project, dest_project, servers, requested_at, requested_day"
+    " FROM reports_orders WHERE order_id IN ({marks})"
 )
-_DECIDE_ORDER: Final = (
-    "UPDATE reports_orders SET outcome = ?, decision_seconds = ? WHERE order_id = ?"
+_SELECT_ORDERS_ARRAY: Final = (
+    "SELECT order_id, project, dest_project, servers, requested_at, requested_day"
+    " FROM reports_orders WHERE order_id = ANY(?::bigint[])"
 )
+# Ids a read of orders asks for at once (SQLite's limit on parameters is 999 in
+# old builds).
+_READ_AT_ONCE: Final = 500
+_DECIDE_ORDERS: Final = RowsStatement(
+    each="UPDATE reports_orders SET outcome = ?, decision_seconds = ?"
+    " WHERE order_id = ?",
+    arrays="UPDATE reports_orders r SET outcome = d.outcome,"
+    " decision_seconds = d.decision_seconds"
+    " FROM unnest(?::text[], ?::double precision[], ?::bigint[])"
+    " AS d (outcome, decision_seconds, order_id) WHERE r.order_id = d.order_id",
+)
+# Where each figure is in a day's counters.
+_REQUESTED_AT, _ACCEPTED_AT, _REFUSED_AT, _IN_AT, _OUT_AT, _WARNINGS_AT = range(6)
+# And each field in an order's row (as inserted, and as read back).
+_PROJECT, _DEST, _SERVERS, _REQUESTED_TIME, _REQUESTED_DAY = 1, 2, 3, 4, 5
+_OUTCOME, _DECISION_SECONDS = 6, 7
 
 _DAY_COLUMNS: Final = (
     "project, day, requested, accepted, refused, servers_in, servers_out, warnings"
@@ -313,62 +350,97 @@ class Reports(TablesFromDdl):
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        """Apply a page with one read and four writes.
+
+        The orders the page's decisions and warnings are about, if requested
+        before the page, are read first (on a cursor of their own: the writes are
+        pipelined). The events are then folded in log order: an order requested in
+        the page is inserted as its last event left it, the day counters are
+        summed, and each row is written once.
+        """
+        new: dict[int, list[Any]] = {}
+        earlier = self._orders_before(cursor, db, events)
+        decided: dict[int, tuple[Any, ...]] = {}
+        days: dict[tuple[str, str], list[int]] = {}
+
+        def add(project: str, day: str, figure: int, n: int) -> None:
+            counters = days.get((project, day))
+            if counters is None:
+                counters = days[project, day] = [0] * 6
+            counters[figure] += n
+
         for event in events:
             match event:
                 case Order.Requested():
-                    self._requested(cursor, db, event)
+                    day = utc_day(event.at)
+                    new[event.number] = [
+                        event.number,
+                        event.resource_project,
+                        event.dest_project,
+                        len(event.snids),
+                        event.at.timestamp(),
+                        day,
+                        UNFINISHED,
+                        None,
+                    ]
+                    add(event.resource_project, day, _REQUESTED_AT, 1)
                 case Order.Accepted() | Order.Rejected():
-                    self._decided(cursor, db, event)
+                    inserted = new.get(event.number)
+                    order = inserted or earlier[event.number]
+                    outcome = _OUTCOME_OF_STATE[event.state]
+                    # Rounded to the microsecond `at` holds: no float noise.
+                    seconds = round(event.at.timestamp() - order[_REQUESTED_TIME], 6)
+                    if inserted is not None:
+                        inserted[_OUTCOME] = outcome
+                        inserted[_DECISION_SECONDS] = seconds
+                    else:
+                        decided[event.number] = (outcome, seconds, event.number)
+                    project, requested_day = order[_PROJECT], order[_REQUESTED_DAY]
+                    if outcome != ACCEPTED:
+                        add(project, requested_day, _REFUSED_AT, 1)
+                        continue
+                    add(project, requested_day, _ACCEPTED_AT, 1)
+                    day, servers = utc_day(event.at), order[_SERVERS]
+                    add(order[_DEST], day, _IN_AT, servers)
+                    add(project, day, _OUT_AT, servers)
                 case Order.WarningRaised():
-                    self._warned(cursor, db, event)
-
-    @staticmethod
-    def _requested(cursor: Cursor, db: ViewDatabase, event: Order.Requested) -> None:
-        day = utc_day(event.at)
-        cursor.execute(
-            db.sql(_INSERT_ORDER),
-            (
-                event.number,
-                event.resource_project,
-                event.dest_project,
-                len(event.snids),
-                event.at.timestamp(),
-                day,
-                UNFINISHED,
-            ),
+                    order = new.get(event.number) or earlier[event.number]
+                    add(order[_PROJECT], utc_day(event.at), _WARNINGS_AT, 1)
+        db.apply_rows(cursor, _INSERT_ORDERS, list(new.values()))
+        db.apply_rows(cursor, _DECIDE_ORDERS, list(decided.values()))
+        db.apply_rows(
+            cursor, _ADD_TO_DAYS, [(*key, *counts) for key, counts in days.items()]
         )
-        _add(cursor, db, event.resource_project, day, requested=1)
 
     @staticmethod
-    def _decided(
-        cursor: Cursor, db: ViewDatabase, event: Order.Accepted | Order.Rejected
-    ) -> None:
-        cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
-        project, dest_project, servers, requested_at, requested_day = cursor.fetchone()
-        outcome = _OUTCOME_OF_STATE[event.state]
-        accepted = outcome == ACCEPTED
-        cursor.execute(
-            db.sql(_DECIDE_ORDER),
-            (
-                outcome,
-                # Rounded to the microsecond `at` holds: no float noise in reports.
-                round(event.at.timestamp() - requested_at, 6),
-                event.number,
-            ),
+    def _orders_before(
+        cursor: Cursor, db: ViewDatabase, events: Events
+    ) -> dict[int, Sequence[Any]]:
+        """The rows of the orders that `events` decide or warn about and that
+        were requested before them, by order id."""
+        requested = {e.number for e in events if isinstance(e, Order.Requested)}
+        wanted = sorted(
+            {
+                e.number
+                for e in events
+                if isinstance(e, Order.Accepted | Order.Rejected | Order.WarningRaised)
+            }
+            - requested
         )
-        if not accepted:
-            _add(cursor, db, project, requested_day, refused=1)
-            return
-        _add(cursor, db, project, requested_day, accepted=1)
-        day = utc_day(event.at)
-        _add(cursor, db, dest_project, day, servers_in=servers)
-        _add(cursor, db, project, day, servers_out=servers)
-
-    @staticmethod
-    def _warned(cursor: Cursor, db: ViewDatabase, event: Order.WarningRaised) -> None:
-        cursor.execute(db.sql(_SELECT_ORDER), (event.number,))
-        project = cursor.fetchone()[0]
-        _add(cursor, db, project, utc_day(event.at), warnings=1)
+        if not wanted:
+            return {}
+        rows: list[Any] = []
+        with db.reader(cursor) as reader:
+            if db.arrays:
+                reader.execute(db.sql(_SELECT_ORDERS_ARRAY), (array_literal(wanted),))
+                rows = reader.fetchall()
+            else:
+                for i in range(0, len(wanted), _READ_AT_ONCE):
+                    ids = wanted[i : i + _READ_AT_ONCE]
+                    marks = ", ".join("?" * len(ids))
+                    reader.execute(db.sql(_SELECT_ORDERS.format(marks=marks)), ids)
+                    rows += reader.fetchall()
+        return {int(row[0]): row for row in rows}
 
     # -- queries ---------------------------------------------------------------
 
@@ -419,34 +491,6 @@ class Reports(TablesFromDdl):
 
 def _to_milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
-
-
-def _add(
-    cursor: Cursor,
-    db: ViewDatabase,
-    project: str,
-    day: str,
-    *,
-    requested: int = 0,
-    accepted: int = 0,
-    refused: int = 0,
-    servers_in: int = 0,
-    servers_out: int = 0,
-    warnings: int = 0,
-) -> None:
-    cursor.execute(
-        db.sql(_ADD_TO_DAY),
-        (
-            project,
-            day,
-            requested,
-            accepted,
-            refused,
-            servers_in,
-            servers_out,
-            warnings,
-        ),
-    )
 
 
 def _summary(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from eventsourcing.utils import get_topic
 
 from domain.server import Server
-from projections.database import Cursor, ViewDatabase
+from projections.database import Cursor, RowsStatement, ViewDatabase
 from projections.view import Events, TablesFromDdl
 
 NAME: Final = "server_ownership"
@@ -22,14 +22,22 @@ _DDL: Final = (
     "CREATE INDEX IF NOT EXISTS server_ownership_by_project"
     " ON server_ownership (project_id, snid)",
 )
-_REGISTER: Final = (
-    "INSERT INTO server_ownership (snid, project_id, order_id, updated_at)"
-    " VALUES (?, ?, NULL, ?)"
+_REGISTER: Final = RowsStatement(
+    each="INSERT INTO server_ownership (snid, project_id, order_id, updated_at)"
+    " VALUES (?, ?, ?, ?)",
+    arrays="INSERT INTO server_ownership (snid, project_id, order_id, updated_at)"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::double precision[])",
 )
-_HOLD: Final = "UPDATE server_ownership SET order_id = ?, updated_at = ? WHERE snid = ?"
-_MOVE: Final = (
-    "UPDATE server_ownership SET project_id = ?, order_id = NULL, updated_at = ?"
-    " WHERE snid = ?"
+# What the page's events did to a server registered before it: its new project
+# (NULL: the same), holding order and time; one row per server.
+_CHANGE: Final = RowsStatement(
+    each="UPDATE server_ownership SET project_id = COALESCE(?, project_id),"
+    " order_id = ?, updated_at = ? WHERE snid = ?",
+    arrays="UPDATE server_ownership s"
+    " SET project_id = COALESCE(c.project_id, s.project_id),"
+    " order_id = c.order_id, updated_at = c.updated_at"
+    " FROM unnest(?::text[], ?::bigint[], ?::double precision[], ?::text[])"
+    " AS c (project_id, order_id, updated_at, snid) WHERE s.snid = c.snid",
 )
 _SELECT_ALL: Final = (
     "SELECT snid, project_id, order_id, updated_at FROM server_ownership ORDER BY snid"
@@ -65,27 +73,38 @@ class ServerOwnership(TablesFromDdl):
     )
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        """Two statements a page: the page's events are folded, in log order, into
+        the row each server ends with (inserted if registered in the page)."""
+        new: dict[str, list[Any]] = {}  # snid, project, order, updated at
+        changed: dict[str, list[Any]] = {}  # project or None, order, updated at, snid
+        project: str | None
+        order: int | None
         for event in events:
             match event:
                 case Server.Registered():
-                    cursor.execute(
-                        db.sql(_REGISTER),
-                        (event.snid, event.project_id, event.at.timestamp()),
-                    )
+                    at = event.at.timestamp()
+                    new[event.snid] = [event.snid, event.project_id, None, at]
+                    continue
                 case Server.Reserved():
-                    cursor.execute(
-                        db.sql(_HOLD),
-                        (event.order_id, event.at.timestamp(), event.snid),
-                    )
+                    project, order, at = None, event.order_id, event.at.timestamp()
                 case Server.Transferred():
-                    cursor.execute(
-                        db.sql(_MOVE),
-                        (event.to_project, event.at.timestamp(), event.snid),
-                    )
+                    project, order, at = event.to_project, None, event.at.timestamp()
                 case Server.Released():
-                    cursor.execute(
-                        db.sql(_HOLD), (None, event.at.timestamp(), event.snid)
-                    )
+                    project, order, at = None, None, event.at.timestamp()
+                case _:
+                    continue
+            if (row := new.get(event.snid)) is not None:
+                if project is not None:
+                    row[1] = project
+                row[2], row[3] = order, at
+            elif (change := changed.get(event.snid)) is not None:
+                if project is not None:
+                    change[0] = project
+                change[1], change[2] = order, at
+            else:
+                changed[event.snid] = [project, order, at, event.snid]
+        db.apply_rows(cursor, _REGISTER, list(new.values()))
+        db.apply_rows(cursor, _CHANGE, list(changed.values()))
 
     @staticmethod
     def servers(db: ViewDatabase, project_id: str | None = None) -> list[ServerRow]:
