@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -152,22 +153,48 @@ class OrderService:
         Requests arriving together are saved together (group commit): one
         transaction for all of them, each still judged on its own.
         """
+        return self._transfers.submit(
+            self._transfer_request(tenant, user, snids, dest_project, mailto)
+        )
+
+    def request_transfer_later(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        snids: list[str],
+        dest_project: str,
+        mailto: list[str],
+    ) -> Future[Written]:
+        """`request_transfer` without waiting: the request is checked now (an
+        InvalidInput is raised here), queued for the next batch, and its outcome
+        comes as the future's result or exception."""
+        return self._transfers.submit_later(
+            self._transfer_request(tenant, user, snids, dest_project, mailto)
+        )
+
+    def _transfer_request(
+        self,
+        tenant: str,
+        user: str,
+        snids: list[str],
+        dest_project: str,
+        mailto: list[str],
+    ) -> _TransferRequest:
         values.check_snids(snids, self.limits.max_servers_per_order)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"
             )
-        return self._transfers.submit(
-            _TransferRequest(
-                tenant=tenant,
-                user=user,
-                snids=snids,
-                dest_project=dest_project,
-                mailto=values.check_mailto(
-                    mailto, self.limits.max_mailto, self.limits.mail_domains
-                ),
-            )
+        return _TransferRequest(
+            tenant=tenant,
+            user=user,
+            snids=snids,
+            dest_project=dest_project,
+            mailto=values.check_mailto(
+                mailto, self.limits.max_mailto, self.limits.mail_domains
+            ),
         )
 
     def _request_batch(self, batch: list[_Pending]) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -113,6 +113,11 @@ class Following:
         self._projecting: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
+        # Pages are applied in threads of their own: a page waited for by
+        # requests never queues behind other calls in the shared pool.
+        self._pages = ThreadPoolExecutor(
+            max(len(self.projectors), 1), thread_name_prefix="pm-order-projector"
+        )
 
     @property
     def position(self) -> int:
@@ -161,6 +166,7 @@ class Following:
         for _, future in self._waiters:
             future.cancel()
         self._waiters.clear()
+        self._pages.shutdown(wait=False)
 
     def wake(self) -> None:
         """New events were stored: project them now (call on the event loop)."""
@@ -220,7 +226,7 @@ class Following:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[name].clear()
             try:
-                moved = await self._run(projector.run_page, position)
+                moved = await in_pool(self._pages, projector.run_page, position)
             except ProjectionConflict:
                 # Moved elsewhere (a standby that took over, a rebuild switched in):
                 # carry on from where each view is now.
