@@ -3,9 +3,12 @@
 A number is taken when an order with it is stored; numbers are taken in
 sequence (n+1 only once n is stored), so "taken" is monotonic in n and the next
 free number is found by galloping forward from the last one seen, then
-bisecting. A number is recorded in the order's `Requested` event, so a replay
-gives the same numbers; two processes that pick the same number conflict on
-the order's aggregate id, and the loser retries.
+bisecting. Once known, the next number is taken to be the one after the last
+this process stored, without asking the store: if another process took it
+meanwhile, the save conflicts on the order's aggregate id, and the retry
+(after `forget`) searches the store again. So a number is only ever used once
+its predecessor is stored: none is skipped, none is used twice. A number is
+recorded in the order's `Requested` event, so a replay gives the same numbers.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from collections.abc import Callable
 
 
 class OrderNumbers:
-    """The lowest order number not yet taken, asked of the store as `taken(n)`."""
+    """The lowest order number not yet taken, asked of the store as `taken(n)`
+    only when this process does not know it."""
 
     def __init__(self, taken: Callable[[int], bool]) -> None:
         self._taken = taken
         self._last = 0
+        self._known = False  # whether _last is the last number stored, for all we know
 
     def next(self) -> int:
+        if self._known:
+            return self._last + 1
         low, step = self._last, 1
         while self._taken(low + step):
             low += step
@@ -32,9 +39,15 @@ class OrderNumbers:
                 low = middle
             else:
                 high = middle
-        self._last = low
+        self._last, self._known = low, True
         return high
 
     def used_up_to(self, number: int) -> None:
-        """Numbers up to `number` are stored (saves the next search some steps)."""
+        """Numbers up to `number` are stored: the next is `number + 1`, as far
+        as this process knows."""
         self._last = max(self._last, number)
+        self._known = True
+
+    def forget(self) -> None:
+        """Another writer may have taken numbers: the next `next` asks the store."""
+        self._known = False
