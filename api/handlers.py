@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -43,14 +44,15 @@ async def request_transfer(request: web.Request) -> web.Response:
     """POST: order the move of the caller's servers to another project."""
     identity = request[IDENTITY]
     body = await requests.transfer_request(request, identity.project_id)
-    written = await run(
-        request,
-        request.app[SERVICE].request_transfer,
-        tenant=identity.project_id,
-        user=identity.user_name,
-        snids=body.snids,
-        dest_project=body.dest_project,
-        mailto=body.mailto,
+    # Queued for the next group commit: no thread of the pool waits meanwhile.
+    written = await asyncio.wrap_future(
+        request.app[SERVICE].request_transfer_later(
+            tenant=identity.project_id,
+            user=identity.user_name,
+            snids=body.snids,
+            dest_project=body.dest_project,
+            mailto=body.mailto,
+        )
     )
     await after_write(request, written.position)
     assert written.order_id is not None

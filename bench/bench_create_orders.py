@@ -135,6 +135,21 @@ async def bare_inserts(schema: Schema, clients: int, seconds: float) -> Run:
     return Run(len(latencies), time.perf_counter() - start, latencies)
 
 
+def group_commits(schema: Schema) -> tuple[int, int]:
+    """(orders stored, transactions that stored them): each transaction's rows
+    share their xmin."""
+    with psycopg.connect(
+        POSTGRES_URL, options=f"-c search_path={schema.name}"
+    ) as connection:
+        row = connection.execute(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM pm_order_events"
+            " WHERE topic LIKE %s",
+            ("%Order.Requested",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def run(orders: int, clients: int, baseline_seconds: float) -> Report:
     report = Report(
         f"Creating orders over HTTP on PostgreSQL ({clients} clients)",
@@ -159,12 +174,17 @@ def run(orders: int, clients: int, baseline_seconds: float) -> Report:
             ours = asyncio.run(
                 post_orders(server.base_url, token_of[SOURCE], snids[WARM_UP:], clients)
             )
+        batches = group_commits(schema)
         after = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
     baseline = (before.per_second + after.per_second) / 2
     report.figure(
         "ours: POST an order (serve, 1 process)",
         f"{ours.per_second:,.0f} orders/s  ({ours.count:,} in {ours.seconds:.1f}s;"
         f" {ours.latency_text()})",
+    )
+    report.note(
+        f"group commit: {batches[0]:,} orders in {batches[1]:,} transactions"
+        f" ({batches[0] / max(batches[1], 1):.1f} orders per transaction)"
     )
     report.figure(
         "baseline: bare INSERT + COMMIT",

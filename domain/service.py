@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    project_aggregate,
+)
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from domain import values
 from domain.exceptions import (
@@ -152,22 +157,48 @@ class OrderService:
         Requests arriving together are saved together (group commit): one
         transaction for all of them, each still judged on its own.
         """
+        return self._transfers.submit(
+            self._transfer_request(tenant, user, snids, dest_project, mailto)
+        )
+
+    def request_transfer_later(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        snids: list[str],
+        dest_project: str,
+        mailto: list[str],
+    ) -> Future[Written]:
+        """`request_transfer` without waiting: the request is checked now (an
+        InvalidInput is raised here), queued for the next batch, and its outcome
+        comes as the future's result or exception."""
+        return self._transfers.submit_later(
+            self._transfer_request(tenant, user, snids, dest_project, mailto)
+        )
+
+    def _transfer_request(
+        self,
+        tenant: str,
+        user: str,
+        snids: list[str],
+        dest_project: str,
+        mailto: list[str],
+    ) -> _TransferRequest:
         values.check_snids(snids, self.limits.max_servers_per_order)
         values.check_project_id(dest_project, "dest_project")
         if dest_project == tenant:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"
             )
-        return self._transfers.submit(
-            _TransferRequest(
-                tenant=tenant,
-                user=user,
-                snids=snids,
-                dest_project=dest_project,
-                mailto=values.check_mailto(
-                    mailto, self.limits.max_mailto, self.limits.mail_domains
-                ),
-            )
+        return _TransferRequest(
+            tenant=tenant,
+            user=user,
+            snids=snids,
+            dest_project=dest_project,
+            mailto=values.check_mailto(
+                mailto, self.limits.max_mailto, self.limits.mail_domains
+            ),
         )
 
     def _request_batch(self, batch: list[_Pending]) -> None:
@@ -325,9 +356,13 @@ class OrderService:
         for _ in range(MAX_ATTEMPTS):
             try:
                 return attempt()
-            except (IntegrityError, _StaleRead):
+            except IntegrityError:
                 # Someone else changed what we read. (A failed save also emptied the
-                # aggregates' pending events.) The next attempt reads it all again.
+                # aggregates' pending events.) The next attempt reads it all again,
+                # and looks for the next free order number in the store.
+                self._numbers.forget()
+                continue
+            except _StaleRead:
                 continue
         raise Conflict("the store is busy with competing changes; try again")
 
@@ -339,7 +374,31 @@ class OrderService:
         return max(r.notification.id for r in recordings)
 
     def _servers(self, snids: list[str]) -> dict[str, Server | None]:
-        return {s: self._get(Server, server_aggregate_id(s)) for s in snids}
+        """The servers `snids` (None: not registered), read in one statement."""
+        found = self._aggregates(Server, [server_aggregate_id(s) for s in snids])
+        return {s: found[server_aggregate_id(s)] for s in snids}
+
+    def _aggregates(
+        self, kind: type[T], aggregate_ids: Sequence[UUID]
+    ) -> dict[UUID, T | None]:
+        """The aggregates `aggregate_ids` as they are now (None: none), read in one
+        statement where the recorder can (`select_events_of`), else one by one."""
+        select_events_of = getattr(self.app.recorder, "select_events_of", None)
+        if select_events_of is None:
+            return {i: self._get(kind, i) for i in aggregate_ids}
+        with self._store_errors():
+            stored: Sequence[StoredEvent] = select_events_of(aggregate_ids)
+        events: dict[UUID, list[StoredEvent]] = {i: [] for i in aggregate_ids}
+        for record in stored:
+            events[UUID(str(record.originator_id))].append(record)
+        found: dict[UUID, T | None] = {}
+        for aggregate_id, records in events.items():
+            aggregate = project_aggregate(
+                None, (self.app.mapper.to_domain_event(r) for r in records)
+            )
+            assert aggregate is None or isinstance(aggregate, kind)
+            found[aggregate_id] = aggregate
+        return found
 
     def _get(
         self, kind: type[T], aggregate_id: UUID, version: int | None = None

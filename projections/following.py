@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -38,6 +38,9 @@ STANDBY_POLL_SECONDS: Final = 1.0
 # Reading the tracking table while requests wait on another process's projector.
 _WAIT_POLL_FIRST: Final = 0.002
 _WAIT_POLL_MOST: Final = 0.05
+# While the listener hears, positions are read when the projector announces that
+# it moved; this timer only bounds the wait should an announcement be lost.
+_WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
 # The listener NOTIFYs itself when it heard nothing for a heartbeat; hearing
 # nothing for longer than "stale" (or a lost connection) makes it dead.
@@ -57,6 +60,17 @@ class Listener:
     heard_at: float | None = None  # time.time() of the latest
     failures: int = 0  # connections lost or refused in a row
     error: str | None = None  # why the latest connection ended
+
+
+def tracked_positions(db: ViewDatabase, views: Sequence[str]) -> dict[str, int]:
+    """The tracked position of each of `views` (0 before anything), in one read."""
+    rows = db.query(
+        "SELECT view, position FROM projection_tracking"
+        f" WHERE view IN ({', '.join('?' * len(views))})",
+        list(views),
+    )
+    found = {str(view): int(position) for view, position in rows}
+    return {view: found.get(view, 0) for view in views}
 
 
 async def stop_tasks(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -113,6 +127,11 @@ class Following:
         self._projecting: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
+        # Pages are applied in threads of their own: a page waited for by
+        # requests never queues behind other calls in the shared pool.
+        self._pages = ThreadPoolExecutor(
+            max(len(self.projectors), 1), thread_name_prefix="pm-order-projector"
+        )
 
     @property
     def position(self) -> int:
@@ -161,6 +180,7 @@ class Following:
         for _, future in self._waiters:
             future.cancel()
         self._waiters.clear()
+        self._pages.shutdown(wait=False)
 
     def wake(self) -> None:
         """New events were stored: project them now (call on the event loop)."""
@@ -220,7 +240,7 @@ class Following:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[name].clear()
             try:
-                moved = await self._run(projector.run_page, position)
+                moved = await in_pool(self._pages, projector.run_page, position)
             except ProjectionConflict:
                 # Moved elsewhere (a standby that took over, a rebuild switched in):
                 # carry on from where each view is now.
@@ -299,19 +319,31 @@ class Following:
             await asyncio.sleep(_HEARTBEAT_CHECK_SECONDS)
 
     async def _poll_while_waited(self) -> None:
+        """Read the views' positions while requests wait on another process's
+        projector: when it announces progress (NOTIFY), and on a timer only while
+        the announcements may not come (no listener, or one that hears nothing)."""
         delay = _WAIT_POLL_FIRST
         while self._waiters:
+            # Cleared before reading, so an announcement during the read is not lost.
             self._progress.clear()
-            for view in self.views:
-                self._advance(
-                    view, await self._position_or(view, self._positions[view])
-                )
+            for view, position in (await self._positions_now()).items():
+                self._advance(view, position)
             if not self._waiters:
                 return
+            listening = self.listener_alive()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(_WAIT_POLL_HEARING if listening else delay):
                     await self._progress.wait()
             delay = min(delay * 2, _WAIT_POLL_MOST)
+
+    async def _positions_now(self) -> dict[str, int]:
+        """Every followed view's tracked position, in one statement (on failure,
+        the positions known)."""
+        try:
+            return await self._run(tracked_positions, self.db, self.views)
+        except Exception as error:  # noqa: BLE001 - a waiter retries; never crash the poll
+            log.warning("cannot read the positions of the views: %s", error)
+            return dict(self._positions)
 
     async def _position_or(self, view: str, fallback: int) -> int:
         try:

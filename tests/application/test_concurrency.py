@@ -152,9 +152,12 @@ def run_before_reading(
     aggregate_id: UUID,
     action: Callable[[], Any],
 ) -> None:
-    """Run `action` once, just before `service` first reads `aggregate_id`."""
+    """Run `action` once, just before `service` first reads `aggregate_id` (alone,
+    or with others in one statement: then before that statement)."""
     repository = service.app.repository
+    recorder = service.app.recorder
     read = repository.get
+    read_many = recorder.select_events_of  # type: ignore[attr-defined]
     pending = [action]
 
     def get(wanted: UUID, *args: Any, **kwargs: Any) -> Any:
@@ -162,7 +165,13 @@ def run_before_reading(
             pending.pop()()
         return read(wanted, *args, **kwargs)
 
+    def select_events_of(wanted: Sequence[UUID]) -> Any:
+        if aggregate_id in wanted and pending:
+            pending.pop()()
+        return read_many(wanted)
+
     monkeypatch.setattr(repository, "get", get)
+    monkeypatch.setattr(recorder, "select_events_of", select_events_of)
 
 
 def run_before_saving(

@@ -171,3 +171,41 @@ async def test_two_api_processes_and_two_workers_give_one_order_per_server(
     finally:
         for process in [*apis, standby, leader]:
             process.stop()
+
+
+async def test_orders_posted_in_turn_to_two_processes_are_numbered_in_sequence_and_show_in_the_other(  # noqa: E501
+    postgres_schema_url: str, tokens_path: Path, tmp_path: Path
+) -> None:
+    # Given: two API processes, one of them projecting (serve), the other not
+    env = {
+        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_TOKENS_FILE": str(tokens_path),
+        "PM_ORDER_CREATE_TABLES": "no",
+    }
+    pm_order("db", "upgrade", env=env)
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "snid,project_id\n" + "".join(f"{s},proj-a\n" for s in SERVERS)
+    )
+    pm_order("machines", "import", str(inventory), env=env)
+    apis = [
+        ApiServer(env, tmp_path / "api-serve.log", api_only=False),
+        ApiServer(env, tmp_path / "api-only.log"),
+    ]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for i, snid in enumerate(SERVERS):
+                # When: each order is POSTed to the other process than the last
+                # (each process's next number is stale: the save conflicts and the
+                # retry looks in the store)
+                writer, reader = apis[i % 2], apis[(i + 1) % 2]
+                status, body = await post_order(session, writer, [snid])
+                # Then: numbers follow on, none skipped or used twice
+                assert (status, body.get("order_id")) == (200, i + 1), body
+                # and the other process shows the order as soon as it is answered
+                listed = await list_orders(session, reader, "tok-alice", "proj-a", 3)
+                assert listed["total_count"] == i + 1
+                assert i + 1 in {o["id"] for o in listed["orders"]}
+    finally:
+        for api in apis:
+            api.stop()
