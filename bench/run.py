@@ -119,6 +119,12 @@ def main() -> None:
         default="full",
         help="full (default), small (a quick look), tiny (a smoke test: seconds)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "var" / "bench-latest.md",
+        help="where the table is written too (default var/bench-latest.md)",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -159,10 +165,10 @@ def main() -> None:
     elapsed = time.monotonic() - began
     table = summary(reports, started, args.size, problems, elapsed)
     print("\n" + table)
-    out = ROOT / "var" / "bench-latest.md"
-    out.parent.mkdir(exist_ok=True)
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table + "\n", encoding="utf-8")
-    print(f"(written to {out.relative_to(ROOT)})")
+    print(f"(written to {out})")
     if problems:
         sys.exit(1)
 
