@@ -68,6 +68,7 @@ FLAT: Final = 2.0
 @dataclass
 class Step:
     size: int
+    wanted: int
     events: int
     grown: Grown
     backlog_events: int
@@ -149,7 +150,10 @@ def step(
 ) -> Step:
     # The bulk through the generator's projectors; the backlog for the worker.
     backlog = min(options.backlog, size // 2)
-    grown = grow(store, size - backlog - 1)
+    deadline = time.perf_counter() + options.generate_seconds
+    grown = grow(store, size - backlog - 1, deadline=deadline)
+    wanted = size
+    size = min(size, grown.orders + backlog + 1)  # short when it ran out of time
     creates = options.creates
     # Servers for this step's POSTs, registered before the worker starts.
     snids = [f"GROW-{size}-{k:06d}" for k in range(creates)]
@@ -194,6 +198,7 @@ def step(
     rebuild_seconds, rebuild_mb, rebuilt = rebuild(schema.url, options.rebuild_seconds)
     return Step(
         size=size,
+        wanted=wanted,
         events=store.app.recorder.max_notification_id() or 0,
         grown=grown,
         backlog_events=backlog_events,
@@ -218,6 +223,7 @@ class Options:
     seconds: float = 3.0  # each list run
     backlog: int = 2000  # orders the worker catches up at each size
     rebuild_seconds: float = 600.0  # the rebuild is stopped past this
+    generate_seconds: float = 1800.0  # each size's generating stops past this
     keep_store: str = ""  # leave the store in this schema (for bench/run.py)
 
 
@@ -248,7 +254,13 @@ def run(sizes: list[int], options: Options) -> Report:
         f" the rebuild is stopped past {options.rebuild_seconds:.0f}s"
     )
     for s in steps:
-        report.note(f"store at {s.size:,} orders: {s.grown.describe()}")
+        short = (
+            f" (STOPPED SHORT of {s.wanted:,}: generating took over"
+            f" {options.generate_seconds:.0f}s)"
+            if s.size < s.wanted
+            else ""
+        )
+        report.note(f"store at {s.size:,} orders{short}: {s.grown.describe()}")
     report.note(
         "| orders | events | create orders/s (ratio to bare INSERT) | list p99 ms"
         " | list requests/s (ratio to bare handler) | worker catch-up s (events/s)"
@@ -317,6 +329,12 @@ def main() -> None:
         help="stop each rebuild after this long (default 600)",
     )
     parser.add_argument(
+        "--generate-seconds",
+        type=float,
+        default=1800.0,
+        help="stop generating each size after this long (default 1800)",
+    )
+    parser.add_argument(
         "--keep-store",
         default="",
         metavar="SCHEMA",
@@ -329,6 +347,7 @@ def main() -> None:
         seconds=args.seconds,
         backlog=args.backlog,
         rebuild_seconds=args.rebuild_seconds,
+        generate_seconds=args.generate_seconds,
         keep_store=args.keep_store,
     )
     main_of(lambda: run(sizes, options))
