@@ -110,8 +110,10 @@ def wait_projected(store: Store, timeout: float) -> None:
 
 def rebuild(url: str, limit: float) -> tuple[float, float, int]:
     """(seconds, peak RSS in MiB, views switched in) of `pm-order projections
-    rebuild`, interrupted (SIGINT: nothing half-switched) past `limit` seconds."""
-    env = {**os.environ, "PM_ORDER_DATABASE_URL": url}
+    rebuild`, interrupted (SIGINT: nothing half-switched, its scratch schema
+    dropped) past `limit` seconds, killed a minute later if still running."""
+    # Unbuffered: the views it switched in are counted from its output.
+    env = {**os.environ, "PM_ORDER_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     # Its progress goes to a file: a pipe nobody reads would fill and stall it.
     with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as out:
@@ -130,6 +132,8 @@ def rebuild(url: str, limit: float) -> tuple[float, float, int]:
             if time.perf_counter() - start > limit and not stopped:
                 process.send_signal(signal.SIGINT)
                 stopped = True
+            if time.perf_counter() - start > limit + 60:
+                process.kill()
             time.sleep(0.05)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start

@@ -264,8 +264,13 @@ def pm_order_process(
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so schemas are dropped and children stopped."""
+    """SIGTERM unwinds like Ctrl-C, so schemas are dropped and children stopped.
+
+    SIGINT is made Ctrl-C again too: a shell's background job (`make bench &`)
+    starts with SIGINT ignored, which Python and every child then keep, so a
+    child could not be interrupted (bench_growth stops a rebuild so)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- figures ----------------------------------------------------------------------
