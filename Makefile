@@ -40,7 +40,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# ONLY=create,list,lag,projector,growth picks some; SIZE=small for a quick look.
+# ONLY=create,list,lag,projector,growth picks some; SIZE=small for a quick look
+# (SIZE=tiny: every benchmark in seconds, as tests/bench does in `make test`).
+# Full size grows one store to 1,000,000 orders (growth), and list measures on it.
 bench: install
 	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY)) $(if $(SIZE),--size $(SIZE))
 

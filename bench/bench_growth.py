@@ -1,14 +1,20 @@
-"""Growth: the create and list figures, rebuild time and peak memory, by store size.
+"""Growth: the create and list figures, catch-up, rebuild time and peak memory, by
+store size.
 
 One store grows through the sizes given (bench/generate.py: through the event
-store, never by writing view rows). At each size: a fresh `pm-order worker`
-projects what was added (its catch-up time and peak RSS are shown); a fresh
-`pm-order serve --api-only` answers the list benchmark (16 clients, against a bare
-aiohttp handler of the same JSON) and the create benchmark (32 clients POSTing
-orders, against bare INSERT + COMMIT) while the worker projects; then
-`pm-order projections rebuild` rebuilds every view from the whole log (its time
-and peak RSS). The table says whether list latency stays flat and memory does not
-grow with the store.
+store and the views' projectors, never by writing view rows). At each size the
+last `--backlog` orders are left unprojected; a fresh `pm-order worker` catches
+them up (its catch-up time and rate over the same number of orders at every size,
+and its peak RSS); a fresh `pm-order serve --api-only` answers the list benchmark
+(16 clients, against a bare aiohttp handler of the same JSON) and the create
+benchmark (32 clients POSTing orders, against bare INSERT + COMMIT) while the
+worker projects; then `pm-order projections rebuild` rebuilds every view from the
+whole log (its time and peak RSS; stopped past `--rebuild-seconds`, and the table
+says how many views it had switched in by then). The table says whether list
+latency stays flat and memory does not grow with the store.
+
+With `--keep-store NAME` the store is left in schema NAME at its largest size
+(bench/run.py hands it to the list benchmark, then drops it).
 
     .venv/bin/python bench/bench_growth.py [--sizes 10000,100000,1000000]
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -33,7 +40,7 @@ from bench_list_orders import (
     list_requests,
     sample_request,
 )
-from generate import TENANTS, analyze, grow
+from generate import TENANTS, Grown, analyze, grow
 from harness import (
     PYTHON,
     ROOT,
@@ -61,8 +68,10 @@ FLAT: Final = 2.0
 @dataclass
 class Step:
     size: int
+    wanted: int
     events: int
-    write_seconds: float
+    grown: Grown
+    backlog_events: int
     catch_up_seconds: float
     worker_mb: float
     api_mb: float
@@ -73,6 +82,21 @@ class Step:
     bare_insert_rate: float
     rebuild_seconds: float
     rebuild_mb: float
+    rebuilt_views: int  # switched in before the time limit
+    views: int
+
+    @property
+    def catch_up_rate(self) -> float:
+        return self.backlog_events / max(self.catch_up_seconds, 1e-9)
+
+    @property
+    def rebuild_text(self) -> str:
+        if self.rebuilt_views == self.views:
+            return f"{self.rebuild_seconds:.1f}"
+        return (
+            f"> {self.rebuild_seconds:.0f} (stopped; {self.rebuilt_views} of"
+            f" {self.views} views done)"
+        )
 
 
 def wait_projected(store: Store, timeout: float) -> None:
@@ -84,26 +108,41 @@ def wait_projected(store: Store, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def rebuild(url: str) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of `pm-order projections rebuild`."""
-    env = {**os.environ, "PM_ORDER_DATABASE_URL": url}
+def rebuild(url: str, limit: float) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MiB, views switched in) of `pm-order projections
+    rebuild`, interrupted (SIGINT: nothing half-switched, its scratch schema
+    dropped) past `limit` seconds, killed a minute later if still running."""
+    # Unbuffered: the views it switched in are counted from its output.
+    env = {**os.environ, "PM_ORDER_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
-    # Its progress bar goes to a file: a pipe nobody reads would fill and stall it.
-    with tempfile.TemporaryFile() as log:
+    # Its progress goes to a file: a pipe nobody reads would fill and stall it.
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as out:
         process = subprocess.Popen(
             [PYTHON, "-m", "cli", "projections", "rebuild"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=out,
             stderr=log,
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        stopped = False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > limit and not stopped:
+                process.send_signal(signal.SIGINT)
+                stopped = True
+            if time.perf_counter() - start > limit + 60:
+                process.kill()
+            time.sleep(0.05)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
-        if process.returncode != 0:
+        out.seek(0)
+        switched = out.read().decode().count("switched in")
+        if process.returncode != 0 and not stopped:
             log.seek(0)
             raise RuntimeError(f"rebuild failed: {log.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, switched
 
 
 def step(
@@ -111,10 +150,15 @@ def step(
     schema: Schema,
     directory: Path,
     size: int,
-    creates: int,
-    seconds: float,
+    options: Options,
 ) -> Step:
-    grown = grow(store, size, project=False)
+    # The bulk through the generator's projectors; the backlog for the worker.
+    backlog = min(options.backlog, size // 2)
+    deadline = time.perf_counter() + options.generate_seconds
+    grown = grow(store, size - backlog - 1, deadline=deadline)
+    wanted = size
+    size = min(size, grown.orders + backlog + 1)  # short when it ran out of time
+    creates = options.creates
     # Servers for this step's POSTs, registered before the worker starts.
     snids = [f"GROW-{size}-{k:06d}" for k in range(creates)]
     service = OrderService(store.app)
@@ -124,9 +168,15 @@ def step(
     tokens, token_of = tokens_file(directory, projects)
     worker = pm_order_process("worker", schema.url)
     with running(worker):
+        # One order first: once the worker shows it, it is up and following.
+        grow(store, size - backlog, project=False)
+        wait_projected(store, timeout=300)
+        head = store.app.recorder.max_notification_id() or 0
         began = time.perf_counter()
+        grow(store, size, project=False)  # the backlog, written at once
         wait_projected(store, timeout=3600)
         catch_up = time.perf_counter() - began
+        backlog_events = (store.app.recorder.max_notification_id() or 0) - head
         analyze(store)
         serve = pm_order_process("serve", schema.url, tokens=tokens, api_only=True)
         with running(serve):
@@ -138,9 +188,9 @@ def step(
                 ours, baseline = alternate(
                     serve,
                     bare,
-                    list_requests(grown.orders, token_of),
+                    list_requests(size, token_of),
                     LIST_CLIENTS,
-                    seconds,
+                    options.seconds,
                 )
             before = asyncio.run(bare_inserts(schema, CREATE_CLIENTS, 2.0))
             created = asyncio.run(
@@ -149,11 +199,13 @@ def step(
             after = asyncio.run(bare_inserts(schema, CREATE_CLIENTS, 2.0))
             api_mb = peak_rss_mb(serve.popen.pid)
         worker_mb = peak_rss_mb(worker.popen.pid)
-    rebuild_seconds, rebuild_mb = rebuild(schema.url)
+    rebuild_seconds, rebuild_mb, rebuilt = rebuild(schema.url, options.rebuild_seconds)
     return Step(
-        size=grown.orders,
+        size=size,
+        wanted=wanted,
         events=store.app.recorder.max_notification_id() or 0,
-        write_seconds=grown.write_seconds,
+        grown=grown,
+        backlog_events=backlog_events,
         catch_up_seconds=catch_up,
         worker_mb=worker_mb,
         api_mb=api_mb,
@@ -164,29 +216,58 @@ def step(
         bare_insert_rate=(before.per_second + after.per_second) / 2,
         rebuild_seconds=rebuild_seconds,
         rebuild_mb=rebuild_mb,
+        rebuilt_views=rebuilt,
+        views=len(store.all_views),
     )
 
 
-def run(sizes: list[int], creates: int, seconds: float) -> Report:
+@dataclass(frozen=True)
+class Options:
+    creates: int = 1000  # orders POSTed per size
+    seconds: float = 3.0  # each list run
+    backlog: int = 2000  # orders the worker catches up at each size
+    rebuild_seconds: float = 600.0  # the rebuild is stopped past this
+    generate_seconds: float = 1800.0  # each size's generating stops past this
+    keep_store: str = ""  # leave the store in this schema (for bench/run.py)
+
+
+def run(sizes: list[int], options: Options) -> Report:
     report = Report(
-        "Growth: figures 1 and 2, rebuild time and peak RSS by store size",
+        "Growth: figures 1 and 2, catch-up, rebuild time and peak RSS by store size",
         key="5. growth",
     )
     report.note(machine_line())
     steps: list[Step] = []
-    with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
+    with (
+        fresh_schema(keep=options.keep_store) as schema,
+        tempfile.TemporaryDirectory() as directory,
+    ):
         store = open_store(schema.url)
         try:
             for size in sizes:
-                steps.append(
-                    step(store, schema, Path(directory), size, creates, seconds)
+                steps.append(step(store, schema, Path(directory), size, options))
+                print(
+                    f"  (size {size:,} done: {steps[-1].grown.describe()})", flush=True
                 )
-                print(f"  (size {size:,} done)", flush=True)
         finally:
             store.close()
     report.note(
+        f"each size: {options.creates:,} orders POSTed; worker catch-up: a running"
+        f" worker shows the last {options.backlog:,} generated orders (fewer below"
+        f" {2 * options.backlog:,}), written at once (the writing's time included);"
+        f" the rebuild is stopped past {options.rebuild_seconds:.0f}s"
+    )
+    for s in steps:
+        short = (
+            f" (STOPPED SHORT of {s.wanted:,}: generating took over"
+            f" {options.generate_seconds:.0f}s)"
+            if s.size < s.wanted
+            else ""
+        )
+        report.note(f"store at {s.size:,} orders{short}: {s.grown.describe()}")
+    report.note(
         "| orders | events | create orders/s (ratio to bare INSERT) | list p99 ms"
-        " | list requests/s (ratio to bare handler) | worker catch-up s"
+        " | list requests/s (ratio to bare handler) | worker catch-up s (events/s)"
         " | rebuild s | peak RSS MiB: API / worker / rebuild |"
     )
     report.note("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -196,7 +277,8 @@ def run(sizes: list[int], creates: int, seconds: float) -> Report:
             f" | {s.create_rate:,.0f} ({s.create_rate / s.bare_insert_rate:.2f}x)"
             f" | {s.list_p99_ms:.1f}"
             f" | {s.list_rate:,.0f} ({s.list_rate / s.bare_list_rate:.2f}x)"
-            f" | {s.catch_up_seconds:.1f} | {s.rebuild_seconds:.1f}"
+            f" | {s.catch_up_seconds:.1f} ({s.catch_up_rate:,.0f})"
+            f" | {s.rebuild_text}"
             f" | {s.api_mb:.0f} / {s.worker_mb:.0f} / {s.rebuild_mb:.0f} |"
         )
     first, last = steps[0], steps[-1]
@@ -238,9 +320,41 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=3.0, help="each list run (default 3)"
     )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=2000,
+        help="orders the worker catches up at each size (default 2000)",
+    )
+    parser.add_argument(
+        "--rebuild-seconds",
+        type=float,
+        default=600.0,
+        help="stop each rebuild after this long (default 600)",
+    )
+    parser.add_argument(
+        "--generate-seconds",
+        type=float,
+        default=1800.0,
+        help="stop generating each size after this long (default 1800)",
+    )
+    parser.add_argument(
+        "--keep-store",
+        default="",
+        metavar="SCHEMA",
+        help="leave the grown store in this schema (bench/run.py drops it)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    main_of(lambda: run(sizes, args.creates, args.seconds))
+    options = Options(
+        creates=args.creates,
+        seconds=args.seconds,
+        backlog=args.backlog,
+        rebuild_seconds=args.rebuild_seconds,
+        generate_seconds=args.generate_seconds,
+        keep_store=args.keep_store,
+    )
+    main_of(lambda: run(sizes, options))
 
 
 if __name__ == "__main__":

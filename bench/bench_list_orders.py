@@ -20,10 +20,12 @@ import random
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from generate import TENANTS, Grown, grow
+from generate import TENANTS, Grown, grow, orders_stored
 from harness import (
     PYTHON,
     SP_AGENT,
@@ -31,9 +33,11 @@ from harness import (
     Process,
     Report,
     Request,
+    Schema,
     free_port,
     fresh_schema,
     http_load,
+    kept_schema,
     machine_line,
     main_of,
     pm_order_process,
@@ -99,20 +103,22 @@ def bare_server(body_file: Path) -> Process:
     )
 
 
-def run(size: int, clients: int, seconds: float, generate_seconds: float) -> Report:
+def run(
+    size: int,
+    clients: int,
+    seconds: float,
+    generate_seconds: float,
+    reuse: str = "",
+) -> Report:
     report = Report(
         f"Listing a tenant's orders, {size:,} orders wanted ({clients} clients)",
         key="2. list",
     )
     report.note(machine_line())
-    with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
-        store = open_store(schema.url)
-        try:
-            grown = grow(store, size, deadline=time.perf_counter() + generate_seconds)
-        finally:
-            store.close()
-        report.note(describe_growth(grown, size))
-        size = grown.orders
+    with (
+        obtained_store(report, size, generate_seconds, reuse) as (schema, size),
+        tempfile.TemporaryDirectory() as directory,
+    ):
         projects = [f"proj-{k}" for k in range(TENANTS)]
         tokens, token_of = tokens_file(Path(directory), projects)
         requests = list_requests(size, token_of)
@@ -130,6 +136,38 @@ def run(size: int, clients: int, seconds: float, generate_seconds: float) -> Rep
             f" of a list ({body_file.stat().st_size:,} bytes of JSON)"
         )
     return judge(report, ours, baseline, size)
+
+
+@contextmanager
+def obtained_store(
+    report: Report, size: int, generate_seconds: float, reuse: str
+) -> Iterator[tuple[Schema, int]]:
+    """(the schema, the orders it holds): the store another benchmark of this run
+    kept (`reuse`: bench/run.py hands over the growth benchmark's), else one grown
+    here to `size` (stopped short after `generate_seconds`), dropped afterwards."""
+    if reuse:
+        with kept_schema(reuse) as schema:
+            store = open_store(schema.url, create_tables=False)
+            try:
+                held = orders_stored(store)
+            finally:
+                store.close()
+            report.note(
+                f"store: {held:,} orders, the growth benchmark's store of this run"
+                f" (schema {reuse}: generated through the event store and"
+                " projected by the projectors, then its orders POSTed), reused"
+                " as it is"
+            )
+            yield schema, held
+        return
+    with fresh_schema() as schema:
+        store = open_store(schema.url)
+        try:
+            grown = grow(store, size, deadline=time.perf_counter() + generate_seconds)
+        finally:
+            store.close()
+        report.note(describe_growth(grown, size))
+        yield schema, grown.orders
 
 
 def alternate(
@@ -156,16 +194,7 @@ def describe_growth(grown: Grown, wanted: int) -> str:
         if grown.orders >= wanted
         else f" (STOPPED SHORT of {wanted:,}: generating took too long)"
     )
-    retried = (
-        f"; {grown.retried_pages} pages failed and were applied again"
-        if grown.retried_pages
-        else ""
-    )
-    return (
-        f"store: {grown.orders:,} orders{short}, generated through the event store"
-        f" ({grown.events:,} events in {grown.write_seconds:.0f}s) and projected by"
-        f" the projectors ({grown.project_seconds:.0f}s){retried}"
-    )
+    return f"store: {grown.orders:,} orders{short}: {grown.describe()}"
 
 
 def judge(report: Report, ours: list[Load], baseline: list[Load], size: int) -> Report:
@@ -221,8 +250,23 @@ def main() -> None:
         default=900.0,
         help="stop generating orders after this long (default 900)",
     )
+    parser.add_argument(
+        "--reuse-store",
+        default="",
+        metavar="SCHEMA",
+        help="measure on the store another benchmark of this run kept in SCHEMA"
+        " (bench/run.py: the growth benchmark's) instead of growing one",
+    )
     args = parser.parse_args()
-    main_of(lambda: run(args.size, args.clients, args.seconds, args.generate_seconds))
+    main_of(
+        lambda: run(
+            args.size,
+            args.clients,
+            args.seconds,
+            args.generate_seconds,
+            args.reuse_store,
+        )
+    )
 
 
 if __name__ == "__main__":

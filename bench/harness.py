@@ -76,14 +76,41 @@ class Schema:
 
 
 @contextmanager
-def fresh_schema() -> Iterator[Schema]:
-    """A new schema bench_<random>, dropped afterwards, whatever happens."""
+def fresh_schema(*, keep: str = "") -> Iterator[Schema]:
+    """A new schema bench_<random>, dropped afterwards, whatever happens.
+
+    With `keep`, the schema is named so and is left in place when the block ends
+    without an error (a later benchmark of the same run measures on it; its caller,
+    bench/run.py, drops it); on an error it is dropped all the same.
+    """
     check_postgres()
-    schema = Schema(f"bench_{secrets.token_hex(5)}")
+    schema = Schema(keep or f"bench_{secrets.token_hex(5)}")
+    if keep:
+        drop_schema(keep)  # a leftover of an interrupted run
+    kept = False
     try:
         yield schema
+        kept = bool(keep)
     finally:
-        drop_schema(schema.name)
+        if not kept:
+            drop_schema(schema.name)
+
+
+@contextmanager
+def kept_schema(name: str) -> Iterator[Schema]:
+    """The schema a benchmark earlier in this run kept (see fresh_schema), used
+    as it is and left for its owner to drop."""
+    import psycopg
+
+    check_postgres()
+    with psycopg.connect(POSTGRES_URL, connect_timeout=5) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+            (name,),
+        ).fetchone()
+    if found is None:
+        raise RuntimeError(f"no schema {name}: the benchmark that keeps it failed")
+    yield Schema(name)
 
 
 def drop_schema(name: str) -> None:
@@ -237,8 +264,13 @@ def pm_order_process(
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so schemas are dropped and children stopped."""
+    """SIGTERM unwinds like Ctrl-C, so schemas are dropped and children stopped.
+
+    SIGINT is made Ctrl-C again too: a shell's background job (`make bench &`)
+    starts with SIGINT ignored, which Python and every child then keep, so a
+    child could not be interrupted (bench_growth stops a rebuild so)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- figures ----------------------------------------------------------------------
