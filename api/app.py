@@ -22,6 +22,7 @@ from api.context import (
     FOLLOWING,
     IDENTITY,
     METRICS,
+    PAGE_CACHE,
     SERVICE,
     STATUS,
     STORE,
@@ -29,6 +30,7 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.metrics import Metrics
 from api.observe import observe_middleware
+from api.page_cache import PageCache
 from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
@@ -157,6 +159,7 @@ async def _async_reads(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     app[ASYNC_READS] = AsyncListReads(views)
+    app[PAGE_CACHE] = PageCache()
     await app[ASYNC_READS].open()
     yield
     await app[ASYNC_READS].close()

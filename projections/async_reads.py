@@ -48,19 +48,27 @@ class AsyncListReads:
         self, tenant: str, list_type: int, *, limit: int, marker: int | None
     ) -> OrderPage:
         """OrderLists.page, read on the event loop."""
-        import psycopg
-        import psycopg_pool
-
         statement, params = OrderLists.page_query(
             tenant, list_type, limit=limit, marker=marker
         )
+        return OrderLists.page_of(await self._rows(statement, params), limit)
+
+    async def version(self, tenant: str) -> int | None:
+        """OrderLists.version, read on the event loop: one primary-key read."""
+        rows = await self._rows(*OrderLists.version_query(tenant))
+        return int(rows[0][0]) if rows else None
+
+    async def _rows(self, statement: str, params: list[Any]) -> list[Any]:
+        import psycopg
+        import psycopg_pool
+
         statement = self.views.sql(statement)
         for attempt in (1, 2):
             try:
                 async with self._pool.connection() as connection:
                     cursor = await connection.execute(statement, params)
-                    rows = await cursor.fetchall()
-                return OrderLists.page_of(rows, limit)
+                    rows: list[Any] = await cursor.fetchall()
+                    return rows
             except psycopg.OperationalError as error:
                 # A connection from before a database restart: its idle siblings
                 # are as dead; replace them and read once more.

@@ -73,6 +73,13 @@ _DDL: Final = (
     " list_type INTEGER NOT NULL,"
     " n BIGINT NOT NULL,"
     " PRIMARY KEY (tenant, list_type))",
+    # Per tenant, how many events changed its lists: written in the same
+    # transaction as the rows and the tracking, so that a reader that cached a page
+    # can tell with one primary-key read whether the page may have changed. A count
+    # of events, not of pages: a rebuild (other pages) gives the same figures.
+    "CREATE TABLE IF NOT EXISTS order_lists_versions ("
+    " tenant TEXT PRIMARY KEY,"
+    " n BIGINT NOT NULL)",
 )
 
 _INSERT_ORDER: Final = (
@@ -107,6 +114,17 @@ _WARN_ORDER: Final = (
     " WHERE id = ?"
 )
 
+_ADD_TO_VERSION: Final = (
+    "INSERT INTO order_lists_versions (tenant, n) VALUES (?, ?)"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n"
+)
+_ADD_TO_VERSIONS_OF_ORDER: Final = (
+    "INSERT INTO order_lists_versions (tenant, n)"
+    " SELECT tenant, ? FROM order_lists_entries WHERE order_id = ?"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n"
+)
+_SELECT_VERSION: Final = "SELECT n FROM order_lists_versions WHERE tenant = ?"
+
 _COLUMNS: Final = (
     "o.id, o.snids, o.resource_project, o.dest_project, o.user_name, o.state,"
     " o.warning_count, o.warned_at, o.created_at, o.updated_at"
@@ -123,8 +141,10 @@ def _select_page(role: str | None, state: str | None) -> str:
     # page's ids are chosen first on the entries index (so a marker deep in a long
     # list is a seek, not a walk), then joined; with no rows on the page, the outer
     # join still gives one row that carries the count.
+    # The tenant's version comes from the same snapshot as the rows.
     return (
         "SELECT (SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?),"
+        " (SELECT n FROM order_lists_versions WHERE tenant = ?),"
         f" {_COLUMNS}"
         " FROM (SELECT 1 AS one) AS always"
         " LEFT JOIN ("
@@ -179,6 +199,8 @@ class OrderPage:
     orders: list[OrderRow]
     total_count: int
     next_marker: int | None
+    # The tenant's version when the page was read (None: no order ever).
+    version: int | None = None
 
 
 class OrderLists(TablesFromDdl):
@@ -190,6 +212,7 @@ class OrderLists(TablesFromDdl):
         "order_lists_orders",
         "order_lists_entries",
         "order_lists_counts",
+        "order_lists_versions",
     )
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
@@ -258,6 +281,7 @@ class OrderLists(TablesFromDdl):
         ):
             if rows:
                 cursor.executemany(db.sql(statement), rows)
+        _stamp_versions(cursor, db, events)
 
     # -- queries ---------------------------------------------------------------
 
@@ -277,7 +301,7 @@ class OrderLists(TablesFromDdl):
     ) -> tuple[str, list[Any]]:
         """The one statement (with `?` marks) of a page, and its parameters."""
         role, state = LIST_TYPES[list_type]
-        params: list[Any] = [tenant, list_type, tenant]
+        params: list[Any] = [tenant, list_type, tenant, tenant]
         if role is not None:
             params.append(role)
         if state is not None:
@@ -289,13 +313,26 @@ class OrderLists(TablesFromDdl):
     def page_of(rows: Sequence[Any], limit: int) -> OrderPage:
         """The page that page_query's rows make."""
         count = rows[0][0] if rows else None
-        orders = [OrderRow(*row[1:]) for row in rows[:limit] if row[1] is not None]
+        version = rows[0][1] if rows else None
+        orders = [OrderRow(*row[2:]) for row in rows[:limit] if row[2] is not None]
         more = len(rows) > limit
         return OrderPage(
             orders=orders,
             total_count=int(count or 0),
             next_marker=orders[-1].id if more else None,
+            version=None if version is None else int(version),
         )
+
+    @staticmethod
+    def version_query(tenant: str) -> tuple[str, list[Any]]:
+        """The statement (with `?` marks) of `tenant`'s version, and its parameters:
+        one primary-key read; None (no row) until the tenant's first order."""
+        return _SELECT_VERSION, [tenant]
+
+    @staticmethod
+    def version(db: ViewDatabase, tenant: str) -> int | None:
+        rows = db.query(_SELECT_VERSION, [tenant])
+        return int(rows[0][0]) if rows else None
 
     @staticmethod
     def unfinished_as_source(db: ViewDatabase, tenant: str) -> int:
@@ -316,3 +353,26 @@ class OrderLists(TablesFromDdl):
         with db.reading() as cursor:
             cursor.execute(db.sql(_SELECT_OVERDUE), (waited_since, most, limit))
             return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _stamp_versions(cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+    """Add to each tenant's version the number of the page's events that touch its
+    lists (both parties of each order): the readers' caches compare it."""
+    parties: dict[int, tuple[str, str]] = {}
+    of_tenant: Counter[str] = Counter()
+    of_older_order: Counter[int] = Counter()
+    for event in events:
+        number = event.number  # type: ignore[attr-defined]
+        if isinstance(event, Order.Requested):
+            parties[number] = (event.resource_project, event.dest_project)
+        if number in parties:
+            of_tenant.update(parties[number])
+        else:
+            of_older_order[number] += 1
+    if of_tenant:
+        cursor.executemany(db.sql(_ADD_TO_VERSION), list(of_tenant.items()))
+    if of_older_order:
+        cursor.executemany(
+            db.sql(_ADD_TO_VERSIONS_OF_ORDER),
+            [(n, number) for number, n in of_older_order.items()],
+        )
