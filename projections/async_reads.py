@@ -9,6 +9,7 @@ once per connection, not once per request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -35,6 +36,9 @@ class AsyncListReads:
             },
             open=False,
         )
+        # version(): the calls waiting for the next read, and the task reading.
+        self._waiting: list[tuple[str, asyncio.Future[int | None]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         # Not waiting for the first connection: a database that is down at start
@@ -54,9 +58,43 @@ class AsyncListReads:
         return OrderLists.page_of(await self._rows(statement, params), limit)
 
     async def version(self, tenant: str) -> int | None:
-        """OrderLists.version, read on the event loop: one primary-key read."""
-        rows = await self._rows(*OrderLists.version_query(tenant))
-        return int(rows[0][0]) if rows else None
+        """OrderLists.version, read on the event loop, by a read that starts after
+        this call: whatever was committed before the call shows.
+
+        Concurrent calls share their reads: those that come while a read is on
+        its way wait for the next one, which asks for all their tenants at once
+        (one round trip for many requests, not one each).
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._waiting.append((tenant, waiter))
+        if self._reader is None:
+            self._reader = loop.create_task(self._read_versions())
+        return await waiter
+
+    async def _read_versions(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    tenants = sorted({tenant for tenant, _ in batch})
+                    rows = await self._rows(*OrderLists.versions_query(tenants))
+                except Exception as error:  # noqa: BLE001 - each caller raises it (a 503)
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    continue
+                except BaseException:  # cancelled: the app is stopping
+                    for _, waiter in batch + self._waiting:
+                        waiter.cancel()
+                    self._waiting = []
+                    raise
+                found = {tenant: int(n) for tenant, n in rows}
+                for tenant, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(found.get(tenant))
+        finally:
+            self._reader = None
 
     async def _rows(self, statement: str, params: list[Any]) -> list[Any]:
         import psycopg

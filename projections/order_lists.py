@@ -330,6 +330,16 @@ class OrderLists(TablesFromDdl):
         return _SELECT_VERSION, [tenant]
 
     @staticmethod
+    def versions_query(tenants: Sequence[str]) -> tuple[str, list[Any]]:
+        """The statement of several tenants' versions: rows of (tenant, version)
+        for those that have one."""
+        marks = ", ".join("?" * len(tenants))
+        return (
+            f"SELECT tenant, n FROM order_lists_versions WHERE tenant IN ({marks})",
+            list(tenants),
+        )
+
+    @staticmethod
     def version(db: ViewDatabase, tenant: str) -> int | None:
         rows = db.query(_SELECT_VERSION, [tenant])
         return int(rows[0][0]) if rows else None

@@ -93,9 +93,7 @@ class FastJsonFormatter(JsonFormatter):
                 data[key] = value
         return self._encoder.encode(data)
 
-    def formatTime(
-        self, record: logging.LogRecord, datefmt: str | None = None
-    ) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
         # logging's own text (local time, then milliseconds), each second made once.

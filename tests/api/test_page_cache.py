@@ -7,6 +7,7 @@ cache), as a second `serve --api-only` process behind a load balancer would be.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -111,9 +112,11 @@ async def test_a_write_answered_by_another_process_shows_in_a_cached_page(
         assert order_id in given.ids(inbox)
         for who, list_type in ((BOB, 0), (BOB, 4), (ALICE, 3), (ALICE, 4)):
             body = await raw_list(reader, who, type=list_type, limit=1)
-            assert body == fresh_body(
-                api.store, config, who[1], list_type, limit=1
-            ), (n, who, list_type)
+            assert body == fresh_body(api.store, config, who[1], list_type, limit=1), (
+                n,
+                who,
+                list_type,
+            )
             assert f'"id":{order_id},'.encode() in body
         # when the other process answers a decision
         await given.decided(api, [order_id], accept=n % 2 == 1)
@@ -170,3 +173,25 @@ async def test_each_tenants_version_counts_the_events_of_its_lists(api: Api) -> 
     assert OrderLists.version(views, "proj-a") == 4
     assert OrderLists.version(views, "proj-b") == 3
     assert OrderLists.version(views, "proj-c") == 1
+
+
+async def test_concurrent_reads_after_a_write_all_show_it(
+    api: Api, reader: TestClient[Any, Any], config: Config
+) -> None:
+    # (many reads at once share their version reads: none may use an older one)
+    parties = [BOB, ALICE, ("tok-carol", "proj-c")]
+    for n in range(1, 5):
+        # given every list cached by the reader
+        for who in parties:
+            for list_type in range(5):
+                await raw_list(reader, who, type=list_type)
+        # when the other process answers a request
+        order_id = await given.ordered(api, f"SN-A-{n:03d}")
+        # then many reads at once, on every list, each show it where it belongs
+        reads = [(who, t) for who in parties for t in range(5)] * 3
+        bodies = await asyncio.gather(
+            *(raw_list(reader, who, type=list_type) for who, list_type in reads)
+        )
+        for (who, list_type), body in zip(reads, bodies, strict=True):
+            assert body == fresh_body(api.store, config, who[1], list_type)
+        assert f'"id":{order_id},'.encode() in bodies[0]  # proj-b's inbox
