@@ -92,14 +92,25 @@ def _record(
     identity = request.get(IDENTITY)
     project = identity.project_id if identity else None
     user = identity.user_name if identity else None
-    access_log.info(
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    # access_log.info(...) without its search of the stack for the caller (the
+    # line never shows it): about a tenth of what a line costs.
+    record = access_log.makeRecord(
+        access_log.name,
+        logging.INFO,
+        __file__,
+        0,
         "%s %s %d %.1fms project=%s user=%s",
-        request.method,
-        route,
-        status,
-        seconds * 1000,
-        project or "-",
-        user or "-",
+        (
+            request.method,
+            route,
+            status,
+            seconds * 1000,
+            project or "-",
+            user or "-",
+        ),
+        None,
         extra={
             "method": request.method,
             "route": route,
@@ -109,3 +120,4 @@ def _record(
             "user": user,
         },
     )
+    access_log.handle(record)

@@ -18,7 +18,7 @@ from typing import Final
 # the store's size.
 MAX_BYTES: Final = 24 * 1024 * 1024
 
-PageKey = tuple[str, int, int, int | None]  # tenant, list type, limit, marker
+PageKey = tuple[str, str]  # tenant, the request's query string
 
 
 @dataclass(frozen=True)

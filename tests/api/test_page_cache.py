@@ -145,18 +145,18 @@ async def test_an_untouched_tenants_pages_stay_cached(
 
 def test_the_cache_holds_at_most_its_bytes_least_recently_used_out_first() -> None:
     cache = PageCache(max_bytes=10)
-    cache.put(("a", 0, 50, None), 1, b"1234")
-    cache.put(("b", 0, 50, None), 1, b"1234")
-    assert cache.get(("a", 0, 50, None)) is not None  # a is now the newest
-    cache.put(("c", 0, 50, None), 2, b"1234")
-    assert cache.get(("b", 0, 50, None)) is None
-    assert cache.get(("a", 0, 50, None)) is not None
-    assert cache.get(("c", 0, 50, None)) == cache.get(("c", 0, 50, None))
+    cache.put(("a", "type=0"), 1, b"1234")
+    cache.put(("b", "type=0"), 1, b"1234")
+    assert cache.get(("a", "type=0")) is not None  # a is now the newest
+    cache.put(("c", "type=0"), 2, b"1234")
+    assert cache.get(("b", "type=0")) is None
+    assert cache.get(("a", "type=0")) is not None
+    assert cache.get(("c", "type=0")) == cache.get(("c", "type=0"))
     assert cache.bytes == 8
-    cache.put(("a", 0, 50, None), 3, b"12")
+    cache.put(("a", "type=0"), 3, b"12")
     assert cache.bytes == 6
-    cache.put(("d", 0, 50, None), 3, b"x" * 11)  # larger than the whole cache
-    assert cache.get(("d", 0, 50, None)) is None
+    cache.put(("d", "type=0"), 3, b"x" * 11)  # larger than the whole cache
+    assert cache.get(("d", "type=0")) is None
     assert len(cache) == 2
 
 
@@ -195,3 +195,32 @@ async def test_concurrent_reads_after_a_write_all_show_it(
         for (who, list_type), body in zip(reads, bodies, strict=True):
             assert body == fresh_body(api.store, config, who[1], list_type)
         assert f'"id":{order_id},'.encode() in bodies[0]  # proj-b's inbox
+
+
+async def test_queries_are_cached_by_their_text_and_only_when_valid(
+    api: Api, reader: TestClient[Any, Any], config: Config
+) -> None:
+    # given orders, and one query cached under one spelling
+    ids = [await given.ordered(api, f"SN-A-{n:03d}") for n in range(1, 5)]
+    want = fresh_body(api.store, config, "proj-a", 3, limit=2, marker=ids[-1])
+    spellings = [
+        f"type=3&limit=2&marker={ids[-1]}",
+        f"marker={ids[-1]}&limit=2&type=3",
+        f"limit=2&marker={ids[-1]}&type=3",
+    ]
+    for query in spellings:
+        # when asked under any spelling, twice
+        for _ in range(2):
+            response = await reader.get(
+                f"/mana_api/pm_order/proj-a?{query}", headers=Api.headers("tok-alice")
+            )
+            # then the same answer
+            assert response.status == 200, query
+            assert await response.read() == want, query
+    # and an invalid query is refused every time, never cached
+    for query in ["type=7", f"{spellings[0]}&limit=2"] * 2:
+        response = await reader.get(
+            f"/mana_api/pm_order/proj-a?{query}", headers=Api.headers("tok-alice")
+        )
+        assert response.status == 400, query
+    assert len(reader.app[PAGE_CACHE]) == len(spellings)
