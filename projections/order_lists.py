@@ -3,7 +3,9 @@
 Every order is one row of `order_lists_orders` and one entry per party (source
 and destination) in `order_lists_entries`, indexed for each list type; counts per
 tenant and list type are kept in `order_lists_counts` so that `total_count`
-costs one row read whatever the list's length.
+costs one row read whatever the list's length; per tenant, `order_lists_versions`
+counts the events that changed its lists, so that a reader holding a rendered
+page (api/page_cache.py) checks it with one primary-key read.
 """
 
 from __future__ import annotations
