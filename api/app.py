@@ -22,6 +22,7 @@ from api.context import (
     FOLLOWING,
     IDENTITY,
     METRICS,
+    PAGE_CACHE,
     SERVICE,
     STATUS,
     STORE,
@@ -29,7 +30,8 @@ from api.context import (
 from api.errors import ApiError, error_middleware
 from api.metrics import Metrics
 from api.observe import observe_middleware
-from api.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
+from api.page_cache import PageCache
+from api.rate_limit import RATE_LIMITER, RateLimiter, refuse_when_limited
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
 from domain.service import OrderService, utc_now
@@ -67,8 +69,8 @@ def create_app(
         middlewares=[
             observe_middleware,
             error_middleware,
+            # The rate limit is checked in it, once a request is accepted.
             authentication_middleware,
-            rate_limit_middleware,
         ],
         client_max_size=MAX_BODY_BYTES,
     )
@@ -157,6 +159,7 @@ async def _async_reads(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     app[ASYNC_READS] = AsyncListReads(views)
+    app[PAGE_CACHE] = PageCache()
     await app[ASYNC_READS].open()
     yield
     await app[ASYNC_READS].close()
@@ -183,7 +186,8 @@ def _background(run_work: bool) -> Lifetime:
 async def authentication_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Token (401), then Sp-Agent (400), then the URL's project (400)."""
+    """Token (401), then Sp-Agent (400), then the URL's project (400), then the
+    token's rate (429)."""
     match_info = request.match_info
     if match_info.http_exception is not None:
         # Routing comes first: unknown paths and methods answer whoever asks.
@@ -214,4 +218,5 @@ async def authentication_middleware(
             reason="Unauthorized",
         )
     request[IDENTITY] = identity
+    refuse_when_limited(request)
     return await handler(request)

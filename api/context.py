@@ -12,6 +12,7 @@ from aiohttp import web
 
 from api.auth import Authenticator, Identity
 from api.metrics import Metrics
+from api.page_cache import PageCache
 from domain.service import OrderService
 from projections.async_reads import AsyncListReads
 from projections.executor import in_pool
@@ -33,6 +34,8 @@ BACKGROUND: Final = web.AppKey("background", Background)
 STATUS: Final = web.AppKey("status", StoreStatus)
 # PostgreSQL only: list pages read on the event loop.
 ASYNC_READS: Final = web.AppKey("async_reads", AsyncListReads)
+# With ASYNC_READS: rendered pages, checked against the tenant's version.
+PAGE_CACHE: Final = web.AppKey("page_cache", PageCache)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)
 METRICS: Final = web.AppKey("metrics", Metrics)

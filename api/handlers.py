@@ -9,7 +9,16 @@ from pathlib import Path
 from aiohttp import web
 
 from api import requests, responses
-from api.context import ASYNC_READS, CONFIG, IDENTITY, SERVICE, STORE, after_write, run
+from api.context import (
+    ASYNC_READS,
+    CONFIG,
+    IDENTITY,
+    PAGE_CACHE,
+    SERVICE,
+    STORE,
+    after_write,
+    run,
+)
 from projections.order_lists import OrderLists
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -17,17 +26,25 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 async def list_orders(request: web.Request) -> web.Response:
     """GET: one page of one of the caller's five lists."""
-    query = requests.list_query(request)
-    store = request.app[STORE]
     reads = request.app.get(ASYNC_READS)
     if reads is not None:
+        tenant = request[IDENTITY].project_id
+        cache = request.app[PAGE_CACHE]
+        # Only valid queries are cached: the same text is the same valid query.
+        key = (tenant, request.query_string)
+        cached = cache.get(key)
+        # Read after this request came: a write answered before it shows here.
+        if cached is not None and cached.version == await reads.version(tenant):
+            return responses.json_bytes(cached.body)
+        query = requests.list_query(request)
         page = await reads.page(
-            request[IDENTITY].project_id,
-            query.list_type,
-            limit=query.limit,
-            marker=query.marker,
+            tenant, query.list_type, limit=query.limit, marker=query.marker
         )
-        return responses.order_list(page, request.app[CONFIG].timezone)
+        body = responses.order_list_body(page, request.app[CONFIG].timezone)
+        cache.put(key, page.version, body)
+        return responses.json_bytes(body)
+    query = requests.list_query(request)
+    store = request.app[STORE]
     page = await run(
         request,
         OrderLists.page,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -49,11 +49,14 @@ class Metrics:
             buckets=_SECONDS_BUCKETS,
             registry=self.registry,
         )
-        self.requests_in_flight = Gauge(
+        # Counted in a plain int, read at scrape time: no lock per request.
+        self.in_flight = 0
+        Gauge(
             PREFIX + "http_requests_in_flight",
             "HTTP requests being answered now.",
             registry=self.registry,
-        )
+        ).set_function(lambda: self.in_flight)
+        self._durations: dict[tuple[str, str, str], Any] = {}
         self.read_your_writes_wait = Histogram(
             PREFIX + "read_your_writes_wait_seconds",
             "Time a write's answer waited for the views to show it.",
@@ -77,3 +80,14 @@ class Metrics:
                 "aiohttp": _version("aiohttp"),
             }
         )
+
+    def observe_request(
+        self, method: str, route: str, status: str, seconds: float
+    ) -> None:
+        """request_duration.labels(method, route, status).observe(seconds), with
+        each labelled child looked up once."""
+        key = (method, route, status)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = self.request_duration.labels(*key)
+        child.observe(seconds)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.context import IDENTITY, METRICS
+from api.metrics import Metrics
 from service.logs import GLOBAL_REQUEST_ID, REQUEST_ID
 
 REQUEST_ID_HEADER: Final = "X-Openstack-Request-Id"
@@ -29,7 +30,13 @@ access_log = logging.getLogger("pm_order.access")
 
 
 def new_request_id() -> str:
-    return f"req-{uuid.uuid4()}"
+    """req-<a random (version 4) UUID>, as f"req-{uuid.uuid4()}" writes it, without
+    making a UUID object (a tenth of a request's own time otherwise)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"req-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def inbound_request_id(value: str | None) -> str | None:
@@ -56,8 +63,8 @@ async def observe_middleware(
     global_token = GLOBAL_REQUEST_ID.set(global_id)
     started = time.perf_counter()
     status = 500
-    in_flight = request.app[METRICS].requests_in_flight
-    in_flight.inc()
+    metrics = request.app[METRICS]
+    metrics.in_flight += 1
     try:
         response = await handler(request)
         status = response.status
@@ -71,28 +78,39 @@ async def observe_middleware(
         status = CLIENT_GONE
         raise
     finally:
-        in_flight.dec()
-        _record(request, status, time.perf_counter() - started)
+        metrics.in_flight -= 1
+        _record(request, metrics, status, time.perf_counter() - started)
         GLOBAL_REQUEST_ID.reset(global_token)
         REQUEST_ID.reset(request_token)
 
 
-def _record(request: web.Request, status: int, seconds: float) -> None:
+def _record(
+    request: web.Request, metrics: Metrics, status: int, seconds: float
+) -> None:
     route = route_of(request)
-    request.app[METRICS].request_duration.labels(
-        request.method, route, str(status)
-    ).observe(seconds)
+    metrics.observe_request(request.method, route, str(status), seconds)
     identity = request.get(IDENTITY)
     project = identity.project_id if identity else None
     user = identity.user_name if identity else None
-    access_log.info(
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    # access_log.info(...) without its search of the stack for the caller (the
+    # line never shows it): about a tenth of what a line costs.
+    record = access_log.makeRecord(
+        access_log.name,
+        logging.INFO,
+        __file__,
+        0,
         "%s %s %d %.1fms project=%s user=%s",
-        request.method,
-        route,
-        status,
-        seconds * 1000,
-        project or "-",
-        user or "-",
+        (
+            request.method,
+            route,
+            status,
+            seconds * 1000,
+            project or "-",
+            user or "-",
+        ),
+        None,
         extra={
             "method": request.method,
             "route": route,
@@ -102,3 +120,4 @@ def _record(request: web.Request, status: int, seconds: float) -> None:
             "user": user,
         },
     )
+    access_log.handle(record)

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from api.context import IDENTITY
 from api.errors import ApiError
 from service.config import Limits
 
@@ -101,21 +99,17 @@ def retry_after(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
-@web.middleware
-async def rate_limit_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """429 once a token has used up its requests; only requests whose token,
-    Sp-Agent and project have been accepted count (authentication runs first)."""
-    if IDENTITY in request:
-        limiter = request.app[RATE_LIMITER]
-        wait = limiter.take(request.headers["X-Auth-Token"])
-        if wait is not None:
-            seconds = retry_after(wait)
-            raise ApiError(
-                429,
-                f"too many requests with this token: at most {limiter.burst} at once "
-                f"and {limiter.per_second:g} per second; try again in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-            )
-    return await handler(request)
+def refuse_when_limited(request: web.Request) -> None:
+    """429 once a token has used up its requests. Called by the authentication
+    middleware once the token, Sp-Agent and project are accepted: only such
+    requests count (one middleware layer fewer per request)."""
+    limiter = request.app[RATE_LIMITER]
+    wait = limiter.take(request.headers["X-Auth-Token"])
+    if wait is not None:
+        seconds = retry_after(wait)
+        raise ApiError(
+            429,
+            f"too many requests with this token: at most {limiter.burst} at once "
+            f"and {limiter.per_second:g} per second; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )

@@ -9,6 +9,7 @@ once per connection, not once per request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -35,6 +36,9 @@ class AsyncListReads:
             },
             open=False,
         )
+        # version(): the calls waiting for the next read, and the task reading.
+        self._waiting: list[tuple[str, asyncio.Future[int | None]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         # Not waiting for the first connection: a database that is down at start
@@ -48,19 +52,61 @@ class AsyncListReads:
         self, tenant: str, list_type: int, *, limit: int, marker: int | None
     ) -> OrderPage:
         """OrderLists.page, read on the event loop."""
-        import psycopg
-        import psycopg_pool
-
         statement, params = OrderLists.page_query(
             tenant, list_type, limit=limit, marker=marker
         )
+        return OrderLists.page_of(await self._rows(statement, params), limit)
+
+    async def version(self, tenant: str) -> int | None:
+        """OrderLists.version, read on the event loop, by a read that starts after
+        this call: whatever was committed before the call shows.
+
+        Concurrent calls share their reads: those that come while a read is on
+        its way wait for the next one, which asks for all their tenants at once
+        (one round trip for many requests, not one each).
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._waiting.append((tenant, waiter))
+        if self._reader is None:
+            self._reader = loop.create_task(self._read_versions())
+        return await waiter
+
+    async def _read_versions(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    tenants = sorted({tenant for tenant, _ in batch})
+                    rows = await self._rows(*OrderLists.versions_query(tenants))
+                except Exception as error:  # noqa: BLE001 - each caller raises it (a 503)
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    continue
+                except BaseException:  # cancelled: the app is stopping
+                    for _, waiter in batch + self._waiting:
+                        waiter.cancel()
+                    self._waiting = []
+                    raise
+                found = {tenant: int(n) for tenant, n in rows}
+                for tenant, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(found.get(tenant))
+        finally:
+            self._reader = None
+
+    async def _rows(self, statement: str, params: list[Any]) -> list[Any]:
+        import psycopg
+        import psycopg_pool
+
         statement = self.views.sql(statement)
         for attempt in (1, 2):
             try:
                 async with self._pool.connection() as connection:
                     cursor = await connection.execute(statement, params)
-                    rows = await cursor.fetchall()
-                return OrderLists.page_of(rows, limit)
+                    rows: list[Any] = await cursor.fetchall()
+                    return rows
             except psycopg.OperationalError as error:
                 # A connection from before a database restart: its idle siblings
                 # are as dead; replace them and read once more.

@@ -3,7 +3,9 @@
 Every order is one row of `order_lists_orders` and one entry per party (source
 and destination) in `order_lists_entries`, indexed for each list type; counts per
 tenant and list type are kept in `order_lists_counts` so that `total_count`
-costs one row read whatever the list's length.
+costs one row read whatever the list's length; per tenant, `order_lists_versions`
+counts the events that changed its lists, so that a reader holding a rendered
+page (api/page_cache.py) checks it with one primary-key read.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ _DDL: Final = (
     " list_type INTEGER NOT NULL,"
     " n BIGINT NOT NULL,"
     " PRIMARY KEY (tenant, list_type))",
+    # Per tenant, how many events changed its lists: written in the same
+    # transaction as the rows and the tracking, so that a reader that cached a page
+    # can tell with one primary-key read whether the page may have changed. A count
+    # of events, not of pages: a rebuild (other pages) gives the same figures.
+    "CREATE TABLE IF NOT EXISTS order_lists_versions ("
+    " tenant TEXT PRIMARY KEY,"
+    " n BIGINT NOT NULL)",
 )
 
 _INSERT_ORDERS: Final = RowsStatement(
@@ -144,6 +153,28 @@ _STATE, _DECIDED_BY, _WARNING_COUNT, _WARNED_AT, _UPDATED_AT = 5, 7, 8, 9, 11
 # And of a change to an order requested before the page.
 _C_STATE, _C_DECIDED_BY, _C_WARNING_COUNT, _C_WARNED_AT, _C_UPDATED_AT = range(5)
 _UNFINISHED_LIST: Final = _DEST_LIST_OF_STATE[workflow.UNFINISHED]
+# Each tenant's version: how many events changed its lists (see _stamp_versions).
+_ADD_TO_VERSIONS: Final = RowsStatement(
+    each="INSERT INTO order_lists_versions (tenant, n) VALUES (?, ?)"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n",
+    arrays="INSERT INTO order_lists_versions (tenant, n)"
+    " SELECT * FROM unnest(?::text[], ?::bigint[])"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n",
+)
+# The same for both parties of orders requested before the page (per order: n,
+# order id), summed per tenant: one row may be changed only once per statement.
+_ADD_TO_VERSIONS_OF_ORDERS: Final = RowsStatement(
+    each="INSERT INTO order_lists_versions (tenant, n)"
+    " SELECT tenant, ? FROM order_lists_entries WHERE order_id = ?"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n",
+    arrays="INSERT INTO order_lists_versions (tenant, n)"
+    " SELECT e.tenant, SUM(c.n)::bigint"
+    " FROM unnest(?::bigint[], ?::bigint[]) AS c (n, order_id)"
+    " JOIN order_lists_entries e ON e.order_id = c.order_id"
+    " GROUP BY e.tenant"
+    " ON CONFLICT (tenant) DO UPDATE SET n = order_lists_versions.n + excluded.n",
+)
+_SELECT_VERSION: Final = "SELECT n FROM order_lists_versions WHERE tenant = ?"
 
 _COLUMNS: Final = (
     "o.id, o.snids, o.resource_project, o.dest_project, o.user_name, o.state,"
@@ -161,8 +192,10 @@ def _select_page(role: str | None, state: str | None) -> str:
     # page's ids are chosen first on the entries index (so a marker deep in a long
     # list is a seek, not a walk), then joined; with no rows on the page, the outer
     # join still gives one row that carries the count.
+    # The tenant's version comes from the same snapshot as the rows.
     return (
         "SELECT (SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?),"
+        " (SELECT n FROM order_lists_versions WHERE tenant = ?),"
         f" {_COLUMNS}"
         " FROM (SELECT 1 AS one) AS always"
         " LEFT JOIN ("
@@ -217,6 +250,8 @@ class OrderPage:
     orders: list[OrderRow]
     total_count: int
     next_marker: int | None
+    # The tenant's version when the page was read (None: no order ever).
+    version: int | None = None
 
 
 class OrderLists(TablesFromDdl):
@@ -228,6 +263,7 @@ class OrderLists(TablesFromDdl):
         "order_lists_orders",
         "order_lists_entries",
         "order_lists_counts",
+        "order_lists_versions",
     )
     topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
 
@@ -315,6 +351,7 @@ class OrderLists(TablesFromDdl):
             _ADD_TO_DEST_COUNTS,
             [(list_type, n, number) for (list_type, number), n in dest_counts.items()],
         )
+        _stamp_versions(cursor, db, events)
 
     # -- queries ---------------------------------------------------------------
 
@@ -334,7 +371,7 @@ class OrderLists(TablesFromDdl):
     ) -> tuple[str, list[Any]]:
         """The one statement (with `?` marks) of a page, and its parameters."""
         role, state = LIST_TYPES[list_type]
-        params: list[Any] = [tenant, list_type, tenant]
+        params: list[Any] = [tenant, list_type, tenant, tenant]
         if role is not None:
             params.append(role)
         if state is not None:
@@ -346,13 +383,36 @@ class OrderLists(TablesFromDdl):
     def page_of(rows: Sequence[Any], limit: int) -> OrderPage:
         """The page that page_query's rows make."""
         count = rows[0][0] if rows else None
-        orders = [OrderRow(*row[1:]) for row in rows[:limit] if row[1] is not None]
+        version = rows[0][1] if rows else None
+        orders = [OrderRow(*row[2:]) for row in rows[:limit] if row[2] is not None]
         more = len(rows) > limit
         return OrderPage(
             orders=orders,
             total_count=int(count or 0),
             next_marker=orders[-1].id if more else None,
+            version=None if version is None else int(version),
         )
+
+    @staticmethod
+    def version_query(tenant: str) -> tuple[str, list[Any]]:
+        """The statement (with `?` marks) of `tenant`'s version, and its parameters:
+        one primary-key read; None (no row) until the tenant's first order."""
+        return _SELECT_VERSION, [tenant]
+
+    @staticmethod
+    def versions_query(tenants: Sequence[str]) -> tuple[str, list[Any]]:
+        """The statement of several tenants' versions: rows of (tenant, version)
+        for those that have one."""
+        marks = ", ".join("?" * len(tenants))
+        return (
+            f"SELECT tenant, n FROM order_lists_versions WHERE tenant IN ({marks})",
+            list(tenants),
+        )
+
+    @staticmethod
+    def version(db: ViewDatabase, tenant: str) -> int | None:
+        rows = db.query(_SELECT_VERSION, [tenant])
+        return int(rows[0][0]) if rows else None
 
     @staticmethod
     def unfinished_as_source(db: ViewDatabase, tenant: str) -> int:
@@ -373,3 +433,30 @@ class OrderLists(TablesFromDdl):
         with db.reading() as cursor:
             cursor.execute(db.sql(_SELECT_OVERDUE), (waited_since, most, limit))
             return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _stamp_versions(cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+    """Add to each tenant's version the number of the page's events that touch its
+    lists (both parties of each order): the readers' caches compare it."""
+    parties: dict[int, tuple[str, str]] = {}
+    of_tenant: Counter[str] = Counter()
+    of_older_order: Counter[int] = Counter()
+    for event in events:
+        match event:
+            case Order.Requested():
+                number = event.number
+                parties[number] = (event.resource_project, event.dest_project)
+            case Order.Accepted() | Order.Rejected() | Order.WarningRaised():
+                number = event.number
+            case _:
+                continue
+        if number in parties:
+            of_tenant.update(parties[number])
+        else:
+            of_older_order[number] += 1
+    db.apply_rows(cursor, _ADD_TO_VERSIONS, list(of_tenant.items()))
+    db.apply_rows(
+        cursor,
+        _ADD_TO_VERSIONS_OF_ORDERS,
+        [(n, number) for number, n in of_older_order.items()],
+    )
