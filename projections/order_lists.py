@@ -82,6 +82,15 @@ _DDL: Final = (
     "CREATE TABLE IF NOT EXISTS order_lists_versions ("
     " tenant TEXT PRIMARY KEY,"
     " n BIGINT NOT NULL)",
+    # Lists made before the versions were (an upgraded database) get the versions
+    # their events would have stamped: per order, its request, each warning and
+    # its decision. (Empty lists, or versions already there: nothing to do.)
+    "INSERT INTO order_lists_versions (tenant, n)"
+    " SELECT e.tenant, SUM(1 + o.warning_count"
+    " + CASE WHEN o.state = 'unfinished' THEN 0 ELSE 1 END)"
+    " FROM order_lists_entries e JOIN order_lists_orders o ON o.id = e.order_id"
+    " WHERE NOT EXISTS (SELECT 1 FROM order_lists_versions)"
+    " GROUP BY e.tenant",
 )
 
 _INSERT_ORDERS: Final = RowsStatement(
