@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Final
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
@@ -60,13 +61,20 @@ _START_TRACKING: Final = (
     "INSERT INTO projection_tracking (view, position, moved_at) VALUES (?, 0, ?)"
     " ON CONFLICT (view) DO NOTHING"
 )
+
+
 # Moves only from the position this page was read after: a second projector that
 # applied the same page first makes this update touch no row, and the page is
 # rolled back.
-_MOVE_TRACKING: Final = (
-    "UPDATE projection_tracking SET position = ?, moved_at = ?"
-    " WHERE view = ? AND position = ?"
-)
+@cache
+def _move_tracking(views: int) -> str:
+    """The statement moving `views` views from one position (? marks: the new
+    position, the time, the views' names, the position they move from)."""
+    marks = ", ".join("?" * views)
+    return (
+        "UPDATE projection_tracking SET position = ?, moved_at = ?"
+        f" WHERE view IN ({marks}) AND position = ?"
+    )
 
 
 Contents = dict[str, list[tuple[Any, ...]]]
@@ -279,14 +287,19 @@ class Projector:
         db = self.db
         with db.writing() as cursor:
             moved_at = time.time()
+            # Views at the same position (all of them, but after a rebuild) move
+            # in one statement: one round trip before the page's writes.
+            at: dict[int, list[str]] = {}
             for view in self.views:
+                at.setdefault(positions[view.name], []).append(view.name)
+            for after, names in at.items():
                 cursor.execute(
-                    db.sql(_MOVE_TRACKING),
-                    (page.end, moved_at, view.name, positions[view.name]),
+                    db.sql(_move_tracking(len(names))),
+                    (page.end, moved_at, *names, after),
                 )
-                if cursor.rowcount != 1:
+                if cursor.rowcount != len(names):
                     raise ProjectionConflict(
-                        f"{view.name} moved past {positions[view.name]} elsewhere"
+                        f"{', '.join(names)} moved past {after} elsewhere"
                     )
             with db.batched(cursor):
                 db.by_keys(cursor)
