@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -38,6 +39,15 @@ from harness import (
 )
 
 from service.store import open_store
+
+# py-spy is a dev extra: in the venv beside this Python, even when the venv's bin/
+# is not on PATH (as when the script is run as .venv/bin/python bench/profile.py).
+PY_SPY: Final = str(
+    next(
+        (p for p in [Path(sys.executable).with_name("py-spy")] if p.exists()),
+        shutil.which("py-spy") or "py-spy",
+    )
+)
 
 # Innermost first: the first frame (from the leaf up) whose file matches a
 # pattern names the sample's category.
@@ -81,7 +91,7 @@ def sample(pid: int, seconds: float, out: Path) -> threading.Thread:
     def record() -> None:
         subprocess.run(
             [
-                shutil.which("py-spy") or "py-spy",
+                PY_SPY,
                 "record",
                 "--pid",
                 str(pid),
