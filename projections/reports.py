@@ -90,27 +90,24 @@ _DDL: Final = (
     " ON reports_orders (requested_day, project)",
 )
 
+_SUM_INTO_DAY: Final = (
+    " ON CONFLICT (project, day) DO UPDATE SET"
+    " requested = reports_days.requested + excluded.requested,"
+    " accepted = reports_days.accepted + excluded.accepted,"
+    " refused = reports_days.refused + excluded.refused,"
+    " servers_in = reports_days.servers_in + excluded.servers_in,"
+    " servers_out = reports_days.servers_out + excluded.servers_out,"
+    " warnings = reports_days.warnings + excluded.warnings"
+)
 # Each (project, day) once per statement: summed over the page beforehand.
 _ADD_TO_DAYS: Final = RowsStatement(
     each="INSERT INTO reports_days (project, day, requested, accepted, refused,"
     " servers_in, servers_out, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (project, day) DO UPDATE SET"
-    " requested = reports_days.requested + excluded.requested,"
-    " accepted = reports_days.accepted + excluded.accepted,"
-    " refused = reports_days.refused + excluded.refused,"
-    " servers_in = reports_days.servers_in + excluded.servers_in,"
-    " servers_out = reports_days.servers_out + excluded.servers_out,"
-    " warnings = reports_days.warnings + excluded.warnings",
+    + _SUM_INTO_DAY,
     arrays="INSERT INTO reports_days (project, day, requested, accepted, refused,"
     " servers_in, servers_out, warnings) SELECT * FROM unnest(?::text[], ?::text[],"
     " ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[])"
-    " ON CONFLICT (project, day) DO UPDATE SET"
-    " requested = reports_days.requested + excluded.requested,"
-    " accepted = reports_days.accepted + excluded.accepted,"
-    " refused = reports_days.refused + excluded.refused,"
-    " servers_in = reports_days.servers_in + excluded.servers_in,"
-    " servers_out = reports_days.servers_out + excluded.servers_out,"
-    " warnings = reports_days.warnings + excluded.warnings",
+    + _SUM_INTO_DAY,
 )
 _INSERT_ORDERS: Final = RowsStatement(
     each="INSERT INTO reports_orders (order_id, project, dest_project, servers,"

@@ -90,12 +90,10 @@ def rebuilt_views_equal_live(url: str) -> None:
         drop_postgres_schema(str(rebuild.schema))
 
 
-async def test_two_api_processes_and_two_workers_give_one_order_per_server(
-    postgres_schema_url: str, tokens_path: Path, tmp_path: Path
-) -> None:
-    # Given: the tables, twenty servers of proj-a, two workers, two API processes
+def tables_and_servers(url: str, tokens_path: Path, tmp_path: Path) -> dict[str, str]:
+    """The tables on `url` and SERVERS owned by proj-a; the processes' environment."""
     env = {
-        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_DATABASE_URL": url,
         "PM_ORDER_TOKENS_FILE": str(tokens_path),
         "PM_ORDER_CREATE_TABLES": "no",
     }
@@ -105,6 +103,14 @@ async def test_two_api_processes_and_two_workers_give_one_order_per_server(
         "snid,project_id\n" + "".join(f"{s},proj-a\n" for s in SERVERS)
     )
     pm_order("machines", "import", str(inventory), env=env)
+    return env
+
+
+async def test_two_api_processes_and_two_workers_give_one_order_per_server(
+    postgres_schema_url: str, tokens_path: Path, tmp_path: Path
+) -> None:
+    # Given: the tables, twenty servers of proj-a, two workers, two API processes
+    env = tables_and_servers(postgres_schema_url, tokens_path, tmp_path)
     leader = PmOrderProcess(["worker"], env, tmp_path / "worker-1.log")
     leader.wait_for_log("projecting order_lists")
     standby = PmOrderProcess(["worker"], env, tmp_path / "worker-2.log")
@@ -177,17 +183,7 @@ async def test_orders_posted_in_turn_to_two_processes_are_numbered_in_sequence_a
     postgres_schema_url: str, tokens_path: Path, tmp_path: Path
 ) -> None:
     # Given: two API processes, one of them projecting (serve), the other not
-    env = {
-        "PM_ORDER_DATABASE_URL": postgres_schema_url,
-        "PM_ORDER_TOKENS_FILE": str(tokens_path),
-        "PM_ORDER_CREATE_TABLES": "no",
-    }
-    pm_order("db", "upgrade", env=env)
-    inventory = tmp_path / "inventory.csv"
-    inventory.write_text(
-        "snid,project_id\n" + "".join(f"{s},proj-a\n" for s in SERVERS)
-    )
-    pm_order("machines", "import", str(inventory), env=env)
+    env = tables_and_servers(postgres_schema_url, tokens_path, tmp_path)
     apis = [
         ApiServer(env, tmp_path / "api-serve.log", api_only=False),
         ApiServer(env, tmp_path / "api-only.log"),
