@@ -12,7 +12,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api import handlers, health, report_handlers
-from api.auth import SP_AGENT, Authenticator, authenticator_for, www_authenticate
+from api.auth import (
+    SP_AGENT,
+    Authenticator,
+    Identity,
+    IdentityUnavailable,
+    authenticator_for,
+    www_authenticate,
+)
+from api.clients import client_address
 from api.context import (
     ASYNC_READS,
     AUTHENTICATOR,
@@ -31,9 +39,16 @@ from api.errors import ApiError, error_middleware
 from api.metrics import Metrics
 from api.observe import observe_middleware
 from api.page_cache import PageCache
-from api.rate_limit import RATE_LIMITER, RateLimiter, refuse_when_limited
+from api.rate_limit import (
+    ADDRESS_LIMITER,
+    RATE_LIMITER,
+    RateLimiter,
+    refuse_when_limited,
+    retry_after,
+)
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
+from api.server import without_versions
 from domain.service import OrderService, utc_now
 from projections.async_reads import AsyncListReads
 from projections.database import PostgresViews
@@ -75,7 +90,9 @@ def create_app(
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app.on_response_prepare.append(without_versions)
     app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
+    app[ADDRESS_LIMITER] = RateLimiter.for_addresses(config.limits)
     app[METRICS] = Metrics()
     watch(app)
     prefix = config.api_prefix
@@ -196,7 +213,7 @@ async def authentication_middleware(
         return await handler(request)
     config = request.app[CONFIG]
     token = request.headers.get("X-Auth-Token", "")
-    identity = await request.app[AUTHENTICATOR].identify(token) if token else None
+    identity = await _identify(request, token) if token else None
     if identity is None:
         raise ApiError(
             401,
@@ -220,3 +237,31 @@ async def authentication_middleware(
     request[IDENTITY] = identity
     refuse_when_limited(request)
     return await handler(request)
+
+
+async def _identify(request: web.Request, token: str) -> Identity | None:
+    """The token's identity; 429 when its client address has presented too many
+    tokens that were not known valid (each may cost a call to Keystone), unless
+    this one is known valid already."""
+    authenticator = request.app[AUTHENTICATOR]
+    if authenticator.vouches_for(token):
+        return await authenticator.identify(token)
+    limiter = request.app[ADDRESS_LIMITER]
+    address = client_address(request)
+    wait = limiter.take_key(address)
+    if wait is not None:
+        seconds = retry_after(wait)
+        raise ApiError(
+            429,
+            f"too many unknown or expired tokens from {address}; try again in "
+            f"{seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    try:
+        identity = await authenticator.identify(token)
+    except IdentityUnavailable:
+        limiter.give_back(address)  # Keystone's fault, not the caller's
+        raise
+    if identity is not None:
+        limiter.give_back(address)  # only refused tokens count
+    return identity

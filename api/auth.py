@@ -36,6 +36,11 @@ class Authenticator(Protocol):
         """The token's identity, or None when it is unknown or expired."""
         ...
 
+    def vouches_for(self, token: str) -> bool:
+        """Whether the token is known valid now, without asking anyone (a token
+        that is not may cost a call to Keystone: api/app.py limits those)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -62,6 +67,12 @@ class TokensFile:
         if entry.expires_at is not None and self.clock() >= entry.expires_at:
             return None
         return entry.identity
+
+    def vouches_for(self, token: str) -> bool:
+        entry = self._tokens.get(_digest(token))
+        return entry is not None and (
+            entry.expires_at is None or self.clock() < entry.expires_at
+        )
 
     async def close(self) -> None:
         return None

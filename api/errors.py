@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -63,8 +64,19 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     reason = reason or HTTPStatus(status).phrase
-    return web.json_response(
-        {"code": status, "msg": msg, "reason": reason}, status=status, headers=headers
+    return error_json({"code": status, "msg": msg, "reason": reason}, status, headers)
+
+
+def error_json(
+    body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An error's JSON, as compact as a success's (api/responses.py)."""
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
     )
 
 
@@ -110,6 +122,8 @@ async def error_middleware(
         headers = {k: v for k, v in error.headers.items() if k in ("Allow",)}
         msg = _HTTP_MESSAGES.get(error.status, error.reason)
         return error_response(error.status, msg, headers=headers)
+    except ConnectionResetError:
+        raise  # the client went away: api/observe.py counts it, nothing is sent
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(500, "internal error; it has been logged")

@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from api.context import BACKGROUND, CONFIG, STATUS
-from api.errors import RETRY_AFTER_SECONDS
+from api.errors import RETRY_AFTER_SECONDS, error_json
 from api.responses import json_ok
 from service.config import Config
 from service.status import Sample
@@ -60,7 +60,7 @@ async def readyz(request: web.Request) -> web.Response:
     if not failed:
         return json_ok({"code": 200, "msg": "ready", "checks": checks})
     reasons = "; ".join(f"{name}: {checks[name]['detail']}" for name in failed)
-    return web.json_response(
+    return error_json(
         {
             "code": 503,
             "msg": f"not ready: {reasons}",
@@ -68,8 +68,8 @@ async def readyz(request: web.Request) -> web.Response:
             "failed": failed,
             "checks": checks,
         },
-        status=503,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        503,
+        {"Retry-After": RETRY_AFTER_SECONDS},
     )
 
 

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # Keystone tokens (Fernet, JWS) are a few hundred printable ASCII characters; anything
 # else is refused without troubling Keystone (and could not be sent in a header).
 _PLAUSIBLE_TOKEN: Final = re.compile(r"[!-~]{1,8192}")
+# Token validations in flight at once, per process; the others wait (at most the
+# call's timeout, then 503). Each client address has its own, smaller, bound
+# (PM_ORDER_AUTH_FAILURE_BURST), so that one address cannot take them all.
+MOST_IN_FLIGHT: Final = 50
 
 
 def _utc_now() -> datetime:
@@ -67,6 +71,7 @@ class KeystoneAuthenticator:
             settings.cache_size, self._keep_until, timer
         )
         self._pending: dict[str, asyncio.Task[_Answer]] = {}
+        self._in_flight = asyncio.Semaphore(MOST_IN_FLIGHT)
         self._session: aiohttp.ClientSession | None = None
         self._service: _ServiceToken | None = None
         self._service_lock = asyncio.Lock()
@@ -86,6 +91,12 @@ class KeystoneAuthenticator:
         # A caller that goes away must not cancel the check the others wait for.
         return (await asyncio.shield(task)).identity
 
+    def vouches_for(self, token: str) -> bool:
+        if not _PLAUSIBLE_TOKEN.fullmatch(token):
+            return False
+        answer = self._cache.get(hashlib.sha256(token.encode()).hexdigest())
+        return answer is not None and answer.identity is not None
+
     async def close(self) -> None:
         pending = list(self._pending.values())
         for task in pending:
@@ -99,7 +110,20 @@ class KeystoneAuthenticator:
 
     async def _check(self, key: str, token: str) -> _Answer:
         try:
-            answer = await self._validate(token)
+            # At most so many validations at once, whoever asks: a flood of new
+            # tokens neither piles up on Keystone nor holds every other caller.
+            try:
+                async with asyncio.timeout(self.settings.timeout_seconds):
+                    await self._in_flight.acquire()
+            except TimeoutError:
+                log.warning(
+                    "%d token validations are in flight already", MOST_IN_FLIGHT
+                )
+                raise IdentityUnavailable("too many token validations") from None
+            try:
+                answer = await self._validate(token)
+            finally:
+                self._in_flight.release()
             self._cache[key] = answer
             return answer
         finally:

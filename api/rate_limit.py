@@ -52,12 +52,26 @@ class RateLimiter:
     def from_limits(cls, limits: Limits) -> RateLimiter:
         return cls(limits.rate_per_second, limits.rate_burst)
 
+    @classmethod
+    def for_addresses(cls, limits: Limits) -> RateLimiter:
+        """Tokens not known valid, per client address (api/app.py)."""
+        return cls(limits.auth_failures_per_second, limits.auth_failure_burst)
+
     def take(self, token: str) -> float | None:
         """Count one request of `token`: None if it may go ahead, else the seconds
         until it may (nothing is counted then)."""
+        return self.take_key(hashlib.sha256(token.encode()).hexdigest())
+
+    def give_back(self, key: str) -> None:
+        """Undo one `take_key(key)` that turned out not to count."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.level = min(float(self.burst), bucket.level + 1)
+
+    def take_key(self, key: str) -> float | None:
+        """`take` for a key that is no secret (a client address)."""
         if self.per_second is None:
             return None
-        key = hashlib.sha256(token.encode()).hexdigest()
         now = self.clock()
         bucket = self._buckets.pop(key, None)
         level = self.burst if bucket is None else self._level(bucket, now)
@@ -92,6 +106,8 @@ class RateLimiter:
 
 
 RATE_LIMITER: Final = web.AppKey("rate_limiter", RateLimiter)
+# Per client address: tokens presented that were not known to be valid.
+ADDRESS_LIMITER: Final = web.AppKey("address_limiter", RateLimiter)
 
 
 def retry_after(seconds: float) -> int:

@@ -6,12 +6,14 @@ each field (400). Rules about the store are the domain's, not checked here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
 
+from api.context import CONFIG
 from api.errors import ApiError
 from domain import values
 from domain.exceptions import InvalidInput
@@ -123,8 +125,18 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(
             415, "the body must be JSON: send Content-Type: application/json"
         )
+    timeout = request.app[CONFIG].client_timeout
     try:
-        raw = await request.read()  # aiohttp refuses more than MAX_BODY_BYTES with 413
+        # aiohttp refuses more than MAX_BODY_BYTES with 413.
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        # A body that stops arriving must not hold the connection for ever.
+        raise ApiError(
+            408,
+            f"the body did not arrive within {timeout:g} s",
+            headers={"Connection": "close"},
+        ) from None
     except web.RequestPayloadError:
         # The client's fault, not ours (500); what is left of the body cannot be
         # read either, so the connection ends with this answer.
@@ -135,7 +147,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
             headers={"Connection": "close"},
         ) from None
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        body = json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_not_json,
+            object_pairs_hook=_object_without_repeats,
+        )
     except UnicodeDecodeError:
         raise InvalidInput("the body is not UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -149,6 +165,19 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # {"accept": 0, "accept": 1}: which one did the client mean? Refuse, rather
+    # than let the last one win.
+    body = dict(pairs)
+    if len(body) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidInput(f"malformed JSON: the key {key[:40]!r} is repeated")
+            seen.add(key)
     return body
 
 

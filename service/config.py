@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -19,6 +20,13 @@ from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
 from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
+# Per token: a guard against a runaway script that a person or an ordinary
+# client's bursts never reach (see the README's Security model).
+DEFAULT_RATE_PER_SECOND: Final = 100.0
+DEFAULT_RATE_BURST: Final = 200
+# Per client address: tokens not known valid (each may cost a Keystone call).
+DEFAULT_AUTH_FAILURES_PER_SECOND: Final = 1.0
+DEFAULT_AUTH_FAILURE_BURST: Final = 20
 
 _DURATION: Final = re.compile(r"(\d+)\s*(s|m|h|d)?")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -49,9 +57,14 @@ class Limits:
     # PM_ORDER_MAIL_DOMAINS: the only domains mail may go to; empty: any domain.
     mail_domains: frozenset[str] = frozenset()
     # PM_ORDER_RATE_LIMIT: requests per second per token, None: no limit ...
-    rate_per_second: float | None = 20.0
+    rate_per_second: float | None = DEFAULT_RATE_PER_SECOND
     # ... PM_ORDER_RATE_BURST: and how many may come at once after a quiet spell.
-    rate_burst: int = 40
+    rate_burst: int = DEFAULT_RATE_BURST
+    # PM_ORDER_AUTH_FAILURE_LIMIT: tokens per second that one client address may
+    # present without their being known valid (None: no limit) ...
+    auth_failures_per_second: float | None = DEFAULT_AUTH_FAILURES_PER_SECOND
+    # ... PM_ORDER_AUTH_FAILURE_BURST: and how many at once.
+    auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST
 
     @classmethod
     def from_env(cls, get: Callable[[str], str | None]) -> Limits:
@@ -81,8 +94,20 @@ class Limits:
             mail_domains=frozenset(
                 _mail_domain(d.strip()) for d in domains.split(",") if d.strip()
             ),
-            rate_per_second=_rate(get("PM_ORDER_RATE_LIMIT") or "20/s"),
-            rate_burst=_whole_number(get, "PM_ORDER_RATE_BURST", 40, low=1, high=10**6),
+            rate_per_second=_rate(get, "PM_ORDER_RATE_LIMIT", DEFAULT_RATE_PER_SECOND),
+            rate_burst=_whole_number(
+                get, "PM_ORDER_RATE_BURST", DEFAULT_RATE_BURST, low=1, high=10**6
+            ),
+            auth_failures_per_second=_rate(
+                get, "PM_ORDER_AUTH_FAILURE_LIMIT", DEFAULT_AUTH_FAILURES_PER_SECOND
+            ),
+            auth_failure_burst=_whole_number(
+                get,
+                "PM_ORDER_AUTH_FAILURE_BURST",
+                DEFAULT_AUTH_FAILURE_BURST,
+                low=1,
+                high=10**6,
+            ),
         )
 
     def orders(self) -> OrderLimits:
@@ -117,6 +142,11 @@ class Config:
     ready_stuck_after: float = 30.0
     # SIGTERM: how long in-flight requests and background work may take to end.
     shutdown_timeout: float = 30.0
+    # A client has this long to send a request's headers, and as long again for
+    # its body; a connection that does not is closed (PM_ORDER_CLIENT_TIMEOUT).
+    client_timeout: float = 10.0
+    # Proxies whose X-Forwarded-For names the client (PM_ORDER_TRUSTED_PROXIES).
+    trusted_proxies: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=Limits)
     # How often a projector idle since its last page looks for events it was not
     # told about (a missed NOTIFY, other processes on SQLite).
@@ -179,6 +209,8 @@ class Config:
             ready_max_lag=_seconds(get, "PM_ORDER_READY_MAX_LAG", "60s"),
             ready_stuck_after=_seconds(get, "PM_ORDER_READY_STUCK_AFTER", "30s"),
             shutdown_timeout=_seconds(get, "PM_ORDER_SHUTDOWN_TIMEOUT", "30s"),
+            client_timeout=_seconds(get, "PM_ORDER_CLIENT_TIMEOUT", "10s"),
+            trusted_proxies=_addresses(get("PM_ORDER_TRUSTED_PROXIES") or ""),
             limits=Limits.from_env(get),
             idle_poll_seconds=idle_poll,
         )
@@ -220,6 +252,22 @@ def _whole_number(
     return int(text)
 
 
+def _addresses(text: str) -> frozenset[str]:
+    """Comma-separated IP addresses, each written as `ipaddress` writes it."""
+    addresses = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            addresses.add(str(ipaddress.ip_address(part)))
+        except ValueError:
+            raise ConfigError(
+                f"PM_ORDER_TRUSTED_PROXIES has {part[:60]!r}: list the proxies' IP "
+                "addresses, separated by commas"
+            ) from None
+    return frozenset(addresses)
+
+
 def _mail_domain(domain: str) -> str:
     if not _MAIL_DOMAIN.fullmatch(domain) or len(domain) > 253:
         raise ConfigError(
@@ -229,16 +277,20 @@ def _mail_domain(domain: str) -> str:
     return domain.lower()
 
 
-def _rate(text: str) -> float | None:
+def _rate(
+    get: Callable[[str], str | None], name: str, default: float | None
+) -> float | None:
     """'20/s', '600/m', '3600/h' or plain '20' (per second) as requests per second;
     'off' for no limit."""
+    text = get(name)
+    if text is None:
+        return default
     if text.lower() == "off":
         return None
     match = _RATE.fullmatch(text)
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(
-            f"PM_ORDER_RATE_LIMIT={text!r} must be a rate such as 20/s, 600/m or "
-            "3600/h, or off"
+            f"{name}={text!r} must be a rate such as 20/s, 600/m or 3600/h, or off"
         )
     return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 

@@ -92,6 +92,7 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
             args.port,
             reuse_port=reuse_port,
             shutdown_timeout=config.shutdown_timeout,
+            client_timeout=config.client_timeout,
         )
     )
     log.info("stopped")
@@ -99,7 +100,13 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
 
 
 async def _run_until_signalled(
-    app: Any, host: str, port: int, *, reuse_port: bool, shutdown_timeout: float
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool,
+    shutdown_timeout: float,
+    client_timeout: float,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down in order: stop
     accepting, finish the requests in flight, end the app's background work.
@@ -108,8 +115,11 @@ async def _run_until_signalled(
     requests in flight then ends at once.)"""
     from aiohttp import web
 
-    runner = web.AppRunner(
+    from api.server import GuardedAppRunner
+
+    runner = GuardedAppRunner(
         app,
+        client_timeout=client_timeout,
         access_log=None,  # api/observe.py logs each request, with its id
         shutdown_timeout=shutdown_timeout,
     )

@@ -17,8 +17,12 @@ def test_the_defaults_are_safe() -> None:
         max_servers_per_order=200,
         max_mailto=20,
         mail_domains=frozenset(),
-        rate_per_second=20.0,
-        rate_burst=40,
+        # per token: above any ordinary client's bursts (issue 16, finding 8)
+        rate_per_second=100.0,
+        rate_burst=200,
+        # per client address: tokens not known valid (issue 16, finding 1)
+        auth_failures_per_second=1.0,
+        auth_failure_burst=20,
     )
     assert Config().limits == limits()
 
@@ -31,6 +35,8 @@ def test_each_limit_is_read_from_its_variable() -> None:
         PM_ORDER_MAIL_DOMAINS=" Example.COM, ops.example.org ,",
         PM_ORDER_RATE_LIMIT="600/m",
         PM_ORDER_RATE_BURST="5",
+        PM_ORDER_AUTH_FAILURE_LIMIT="120/m",
+        PM_ORDER_AUTH_FAILURE_BURST="7",
     ) == Limits(
         max_unfinished_orders=50,
         max_servers_per_order=10,
@@ -38,6 +44,8 @@ def test_each_limit_is_read_from_its_variable() -> None:
         mail_domains=frozenset({"example.com", "ops.example.org"}),
         rate_per_second=10.0,
         rate_burst=5,
+        auth_failures_per_second=2.0,
+        auth_failure_burst=7,
     )
 
 
