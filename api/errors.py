@@ -64,7 +64,13 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     reason = reason or HTTPStatus(status).phrase
-    return error_json({"code": status, "msg": msg, "reason": reason}, status, headers)
+    response = error_json(
+        {"code": status, "msg": msg, "reason": reason}, status, headers
+    )
+    if response.headers.get("Connection") == "close":
+        # Really close it: aiohttp would otherwise linger for the rest of a body.
+        response.force_close()
+    return response
 
 
 def error_json(

@@ -174,6 +174,9 @@ class GuardedAppRunner(web.AppRunner):
         self, app: web.Application, *, client_timeout: float, **kwargs: Any
     ) -> None:
         kwargs.setdefault("keepalive_timeout", KEEPALIVE_SECONDS)
+        # After an answer sent before its body was read (413, 408...), what is
+        # left of the body is read and dropped for at most this long.
+        kwargs.setdefault("lingering_time", client_timeout)
         super().__init__(app, **kwargs)
         self.client_timeout = client_timeout
 

@@ -163,8 +163,12 @@ def tokens_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(tokens_file: Path) -> Config:
-    # Tests send bursts with one token; the rate limit's own tests turn it on.
-    return Config(tokens_file=tokens_file, limits=Limits(rate_per_second=None))
+    # Tests send bursts with one token, and many unknown tokens from one address;
+    # the limits' own tests turn them on.
+    return Config(
+        tokens_file=tokens_file,
+        limits=Limits(rate_per_second=None, auth_failures_per_second=None),
+    )
 
 
 @dataclass

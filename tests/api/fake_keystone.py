@@ -61,6 +61,12 @@ class FakeKeystone:
         self.mode: Mode = "up"
         # Subject token -> how many validations (GET) were asked for it.
         self.validations: Counter[str] = Counter()
+        # Validations being answered now, and the most at once so far.
+        self.in_flight = 0
+        self.most_in_flight = 0
+        # Unknown tokens are held until `release()` (a Keystone slowed down by
+        # a flood of them); known ones are answered at once.
+        self.hold_unknown = False
         self.logins = 0
         self._tokens: dict[str, dict[str, Any]] = {}
         self._service_tokens: set[str] = set()
@@ -203,8 +209,19 @@ class FakeKeystone:
         )
 
     async def _validate(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._validation(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _validation(self, request: web.Request) -> web.Response:
         subject = request.headers.get("X-Subject-Token", "")
         self.validations[subject] += 1
+        if self.hold_unknown and subject not in self._tokens:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), SLOW_SECONDS)
         refused = await self._misbehave()
         if refused is not None:
             return refused

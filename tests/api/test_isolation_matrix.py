@@ -266,7 +266,7 @@ async def world(
         tokens_file=tokens,
         approver_roles=frozenset({"approver"}),
         warn_max=0,  # no warning but the world's own: the store changes only when told
-        limits=Limits(rate_per_second=None),
+        limits=Limits(rate_per_second=None, auth_failures_per_second=None),
     )
     store = open_store(world_store_url)
     clock = FakeClock()

@@ -79,7 +79,7 @@ async def keystone_api(
         config = Config(
             keystone=settings,
             approver_roles=approver_roles,
-            limits=Limits(rate_per_second=None),
+            limits=Limits(rate_per_second=None, auth_failures_per_second=None),
         )
         service = OrderService(store.app, clock=clock)
         service.register_servers(INVENTORY)

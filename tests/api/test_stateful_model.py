@@ -366,7 +366,10 @@ def test_random_sequences_of_requests_agree_with_the_model(
 
     Machine.backend = Backend(backend, tmp_path)
     # Every step is one token's request: the per-token rate limit is not modelled.
-    Machine.config = Config(tokens_file=tokens, limits=Limits(rate_per_second=None))
+    Machine.config = Config(
+        tokens_file=tokens,
+        limits=Limits(rate_per_second=None, auth_failures_per_second=None),
+    )
 
     run_state_machine_as_test(
         Machine,

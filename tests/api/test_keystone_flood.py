@@ -1,0 +1,157 @@
+"""A flood of made-up tokens (issue 16, finding 1): each client address may
+present only so many tokens that are not known valid, so that a flood from one
+address neither reaches Keystone nor delays users at other addresses. Through the
+real app, behind a trusted proxy (X-Forwarded-For names the client), against the
+fake Keystone speaking the v3 token API."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+import pytest
+from aiohttp import ClientResponse
+
+from api.app import create_app
+from api.keystone import KeystoneAuthenticator
+from domain.service import OrderService
+from service.config import Config, Limits
+from service.store import Store
+from tests.api.conftest import ONE_BACKEND
+from tests.api.fake_keystone import FakeKeystone
+from tests.api.test_keystone import keystone, settings_for
+from tests.conftest import INVENTORY, Api, FakeClock
+
+__all__ = ["keystone"]  # the fixture, shared with test_keystone.py
+
+FLOOD: Final = 100
+FLOODER: Final = "203.0.113.9"
+USER_ADDRESS: Final = "198.51.100.7"
+PROXY: Final = "127.0.0.1"
+# The address limit at its defaults: only the per-token rate is off.
+LIMITS: Final = Limits(rate_per_second=None)
+
+
+@pytest.fixture
+async def api_behind_proxy(
+    aiohttp_client: Any, store: Store, clock: FakeClock, keystone: FakeKeystone
+) -> AsyncIterator[Api]:
+    settings = settings_for(keystone)
+    config = Config(
+        keystone=settings, trusted_proxies=frozenset({PROXY}), limits=LIMITS
+    )
+    service = OrderService(store.app, clock=clock)
+    service.register_servers(INVENTORY)
+    app = create_app(
+        config,
+        store=store,
+        clock=clock,
+        authenticator=KeystoneAuthenticator(settings, clock=clock),
+    )
+    client = await aiohttp_client(app)
+    yield Api(client=client, store=store, service=service)
+    keystone.release()
+    await client.close()
+
+
+async def get_from(api: Api, address: str, token: str) -> ClientResponse:
+    """A list request that the trusted proxy forwards from `address`."""
+    response = await api.client.get(
+        api.url("proj-a"),
+        headers=api.headers(token, **{"X-Forwarded-For": address}),
+    )
+    await response.read()
+    return response
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until `condition()` holds (bounded)."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def made_up() -> str:
+    return "gAAAAA" + secrets.token_urlsafe(132)
+
+
+@ONE_BACKEND
+async def test_a_flood_from_one_address_neither_reaches_keystone_nor_delays_others(
+    api_behind_proxy: Api, keystone: FakeKeystone
+) -> None:
+    api = api_behind_proxy
+    burst = LIMITS.auth_failure_burst
+    # given: a Keystone slowed down by unknown tokens (it holds them)
+    keystone.hold_unknown = True
+    # when: one address sends a flood of made-up tokens at once
+    flood = [
+        asyncio.create_task(get_from(api, FLOODER, made_up())) for _ in range(FLOOD)
+    ]
+    await until(lambda: sum(task.done() for task in flood) == FLOOD - burst)
+    # then: only the address's burst reached Keystone; the rest were refused at
+    # once with 429, without a call
+    await until(lambda: keystone.in_flight == burst)
+    refused = [task.result() for task in flood if task.done()]
+    assert {r.status for r in refused} == {429}
+    assert all(r.headers["Retry-After"].isdigit() for r in refused)
+    assert len(keystone.validations) == burst
+    # and a user at another address, with a new token, is answered while the
+    # flood's validations are still held
+    user_token = keystone.issue("alice", "proj-a")
+    answer = await get_from(api, USER_ADDRESS, user_token)
+    assert answer.status == 200
+    assert sum(not task.done() for task in flood) == burst
+    # when Keystone answers the held ones: each is an unknown token, 401
+    keystone.release()
+    held = [r for r in await asyncio.gather(*flood) if r not in refused]
+    assert {r.status for r in held} == {401}
+    # then: the flooding address gets 429 for any token not known valid, without
+    # Keystone being asked...
+    asked = keystone.validations.total()
+    assert (await get_from(api, FLOODER, made_up())).status == 429
+    assert keystone.validations.total() == asked
+    # ... while a token already known valid still works from there
+    assert (await get_from(api, FLOODER, user_token)).status == 200
+
+
+@ONE_BACKEND
+async def test_valid_tokens_never_use_up_their_address_s_allowance(
+    api_behind_proxy: Api, keystone: FakeKeystone
+) -> None:
+    api = api_behind_proxy
+    # given: more users than the burst behind one address (a NAT), each with a
+    # new token
+    tokens = [keystone.issue("alice", "proj-a") for _ in range(40)]
+    # when / then: each is asked of Keystone once and accepted
+    for token in tokens:
+        assert (await get_from(api, USER_ADDRESS, token)).status == 200
+    # and a made-up token from there is still a plain 401
+    assert (await get_from(api, USER_ADDRESS, made_up())).status == 401
+
+
+@ONE_BACKEND
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
+    aiohttp_client: Any, store: Store, clock: FakeClock, keystone: FakeKeystone
+) -> None:
+    # given: no trusted proxy: every request's address is its peer, 127.0.0.1
+    settings = settings_for(keystone)
+    config = Config(
+        keystone=settings, limits=Limits(rate_per_second=None, auth_failure_burst=3)
+    )
+    app = create_app(
+        config,
+        store=store,
+        clock=clock,
+        authenticator=KeystoneAuthenticator(settings, clock=clock),
+    )
+    client = await aiohttp_client(app)
+    api = Api(client=client, store=store, service=OrderService(store.app))
+    # when: each made-up token claims another address
+    statuses = [
+        (await get_from(api, f"192.0.2.{n}", made_up())).status for n in range(5)
+    ]
+    # then: they all counted against the peer
+    assert statuses == [401, 401, 401, 429, 429]
+    await client.close()
