@@ -421,3 +421,33 @@ async def test_the_body_is_checked_before_the_role(make_api: MakeApi) -> None:
     status, _ = await api.decide("tok-bill", "proj-b", {"order_ids": [1], "accept": 7})
     # then
     assert status == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"order_ids": "ORDER", "accept": 0, "accept": 1}',
+        '{"order_ids": "ORDER", "order_ids": "ORDER", "accept": 1}',
+    ],
+    ids=["accept twice", "order_ids twice"],
+)
+async def test_a_body_that_repeats_a_key_is_400_and_decides_nothing(
+    api: Api, raw: str
+) -> None:
+    # given: an unfinished order (issue 16, finding 6: the last key won)
+    order_id = await given.ordered(api, "SN-A-001")
+    head = api.head()
+    # when
+    response = await api.client.put(
+        api.url("proj-b"),
+        headers=api.headers("tok-bob", **{"Content-Type": "application/json"}),
+        data=raw.replace("ORDER", str(order_id)),
+    )
+    # then
+    body = await response.json()
+    assert (response.status, body["code"]) == (400, 400)
+    assert "is repeated" in body["msg"]
+    assert api.head() == head
+    assert api.owner("SN-A-001") == ("proj-a", order_id)
+    listing = await given.listed(api, "tok-bob", "proj-b", type=0)
+    assert given.state_of(listing, order_id) == "unfinished"

@@ -189,3 +189,62 @@ async def test_the_app_serves_with_the_store_it_opens_itself(
     assert response.status == 200
     assert (await response.json())["total_count"] == 0
     await client.close()
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    return [r for r in caplog.records if r.name == "pm_order.access"]
+
+
+@ONE_BACKEND
+async def test_the_access_line_has_client_request_line_status_size_and_agent(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 16, finding 9: these were missing, so token guessing had no address
+    caplog.set_level(logging.INFO)
+    ok = await api.client.get(
+        api.url("proj-a") + "?type=0",
+        headers=api.headers("tok-alice", **{"User-Agent": 'probe/1.0 "x" \u00e9'}),
+    )
+    body = await ok.read()
+    refused = await api.client.get(api.url("proj-a"), headers=api.headers("guess"))
+    await refused.read()
+    first, second = access_lines(caplog)
+    assert first.client == "127.0.0.1"
+    assert first.request_line == "GET /mana_api/pm_order/proj-a?type=0 HTTP/1.1"
+    assert (first.status, first.size) == (200, len(body))
+    assert first.user_agent == 'probe/1.0 \\"x\\" \\xe9'
+    assert first.getMessage().startswith(
+        '127.0.0.1 "GET /mana_api/pm_order/proj-a?type=0 HTTP/1.1" 200 '
+    )
+    assert (second.client, second.status, second.project) == ("127.0.0.1", 401, None)
+
+
+@ONE_BACKEND
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "client"),
+    [
+        (frozenset(), "198.51.100.7", "127.0.0.1"),
+        (frozenset({"127.0.0.1"}), "198.51.100.7", "198.51.100.7"),
+        # the client's own prefix is not believed: the proxy appends the peer
+        (frozenset({"127.0.0.1"}), "10.9.9.9, 198.51.100.7", "198.51.100.7"),
+        (
+            frozenset({"127.0.0.1", "10.0.0.2"}),
+            "198.51.100.7, 10.0.0.2",
+            "198.51.100.7",
+        ),
+        (frozenset({"127.0.0.1"}), "not an address", "127.0.0.1"),
+    ],
+)
+async def test_the_client_is_the_peer_or_what_a_trusted_proxy_says(
+    make_api: MakeApi,
+    caplog: pytest.LogCaptureFixture,
+    trusted: frozenset[str],
+    forwarded: str,
+    client: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    api = await make_api(trusted_proxies=trusted)
+    response = await api.client.get("/healthz", headers={"X-Forwarded-For": forwarded})
+    await response.read()
+    (line,) = access_lines(caplog)
+    assert line.client == client
