@@ -1,6 +1,10 @@
 """`pm-order serve --workers N`: N serving processes on one port (SO_REUSEPORT),
 kept running by this parent, stopped together on SIGTERM or SIGINT.
 
+Each serving process ends with the parent, even one killed with SIGKILL (the
+kernel sends it SIGTERM), and one that fails says why, in its own log line and
+in the parent's.
+
 A serving process that ends by itself is started again after a delay that
 doubles while processes keep dying young (1 s, 2 s, 4 s ... at most 30 s; see
 `RestartPolicy`). When they keep dying (more than 5 in a row, each within a
@@ -12,6 +16,7 @@ now and then.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +30,8 @@ log = logging.getLogger("pm_order")
 _POLL_SECONDS: Final = 0.1
 # Past the children's own shutdown bound: kill the stragglers.
 _KILL_MARGIN_SECONDS: Final = 10.0
+# <linux/prctl.h>: the signal a process gets when its parent ends.
+_PR_SET_PDEATHSIG: Final = 1
 
 
 @dataclass(frozen=True)
@@ -57,17 +64,20 @@ def supervise(
     young_deaths = 0  # in a row
     delay = restarts.first_delay
 
+    parent = os.getpid()
+    reasons: dict[int, int] = {}  # pid -> the read end of its pipe
+
     def start() -> None:
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: serve, then leave without the parent's clean-up
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
-            code = 1
-            try:
-                code = serve_one()
-            finally:
-                logging.shutdown()
-                os._exit(code)
+            os.close(read_end)
+            for fd in reasons.values():
+                os.close(fd)
+            os._exit(_serve_child(serve_one, parent, write_end))
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        reasons[pid] = read_end
         children[pid] = time.monotonic()
 
     def stop_all() -> None:
@@ -101,6 +111,7 @@ def supervise(
         if started is None:
             continue
         code = os.waitstatus_to_exitcode(status)
+        why = _reason(reasons.pop(pid))
         if stop_at:
             failed = failed or code != 0
             continue
@@ -110,18 +121,20 @@ def supervise(
         if young_deaths > restarts.crash_loop_restarts:
             log.error(
                 "serving processes keep ending (%d in a row, the last with status "
-                "%d, each within %.0f s of its start): stopping",
+                "%d%s, each within %.0f s of its start): stopping",
                 young_deaths,
                 code,
+                f": {why}" if why else "",
                 restarts.healthy_after,
             )
             failed = True
             stop_all()
             continue
         log.warning(
-            "serving process %d ended (status %d); starting another in %.1f s",
+            "serving process %d ended (status %d%s); starting another in %.1f s",
             pid,
             code,
+            f": {why}" if why else "",
             delay,
         )
         _sleep_unless_stopped(delay, stop_at)
@@ -129,6 +142,49 @@ def supervise(
             start()
         delay = min(delay * 2, restarts.most_delay)
     return 1 if failed else 0
+
+
+def _serve_child(serve_one: Callable[[], int], parent: int, reason_fd: int) -> int:
+    """In a forked child: serve until told to stop, or until the parent dies
+    (whichever way: SIGKILL included); an error that ends it is logged and
+    written to `reason_fd` for the parent to say."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    code = 1
+    try:
+        _die_with_parent(parent)
+        code = serve_one()
+    except SystemExit as leaving:
+        code = leaving.code if isinstance(leaving.code, int) else 1
+    except BaseException as error:  # noqa: BLE001 (said, then the status says it)
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        log.error("serving process %d failed: %s", os.getpid(), reason)
+        with contextlib.suppress(OSError):
+            os.write(reason_fd, reason.encode(errors="replace"))
+    finally:
+        logging.shutdown()
+    return code
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM when the parent ends, however it ends: a
+    child left behind would go on serving the old configuration (Linux's
+    PR_SET_PDEATHSIG; the parent may have died before it was set)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        raise SystemExit(1)
+
+
+def _reason(fd: int) -> str:
+    """What the child wrote before it ended (empty when it said nothing)."""
+    try:
+        return os.read(fd, 1024).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def _sleep_unless_stopped(seconds: float, stop_at: list[float]) -> None:

@@ -201,11 +201,12 @@ def test_several_serving_processes_share_one_port_and_stop_together(
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, whose parent is gone, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.mark.postgres
@@ -228,3 +229,40 @@ def test_a_worker_stops_on_sigterm_releasing_its_leadership_and_exits_0(
     finally:
         first.stop()
         standby.stop()
+
+
+@pytest.mark.postgres
+def test_serving_processes_end_when_serve_workers_is_killed_with_sigkill(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
+    # issue 16, finding 2: the children went on serving the old configuration
+    env = _env(tmp_path, postgres_schema_url)
+    port = free_port()
+    server = PmOrderProcess(
+        ["serve", "--port", str(port), "--workers", "2"], env, tmp_path / "serve.log"
+    )
+    pids: set[int] = set()
+
+    def both_answer() -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/healthz", timeout=2
+            ) as response:
+                pids.add(json.loads(response.read())["pid"])
+        except OSError:
+            return False
+        return len(pids) == 2
+
+    try:
+        wait_until(both_answer, "two serving processes on one port", 60)
+        # when
+        server.kill()
+        # then: both end, and nothing answers on the port any more
+        for pid in pids:
+            wait_until(lambda p=pid: not _alive(p), f"process {pid} to end", 40)
+        assert _refuses(port)
+    finally:
+        server.stop()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
