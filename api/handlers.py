@@ -19,6 +19,7 @@ from api.context import (
     after_write,
     run,
 )
+from api.health import refuse_writes_nobody_projects
 from projections.order_lists import OrderLists
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -61,6 +62,7 @@ async def request_transfer(request: web.Request) -> web.Response:
     """POST: order the move of the caller's servers to another project."""
     identity = request[IDENTITY]
     body = await requests.transfer_request(request, identity.project_id)
+    await refuse_writes_nobody_projects(request)
     # Queued for the next group commit: no thread of the pool waits meanwhile.
     written = await asyncio.wrap_future(
         request.app[SERVICE].request_transfer_later(
@@ -80,6 +82,7 @@ async def decide_orders(request: web.Request) -> web.Response:
     """PUT: the destination accepts or refuses orders, all or none."""
     identity = request[IDENTITY]
     body = await requests.decision(request)
+    await refuse_writes_nobody_projects(request)
     written = await run(
         request,
         request.app[SERVICE].decide,

@@ -14,14 +14,18 @@ from typing import Any, Final
 from aiohttp import web
 
 from api.context import BACKGROUND, CONFIG, STATUS
-from api.errors import RETRY_AFTER_SECONDS, error_json
+from api.errors import RETRY_AFTER_SECONDS, ApiError, error_json
 from api.responses import json_ok
+from projections.rebuild import ViewStatus
 from service.config import Config
 from service.status import Sample
 
 log = logging.getLogger(__name__)
 
 CHECKS: Final = ("store", "views", "listener")
+NO_PROJECTOR_REMEDY: Final = (
+    "`pm-order worker` (or a `pm-order serve` without --api-only)"
+)
 
 
 @dataclass
@@ -52,7 +56,7 @@ async def readyz(request: web.Request) -> web.Response:
     sample = await request.app[STATUS].sample()
     checks = {
         "store": _store_check(sample),
-        "views": _views_check(sample, config, time.time()),
+        "views": _views_check(sample, config, time.time(), _projects(request.app)),
         "listener": _listener_check(request.app),
     }
     failed = [name for name in CHECKS if checks[name]["ok"] is False]
@@ -79,7 +83,42 @@ def _store_check(sample: Sample) -> dict[str, Any]:
     return {"ok": True, "detail": f"answers; the log's head is {sample.head}"}
 
 
-def _views_check(sample: Sample, config: Config, now: float) -> dict[str, Any]:
+def _projects(app: web.Application) -> bool:
+    """Whether this process projects (or stands by to): not `serve --api-only`."""
+    background = app.get(BACKGROUND)
+    return background is None or background.run_work
+
+
+def _stuck(view: ViewStatus, config: Config, now: float) -> bool:
+    """Behind, and not moved for `ready_stuck_after` (or never)."""
+    return view.lag_events > 0 and (
+        view.moved_at is None or now - view.moved_at > config.ready_stuck_after
+    )
+
+
+async def refuse_writes_nobody_projects(request: web.Request) -> None:
+    """On a `serve --api-only` process: 503, before anything is written, while
+    the views are stuck. No process projects them then (the worker is down), and
+    a write's answer would wait in vain for them (read-your-writes)."""
+    if _projects(request.app):
+        return  # this process projects, or takes over when the leader ends
+    sample = await request.app[STATUS].sample()
+    config = request.app[CONFIG]
+    now = time.time()
+    stuck = [v.name for v in sample.views if _stuck(v, config, now)]
+    if stuck:
+        raise ApiError(
+            503,
+            f"no process is keeping the views ({', '.join(stuck)} stuck for over "
+            f"{config.ready_stuck_after:g} s) and this one is API only: start "
+            f"{NO_PROJECTOR_REMEDY}; nothing was written",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+
+def _views_check(
+    sample: Sample, config: Config, now: float, projects: bool
+) -> dict[str, Any]:
     if sample.error:
         return {"ok": None, "detail": "unknown while the store does not answer"}
     views: dict[str, Any] = {}
@@ -87,9 +126,7 @@ def _views_check(sample: Sample, config: Config, now: float) -> dict[str, Any]:
     for view in sample.views:
         still_for = now - view.moved_at if view.moved_at is not None else None
         state = "ok"
-        if view.lag_events > 0 and (
-            still_for is None or still_for > config.ready_stuck_after
-        ):
+        if _stuck(view, config, now):
             state = "stuck"
             problems.append(
                 f"{view.name} is stuck ({view.lag_events} events behind, "
@@ -113,6 +150,12 @@ def _views_check(sample: Sample, config: Config, now: float) -> dict[str, Any]:
             "moved_seconds_ago": round(still_for, 3) if still_for is not None else None,
         }
     if problems:
+        if not projects and any(v["state"] == "stuck" for v in views.values()):
+            problems.append(
+                f"this process is API only (serve --api-only) and does not "
+                f"project: start {NO_PROJECTOR_REMEDY}; until then it refuses "
+                "writes (503)"
+            )
         return {"ok": False, "detail": "; ".join(problems), "views": views}
     return {"ok": True, "detail": "within bounds and moving", "views": views}
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
+from api.app import create_app
+from domain.service import OrderService
+from service.store import Store
 from tests.api import given
-from tests.conftest import Api
+from tests.conftest import INVENTORY, Api, FakeClock
 
 
 async def test_a_request_shows_at_once_in_both_projects_lists(api: Api) -> None:
@@ -82,3 +87,39 @@ async def test_a_write_shows_to_a_client_on_another_connection(api: Api) -> None
         # then
         body = await given.listed(api, "tok-alice", "proj-a", type=3)
         assert given.state_of(body, order_id) == "finished"
+
+
+async def test_an_api_only_process_refuses_writes_while_no_process_projects(
+    aiohttp_client: Any, store: Store, config_with: Any, clock: FakeClock
+) -> None:
+    # given: an API-only process (`serve --api-only`) and no worker anywhere: the
+    # views stay behind the log (issue 16, finding 7: each write's answer waited
+    # 10 s for them, then said 200 while no list showed it)
+    service = OrderService(store.app, clock=clock)
+    service.register_servers(INVENTORY)
+    # (stuck: behind, and not moved since the tables were made)
+    config = config_with(read_your_writes_timeout=0.5, ready_stuck_after=0.0)
+    app = create_app(config, store=store, clock=clock, background=False)
+    client = await aiohttp_client(app)
+    api = Api(client=client, store=store, service=service)
+    head = api.head()
+    # when
+    status, body = await api.request(
+        "tok-alice", "proj-a", {"snids": "SN-A-001", "dest_project": "proj-b"}
+    )
+    # then: refused plainly, nothing written
+    assert (status, body["code"]) == (503, 503)
+    assert "start `pm-order worker`" in body["msg"]
+    assert "nothing was written" in body["msg"]
+    assert api.head() == head
+    status, body = await api.decide(
+        "tok-bob", "proj-b", {"order_ids": "1", "accept": 1}
+    )
+    assert status == 503
+    # and /readyz says what to run
+    response = await client.get("/readyz")
+    ready = await response.json()
+    assert response.status == 503
+    assert "this process is API only" in ready["checks"]["views"]["detail"]
+    assert "`pm-order worker`" in ready["msg"]
+    await client.close()
