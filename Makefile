@@ -19,8 +19,11 @@ $(INSTALLED): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo store persists in var/: the import registers only servers it does not
+# know yet, so that `make run` works again after orders moved some
+# (`rm -rf var` starts over from the demo inventory).
 run: install
-	$(BIN)/pm-order machines import examples/inventory.csv
+	$(BIN)/pm-order machines import --new-only examples/inventory.csv
 	@echo
 	@echo "Serving on http://$(HOST):$(PORT). Try, in another terminal:"
 	@echo

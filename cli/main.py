@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Final
+
+import psycopg
+from eventsourcing import persistence
 
 from cli.commands import (
     audit,
@@ -17,9 +22,26 @@ from cli.commands import (
     report,
     serve,
 )
-from domain.exceptions import DomainError
+from domain.exceptions import DomainError, StoreUnavailable
+from mail.settings import without_password
+from projections.database import ViewDatabaseUnavailable
 from service import logs
 from service.config import Config, ConfigError, check_database_url
+from service.logs import redact
+
+# Exit statuses (the README's Operating section lists them).
+DATABASE_UNAVAILABLE: Final = 3
+
+# What the drivers raise when the database cannot be reached or used: said in one
+# line, never a traceback.
+_DATABASE_UNAVAILABLE: Final = (
+    ViewDatabaseUnavailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"pm-order: {error}", file=sys.stderr)
         return 2
+    except (StoreUnavailable, *_DATABASE_UNAVAILABLE) as error:
+        print(f"pm-order: {_unavailable(error, args)}", file=sys.stderr)
+        return DATABASE_UNAVAILABLE
     except DomainError as error:
         print(f"pm-order: {error}", file=sys.stderr)
         return 1
@@ -48,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so that the exit's flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _unavailable(error: Exception, args: argparse.Namespace) -> str:
+    """One line: which database, and what it (or the driver) said."""
+    url = args.database_url or os.environ.get("PM_ORDER_DATABASE_URL")
+    where = f" ({without_password(url)})" if url else ""
+    said = str(error).strip().splitlines()
+    reason = redact(said[0]) if said else type(error).__name__
+    return f"the database is unavailable{where}: {reason}"
 
 
 def parser() -> argparse.ArgumentParser:

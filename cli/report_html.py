@@ -99,9 +99,11 @@ footer dd { margin: 0 0 0 16px; }
 
 
 def human_duration(seconds: float | None) -> str:
-    """A time to decision for people: 45s, 12m 30s, 2h 05m, 3d 04h."""
+    """A time to decision for people: 420ms, 45s, 12m 30s, 2h 05m, 3d 04h."""
     if seconds is None:
         return "-"
+    if seconds < 0.5:
+        return f"{seconds * 1000:.0f}ms"  # not "0s": a quick decision is a figure
     whole = round(seconds)
     if whole < 60:
         return f"{whole}s"

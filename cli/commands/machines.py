@@ -21,6 +21,13 @@ def register(commands: Any) -> Any:
         "import", help="register servers from a CSV file with header snid,project_id"
     )
     load.add_argument("file", type=Path)
+    load.add_argument(
+        "--new-only",
+        action="store_true",
+        help="register only the servers the store does not know yet, and leave "
+        "the known ones as they are, whoever owns them now (`make run` imports "
+        "the demo inventory so, every time)",
+    )
     load.set_defaults(command=import_machines)
     listing = actions.add_parser("list", help="list servers and their owners")
     listing.add_argument("--project", help="only this project's servers")
@@ -32,9 +39,23 @@ def register(commands: Any) -> Any:
 def import_machines(config: Config, args: argparse.Namespace) -> int:
     rows = read_inventory(args.file)
     with opened_store(config) as store:
-        written = OrderService(store.app).register_servers(rows)
+        wanted = rows
+        if args.new_only:
+            store.catch_up()
+            known = {s.snid for s in store.server_ownership.servers(store.views, None)}
+            wanted = [row for row in rows if row[0] not in known]
+        written = OrderService(store.app).register_servers(wanted)
         store.catch_up()
-    print(f"{len(rows)} rows read; the log is at {written.position}")
+    skipped = len(rows) - len(wanted)
+    print(
+        f"{len(rows)} rows read"
+        + (
+            f", {skipped} of them servers known already (left as they are)"
+            if skipped
+            else ""
+        )
+        + f"; the log is at {written.position}"
+    )
     return 0
 
 

@@ -8,10 +8,15 @@ import time
 from datetime import datetime
 from typing import Any
 
+from domain.exceptions import DomainError
 from mail import ledger
 from mail.ledger import DeliveryLedger
 from service.config import Config
 from service.store import opened_store
+
+
+class MessageUnknown(DomainError):
+    """`mail retry` named a message that is not there, or not failed (exit 1)."""
 
 
 def register(commands: Any) -> None:
@@ -36,7 +41,11 @@ def register(commands: Any) -> None:
     listing.add_argument("--json", action="store_true", help="JSON lines")
     listing.set_defaults(command=list_mail)
     retry = actions.add_parser(
-        "retry", help="put failed messages back in line (all, or the one named)"
+        "retry",
+        help="put failed messages back in line (all, or the one named)",
+        description="Put messages the mailer gave up on (state failed) back in "
+        "line: every one, or the one named. Exit status 1 when the named message "
+        "does not exist or has not failed.",
     )
     retry.add_argument(
         "message_id", nargs="?", help="one Message-ID (the <> may be left out)"
@@ -81,6 +90,15 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
     if message is not None and not message.startswith("<"):
         message = f"<{message}>"
     with opened_store(config) as store:
+        if message is not None:
+            store.catch_up()
+            known = {m.message_id: m for m in DeliveryLedger.messages(store.views)}
+            if message not in known:
+                raise MessageUnknown(f"no such message: {message}")
+            if known[message].state != ledger.FAILED:
+                raise MessageUnknown(
+                    f"{message} is {known[message].state}, not failed: nothing to retry"
+                )
         count = DeliveryLedger.retry_failed(store.views, time.time(), message)
     print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
-    return 0 if count or args.message_id is None else 1
+    return 0

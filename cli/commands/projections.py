@@ -7,13 +7,23 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, TextIO
+from datetime import datetime, tzinfo
+from typing import Any, Final, TextIO
 
 from projections import rebuild as rebuilding
+from projections.mail_outbox import MailOutbox
+from projections.order_lists import OrderLists
+from projections.reports import Reports
+from projections.server_ownership import ServerOwnership
 from projections.view import View
 from service.config import Config, ConfigError
 from service.store import Store, opened_store
+
+# Every view, by name, in the order they are projected and shown.
+VIEW_NAMES: Final = tuple(
+    view.name for view in (OrderLists, ServerOwnership, MailOutbox, Reports)
+)
+_VIEW_HELP: Final = f"one view: {', '.join(VIEW_NAMES)} (default: every view)"
 
 
 def register(commands: Any) -> None:
@@ -28,12 +38,12 @@ def register(commands: Any) -> None:
         "rebuild",
         help="rebuild views from the events into fresh tables, then switch them in",
     )
-    rebuild.add_argument("name", nargs="?", help="one view (default: all)")
+    rebuild.add_argument("name", nargs="?", choices=VIEW_NAMES, help=_VIEW_HELP)
     rebuild.set_defaults(command=rebuild_views)
     verify = actions.add_parser(
         "verify", help="recompute views from the events and compare with the live ones"
     )
-    verify.add_argument("name", nargs="?", help="one view (default: all)")
+    verify.add_argument("name", nargs="?", choices=VIEW_NAMES, help=_VIEW_HELP)
     verify.add_argument("--json", action="store_true", help="differences as JSON")
     verify.set_defaults(command=verify_views)
 
@@ -46,7 +56,8 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         ]
     if args.json:
         for row in rows:
-            print(json.dumps(row.__dict__))
+            moved_at = _iso(row.moved_at, config.timezone)
+            print(json.dumps({**row.__dict__, "moved_at": moved_at}))
         return 0
     print(
         f"{'VIEW':<18} {'POSITION':>9} {'HEAD':>9} {'LAG':>7} {'LAG (s)':>8}  MOVED AT"
@@ -134,6 +145,14 @@ def _chosen(store: Store, name: str | None) -> list[View]:
         known = ", ".join(v.name for v in store.all_views)
         raise ConfigError(f"no view {name!r} to do that with; choose one of: {known}")
     return views
+
+
+def _iso(seconds: float | None, zone: tzinfo) -> str | None:
+    """ISO-8601 with the zone's offset, as the other commands' JSON times; None:
+    never moved."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, zone).isoformat(timespec="milliseconds")
 
 
 def _local(seconds: float) -> str:

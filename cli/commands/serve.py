@@ -16,10 +16,15 @@ log = logging.getLogger("pm_order")
 
 def register(commands: Any) -> None:
     serve = commands.add_parser(
-        "serve", help="serve the API and run the background work"
+        "serve",
+        help="serve the API and run the background work",
+        description="Serve the REST API and, unless --api-only, run the background "
+        "work (projectors, warning scheduler, mailer) under election. Stops in "
+        "order on SIGTERM or SIGINT.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument(
         "--workers",
         type=int,
@@ -30,20 +35,31 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--api-only",
         action="store_true",
-        help="leave the background work to `pm-order worker` processes",
+        help="leave the background work to `pm-order worker` processes; while "
+        "none projects, writes are refused with 503 (see /readyz)",
     )
     serve.set_defaults(command=serve_command)
 
     worker = commands.add_parser(
         "worker",
         help="run only the background work (projections, warnings, mail)",
+        description="Run the background work without serving the API: the "
+        "projectors that keep the views, the warning scheduler and the mailer, each "
+        "under its own election (one process leads, the others stand by). Needed "
+        "beside `serve --api-only` processes. Stops in order on SIGTERM or SIGINT.",
     )
     worker.set_defaults(command=worker_command)
 
-    db = commands.add_parser("db", help="the database schema")
+    db = commands.add_parser(
+        "db", help="the database schema", description="The database schema."
+    )
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     upgrade = db_commands.add_parser(
-        "upgrade", help="create or upgrade every table (event store and read models)"
+        "upgrade",
+        help="create or upgrade every table (event store and read models)",
+        description="Create or upgrade every table, of the event store and of the "
+        "read models, then exit. Run it when deploying with "
+        "PM_ORDER_CREATE_TABLES=no.",
     )
     upgrade.set_defaults(command=upgrade_database)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,168 @@ def http_get(url: str, token: str) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+# -- issue 16: what a new user's first hour found ---------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["machines", "list"],
+        ["machines", "import", "INVENTORY"],
+        ["orders", "show", "1"],
+        ["projections", "status"],
+        ["mail", "list"],
+        ["report"],
+        ["db", "upgrade"],
+        ["serve", "--port", "PORT"],
+        ["worker"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_an_unreachable_database_is_one_line_and_exit_status_3(
+    tmp_path: Path, command: list[str]
+) -> None:
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"tokens": []}')
+    url = f"postgresql://postgres:pw@127.0.0.1:{free_port()}/test"
+    args = [
+        str(inventory) if a == "INVENTORY" else str(free_port()) if a == "PORT" else a
+        for a in command
+    ]
+    result = pm_order(
+        "--database-url",
+        url,
+        *args,
+        cwd=tmp_path,
+        env={"PM_ORDER_TOKENS_FILE": str(tokens)},
+    )
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if '"level"' not in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("pm-order: the database is unavailable (")
+    assert "Connection refused" in errors[0]
+    assert "pw@" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_make_run_s_import_step_works_again_after_orders_moved_servers(
+    tmp_path: Path,
+) -> None:
+    # given: the import step of `make run`, exactly as the Makefile has it
+    makefile = (REPOSITORY / "Makefile").read_text()
+    recipe = makefile.split("\nrun: install\n")[1].split("\n\n")[0]
+    (step,) = [
+        line.strip() for line in recipe.splitlines() if "machines import" in line
+    ]
+    command = step.replace("$(BIN)/pm-order", f"{sys.executable} -m cli")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")},
+        "PM_ORDER_DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
+    }
+
+    def import_step() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            shell=True,
+            cwd=REPOSITORY,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = import_step()
+    assert first.returncode == 0, first.stderr
+    # and the README's walk-through: alice's SN-A-001 goes to proj-b
+    from domain.service import OrderService
+    from service.store import open_store
+
+    store = open_store(env["PM_ORDER_DATABASE_URL"])
+    try:
+        service = OrderService(store.app)
+        order = service.request_transfer(
+            tenant="proj-a",
+            user="alice",
+            snids=["SN-A-001"],
+            dest_project="proj-b",
+            mailto=[],
+        )
+        assert order.order_id is not None
+        service.decide(
+            tenant="proj-b",
+            user="bob",
+            roles=frozenset({"member"}),
+            order_ids=[order.order_id],
+            accept=True,
+        )
+    finally:
+        store.close()
+    # when: `make run` again
+    second = import_step()
+    # then
+    assert second.returncode == 0, second.stderr
+    assert listed(env["PM_ORDER_DATABASE_URL"], tmp_path, "--project", "proj-b")[0] == {
+        "snid": "SN-A-001",
+        "project_id": "proj-b",
+        "order_id": None,
+    }
+
+
+def test_mail_retry_of_an_unknown_message_says_so_and_exits_1(
+    database_url: str, tmp_path: Path
+) -> None:
+    result = pm_order(
+        "--database-url", database_url, "mail", "retry", "nope", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "pm-order: no such message: <nope>"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["serve"], ["address to listen on (default: 127.0.0.1)", "(default: 8080)"]),
+        (["worker"], ["Run the background work without serving the API"]),
+        (["db", "upgrade"], ["Create or upgrade every table"]),
+        (["mail", "retry"], ["Put messages the mailer gave up on"]),
+        (["projections", "rebuild"], ["order_lists, server_ownership, mail_outbox"]),
+        (["projections", "verify"], ["order_lists, server_ownership, mail_outbox"]),
+    ],
+)
+def test_each_command_s_help_describes_it(
+    tmp_path: Path, command: list[str], shown: list[str]
+) -> None:
+    result = pm_order(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for words in shown:
+        assert words in text, result.stdout
+
+
+def test_projections_status_json_gives_moved_at_as_an_iso_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
+    pm_order(
+        "--database-url",
+        database_url,
+        "machines",
+        "import",
+        str(inventory),
+        cwd=tmp_path,
+    )
+    result = pm_order(
+        "--database-url", database_url, "projections", "status", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines():
+        moved_at = json.loads(line)["moved_at"]
+        assert isinstance(moved_at, str), line
+        assert datetime.fromisoformat(moved_at).utcoffset() is not None
