@@ -102,7 +102,7 @@ def human_duration(seconds: float | None) -> str:
     """A time to decision for people: 420ms, 45s, 12m 30s, 2h 05m, 3d 04h."""
     if seconds is None:
         return "-"
-    if seconds < 0.5:
+    if seconds < 1:
         return f"{seconds * 1000:.0f}ms"  # not "0s": a quick decision is a figure
     whole = round(seconds)
     if whole < 60:

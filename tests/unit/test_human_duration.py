@@ -12,7 +12,8 @@ from cli.report_html import human_duration
     [
         (0.42, "420ms"),  # issue 16: a sub-second decision showed as "0s"
         (0.004, "4ms"),
-        (0.5, "1s"),
+        (0.5, "500ms"),
+        (1.4, "1s"),
         (45.2, "45s"),
         (750, "12m 30s"),
         (7500, "2h 05m"),
