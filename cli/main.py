@@ -31,6 +31,7 @@ from service.logs import redact
 
 # Exit statuses (the README's Operating section lists them).
 DATABASE_UNAVAILABLE: Final = 3
+INTERRUPTED: Final = 130  # as a shell says of Ctrl-C (128 + SIGINT)
 
 # What the drivers raise when the database cannot be reached or used: said in one
 # line, never a traceback.
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as error:
         print(f"pm-order: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("pm-order: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`pm-order ... | head`): not an error of ours.
         # Point stdout at /dev/null so that the exit's flush does not fail too.
