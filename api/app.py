@@ -44,7 +44,7 @@ from api.rate_limit import (
     RATE_LIMITER,
     RateLimiter,
     refuse_when_limited,
-    retry_after,
+    too_many,
 )
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
@@ -250,13 +250,7 @@ async def _identify(request: web.Request, token: str) -> Identity | None:
     address = client_address(request)
     wait = limiter.take_key(address)
     if wait is not None:
-        seconds = retry_after(wait)
-        raise ApiError(
-            429,
-            f"too many unknown or expired tokens from {address}; try again in "
-            f"{seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+        raise too_many(f"too many unknown or expired tokens from {address}", wait)
     try:
         identity = await authenticator.identify(token)
     except IdentityUnavailable:

@@ -122,10 +122,18 @@ def refuse_when_limited(request: web.Request) -> None:
     limiter = request.app[RATE_LIMITER]
     wait = limiter.take(request.headers["X-Auth-Token"])
     if wait is not None:
-        seconds = retry_after(wait)
-        raise ApiError(
-            429,
+        raise too_many(
             f"too many requests with this token: at most {limiter.burst} at once "
-            f"and {limiter.per_second:g} per second; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
+            f"and {limiter.per_second:g} per second",
+            wait,
         )
+
+
+def too_many(what: str, wait: float) -> ApiError:
+    """429: `what`, and in how many whole seconds to try again."""
+    seconds = retry_after(wait)
+    return ApiError(
+        429,
+        f"{what}; try again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )

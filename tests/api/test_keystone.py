@@ -31,6 +31,9 @@ MISMATCH = (
     "Malformed request URL: URL's project_id 'proj-a' doesn't match "
     "Context's project_id 'proj-b'"
 )
+# Bursts of one token, and many unknown tokens, are what is under test, not the
+# limits.
+UNLIMITED = Limits(rate_per_second=None, auth_failures_per_second=None)
 # Short enough for a quick test, long enough for a loaded machine's loopback.
 SLOW_TIMEOUT = 0.5
 
@@ -72,14 +75,16 @@ async def keystone_api(
         *,
         approver_roles: frozenset[str] = frozenset(),
         authenticator: Authenticator | None = None,
+        limits: Limits = UNLIMITED,
+        trusted_proxies: frozenset[str] = frozenset(),
         **changes: Any,
     ) -> Api:
         settings = settings_for(keystone, **changes)
-        # Bursts of one token are what is under test, not the rate limit.
         config = Config(
             keystone=settings,
             approver_roles=approver_roles,
-            limits=Limits(rate_per_second=None, auth_failures_per_second=None),
+            limits=limits,
+            trusted_proxies=trusted_proxies,
         )
         service = OrderService(store.app, clock=clock)
         service.register_servers(INVENTORY)

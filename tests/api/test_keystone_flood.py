@@ -9,22 +9,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Final
 
 import pytest
 from aiohttp import ClientResponse
 
-from api.app import create_app
-from api.keystone import KeystoneAuthenticator
-from domain.service import OrderService
-from service.config import Config, Limits
-from service.store import Store
+from service.config import Limits
 from tests.api.conftest import ONE_BACKEND
 from tests.api.fake_keystone import FakeKeystone
-from tests.api.test_keystone import keystone, settings_for
-from tests.conftest import INVENTORY, Api, FakeClock
+from tests.api.test_keystone import MakeApi, keystone, keystone_api
+from tests.conftest import Api
 
-__all__ = ["keystone"]  # the fixture, shared with test_keystone.py
+__all__ = ["keystone", "keystone_api"]  # the fixtures of test_keystone.py
 
 FLOOD: Final = 100
 FLOODER: Final = "203.0.113.9"
@@ -36,24 +32,10 @@ LIMITS: Final = Limits(rate_per_second=None)
 
 @pytest.fixture
 async def api_behind_proxy(
-    aiohttp_client: Any, store: Store, clock: FakeClock, keystone: FakeKeystone
+    keystone_api: MakeApi, keystone: FakeKeystone
 ) -> AsyncIterator[Api]:
-    settings = settings_for(keystone)
-    config = Config(
-        keystone=settings, trusted_proxies=frozenset({PROXY}), limits=LIMITS
-    )
-    service = OrderService(store.app, clock=clock)
-    service.register_servers(INVENTORY)
-    app = create_app(
-        config,
-        store=store,
-        clock=clock,
-        authenticator=KeystoneAuthenticator(settings, clock=clock),
-    )
-    client = await aiohttp_client(app)
-    yield Api(client=client, store=store, service=service)
-    keystone.release()
-    await client.close()
+    yield await keystone_api(limits=LIMITS, trusted_proxies=frozenset({PROXY}))
+    keystone.release()  # what a test left held
 
 
 async def get_from(api: Api, address: str, token: str) -> ClientResponse:
@@ -133,25 +115,13 @@ async def test_valid_tokens_never_use_up_their_address_s_allowance(
 
 @ONE_BACKEND
 async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
-    aiohttp_client: Any, store: Store, clock: FakeClock, keystone: FakeKeystone
+    keystone_api: MakeApi,
 ) -> None:
     # given: no trusted proxy: every request's address is its peer, 127.0.0.1
-    settings = settings_for(keystone)
-    config = Config(
-        keystone=settings, limits=Limits(rate_per_second=None, auth_failure_burst=3)
-    )
-    app = create_app(
-        config,
-        store=store,
-        clock=clock,
-        authenticator=KeystoneAuthenticator(settings, clock=clock),
-    )
-    client = await aiohttp_client(app)
-    api = Api(client=client, store=store, service=OrderService(store.app))
+    api = await keystone_api(limits=Limits(rate_per_second=None, auth_failure_burst=3))
     # when: each made-up token claims another address
     statuses = [
         (await get_from(api, f"192.0.2.{n}", made_up())).status for n in range(5)
     ]
     # then: they all counted against the peer
     assert statuses == [401, 401, 401, 429, 429]
-    await client.close()

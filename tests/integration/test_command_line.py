@@ -416,15 +416,9 @@ def test_each_command_s_help_describes_it(
 def test_projections_status_json_gives_moved_at_as_an_iso_time(
     database_url: str, tmp_path: Path
 ) -> None:
-    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
-    pm_order(
-        "--database-url",
-        database_url,
-        "machines",
-        "import",
-        str(inventory),
-        cwd=tmp_path,
-    )
+    # given: a store whose views have moved
+    listed(database_url, tmp_path)
+    # when
     result = pm_order(
         "--database-url", database_url, "projections", "status", "--json", cwd=tmp_path
     )

@@ -175,20 +175,7 @@ def test_several_serving_processes_share_one_port_and_stop_together(
             stderr=subprocess.STDOUT,
         )
     try:
-        pids: set[int] = set()
-
-        def both_answer() -> bool:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/healthz", timeout=2
-                ) as response:
-                    pids.add(json.loads(response.read())["pid"])
-            except OSError:
-                return False
-            return len(pids) == 2
-
-        # each new connection may land on either process (SO_REUSEPORT)
-        wait_until(both_answer, "two serving processes on one port", 60)
+        pids = _serving_pids(port, 2)
         assert process.pid not in pids
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log_path.read_text()
@@ -198,6 +185,25 @@ def test_several_serving_processes_share_one_port_and_stop_together(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def _serving_pids(port: int, count: int) -> set[int]:
+    """The pids of the `count` processes serving `port`, once each has answered
+    (each new connection may land on any of them: SO_REUSEPORT)."""
+    pids: set[int] = set()
+
+    def all_answer() -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/healthz", timeout=2
+            ) as response:
+                pids.add(json.loads(response.read())["pid"])
+        except OSError:
+            return False
+        return len(pids) == count
+
+    wait_until(all_answer, f"{count} serving processes on one port", 60)
+    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -242,19 +248,8 @@ def test_serving_processes_end_when_serve_workers_is_killed_with_sigkill(
         ["serve", "--port", str(port), "--workers", "2"], env, tmp_path / "serve.log"
     )
     pids: set[int] = set()
-
-    def both_answer() -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/healthz", timeout=2
-            ) as response:
-                pids.add(json.loads(response.read())["pid"])
-        except OSError:
-            return False
-        return len(pids) == 2
-
     try:
-        wait_until(both_answer, "two serving processes on one port", 60)
+        pids = _serving_pids(port, 2)
         # when
         server.kill()
         # then: both end, and nothing answers on the port any more
