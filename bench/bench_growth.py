@@ -40,7 +40,7 @@ from bench_list_orders import (
     list_requests,
     sample_request,
 )
-from generate import TENANTS, Grown, analyze, grow
+from generate import TENANTS, Grown, grow
 from harness import (
     PYTHON,
     ROOT,
@@ -177,7 +177,7 @@ def step(
         wait_projected(store, timeout=3600)
         catch_up = time.perf_counter() - began
         backlog_events = (store.app.recorder.max_notification_id() or 0) - head
-        analyze(store)
+        store.analyze()
         serve = pm_order_process("serve", schema.url, tokens=tokens, api_only=True)
         with running(serve):
             serve.wait_until_answering("/mana_api/openapi.json")
