@@ -452,9 +452,7 @@ def test_orders_after_an_import_are_numbered_after_the_imported_ones(
 ) -> None:
     # given a log imported into an empty store, on either backend
     import_events(store, log_file)
-    imported = [
-        json.loads(line) for line in log_file.read_text().splitlines() if line
-    ]
+    imported = [json.loads(line) for line in log_file.read_text().splitlines() if line]
     last = max(
         record["data"]["number"]
         for record in imported
