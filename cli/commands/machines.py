@@ -46,6 +46,7 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
             wanted = [row for row in rows if row[0] not in known]
         written = OrderService(store.app).register_servers(wanted)
         store.catch_up()
+        store.after_bulk_write(len(wanted))
     skipped = len(rows) - len(wanted)
     print(
         f"{len(rows)} rows read"
