@@ -31,6 +31,7 @@ from domain.order import order_aggregate_id
 from domain.order_numbers import last_taken
 from domain.service import OrderApplication
 from mail.ledger import DeliveryLedger
+from mail.settings import without_password
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -571,7 +572,9 @@ def postgres_settings(url: str) -> PostgresSettings:
             f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
         )
     if not parts.path.strip("/"):
-        raise ConfigError(f"PM_ORDER_DATABASE_URL={url!r} names no database")
+        raise ConfigError(
+            f"PM_ORDER_DATABASE_URL={without_password(url)!r} names no database"
+        )
     return PostgresSettings(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 5432,

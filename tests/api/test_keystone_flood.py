@@ -14,6 +14,7 @@ from typing import Final
 import pytest
 from aiohttp import ClientResponse
 
+from api.keystone import MOST_IN_FLIGHT
 from service.config import Limits
 from tests.api.conftest import ONE_BACKEND
 from tests.api.fake_keystone import FakeKeystone
@@ -125,3 +126,24 @@ async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
     ]
     # then: they all counted against the peer
     assert statuses == [401, 401, 401, 429, 429]
+
+
+@ONE_BACKEND
+async def test_validations_in_flight_are_bounded_whatever_the_addresses(
+    api_behind_proxy: Api, keystone: FakeKeystone
+) -> None:
+    api = api_behind_proxy
+    # given: a Keystone that holds unknown tokens
+    keystone.hold_unknown = True
+    # when: more made-up tokens than the bound, each from an address of its own
+    flood = [
+        asyncio.create_task(get_from(api, f"198.18.{n // 250}.{n % 250}", made_up()))
+        for n in range(MOST_IN_FLIGHT + 10)
+    ]
+    # then: Keystone is asked at most the bound at once; the others wait
+    await until(lambda: keystone.in_flight == MOST_IN_FLIGHT)
+    assert not any(task.done() for task in flood)
+    keystone.release()
+    answers = await asyncio.gather(*flood)
+    assert {a.status for a in answers} == {401}
+    assert keystone.most_in_flight == MOST_IN_FLIGHT

@@ -427,3 +427,20 @@ def test_projections_status_json_gives_moved_at_as_an_iso_time(
         moved_at = json.loads(line)["moved_at"]
         assert isinstance(moved_at, str), line
         assert datetime.fromisoformat(moved_at).utcoffset() is not None
+
+
+def test_a_database_url_without_a_database_name_is_one_line_and_exit_status_2(
+    tmp_path: Path,
+) -> None:
+    result = pm_order(
+        "--database-url",
+        "postgresql://postgres:pw@127.0.0.1:5432",
+        "machines",
+        "list",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("pm-order: ")
+    assert "names no database" in line
+    assert "pw@" not in line
