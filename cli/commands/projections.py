@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
+from language import ljust, rjust
 from projections import rebuild as rebuilding
 from projections.view import View
 from service.config import Config, ConfigError
@@ -48,11 +49,20 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row.__dict__))
         return 0
+    language = config.language
+    _ = language.gettext
+    view, position, head = _("VIEW"), _("POSITION"), _("HEAD")
+    lag, lag_seconds, moved_at = _("LAG"), _("LAG (s)"), _("MOVED AT")
     print(
-        f"{'VIEW':<18} {'POSITION':>9} {'HEAD':>9} {'LAG':>7} {'LAG (s)':>8}  MOVED AT"
+        f"{ljust(view, 18)} {rjust(position, 9)} {rjust(head, 9)} "
+        f"{rjust(lag, 7)} {rjust(lag_seconds, 8)}  {moved_at}"
     )
     for row in rows:
-        moved = _local(row.moved_at) if row.moved_at is not None else "never"
+        moved = (
+            language.moment(datetime.fromtimestamp(row.moved_at).astimezone())
+            if row.moved_at is not None
+            else _("never")
+        )
         print(
             f"{row.name:<18} {row.position:>9} {row.head:>9} {row.lag_events:>7} "
             f"{row.lag_seconds:>8.1f}  {moved}"
@@ -134,10 +144,6 @@ def _chosen(store: Store, name: str | None) -> list[View]:
         known = ", ".join(v.name for v in store.all_views)
         raise ConfigError(f"no view {name!r} to do that with; choose one of: {known}")
     return views
-
-
-def _local(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class ProgressBar:
