@@ -46,13 +46,13 @@ def available() -> list[str]:
     return sorted({SOURCE, *compiled})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Language:
     """One language: its messages, and its way with dates, numbers, durations."""
 
     code: str
-    catalog: gettext.NullTranslations = field(repr=False)
-    locale: Locale = field(repr=False)
+    catalog: gettext.NullTranslations = field(repr=False, compare=False)
+    locale: Locale = field(repr=False, compare=False)
 
     @staticmethod
     @cache
