@@ -4,6 +4,7 @@ the deployment's language (PM_ORDER_LANGUAGE)."""
 from __future__ import annotations
 
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
@@ -20,20 +21,31 @@ def compose(
     zone: ZoneInfo,
     language: Language = ENGLISH,
 ) -> EmailMessage:
-    """The message for `mail`, plain UTF-8 text, with its stable Message-ID.
-
-    A subject in another script is written as RFC 2047 encoded words when the
-    message is sent (the SMTP policy of the email package): headers stay ASCII.
-    """
+    """The message for `mail`, plain UTF-8 text, with its stable Message-ID."""
     when = datetime.fromtimestamp(mail.happened_at, zone)
     message = EmailMessage()
-    message["Subject"] = subject(mail, language)
+    _set_subject(message, subject(mail, language))
     message["From"] = sender
     message["To"] = ", ".join(mail.recipients)
     message["Date"] = format_datetime(when)
     message["Message-ID"] = mail.message_id
     message.set_content(body(mail, when, zone, language), charset="utf-8")
     return message
+
+
+def _set_subject(message: EmailMessage, text: str) -> None:
+    """An ASCII subject as is; any other as RFC 2047 encoded words, folded here.
+
+    The email package's own folding (3.11, 3.12) puts the space before a fold
+    outside the encoded words, and a reader drops the whitespace between encoded
+    words: "2 台服务器" would arrive as "2台服务器". Header cuts the text inside
+    words instead, and lines that short are sent as they are.
+    """
+    if text.isascii():
+        message["Subject"] = text
+        return
+    encoded = Header(text, "utf-8", header_name="Subject").encode(linesep="\n")
+    message.set_raw("Subject", encoded)
 
 
 def subject(mail: OutgoingMail, language: Language = ENGLISH) -> str:

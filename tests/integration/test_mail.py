@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.service import OrderService
+from language import ENGLISH, Language
 from mail import ledger
 from mail.ledger import DeliveryLedger, OutgoingMail
 from mail.mailer import Backoff, Mailer
@@ -104,6 +105,7 @@ def mailer(
     executor: ThreadPoolExecutor,
     backoff: Backoff = FAST,
     clock: Callable[[], float] = time.time,
+    language: Language = ENGLISH,
 ) -> Mailer:
     return Mailer(
         store.views,
@@ -111,6 +113,7 @@ def mailer(
         executor,
         sender=SENDER,
         zone=ZONE,
+        language=language,
         backoff=backoff,
         clock=clock,
     )
@@ -247,9 +250,10 @@ async def message_of_kind(
     clock: FakeClock,
     smtp_up: SmtpServer,
     executor: ThreadPoolExecutor,
+    language: Language = ENGLISH,
 ) -> Received:
     """Order 1 requested (and mailed), then `kind`'s event, mailed: its message."""
-    one = mailer(store, smtp_up, executor)
+    one = mailer(store, smtp_up, executor, language=language)
     number = order(registered)
     assert await deliver(store, one) == 1
     kind.act(registered, store, clock, number)
@@ -616,3 +620,160 @@ async def test_without_an_smtp_url_messages_stay_in_the_outbox_and_a_log_says_so
         (number, ledger.PENDING, 0)
     ]
     assert "PM_ORDER_SMTP_URL is not set" in caplog.text
+
+
+# -- in Chinese (PM_ORDER_LANGUAGE=zh_CN) ---------------------------------------------
+
+CHINESE: Final = Language.named("zh_CN")
+# Each kind's subject and what its body says, in Chinese: still the order number,
+# both projects, the servers, who acted and when.
+IN_CHINESE: Final = {
+    "requested": (
+        "[pm-order] 订单 1 已申请：2 台服务器从 proj-a 转至 proj-b",
+        (
+            "订单 1 由 张三 于 2026年11月27日 17:00:00 (Asia/Shanghai) 申请。",
+            "正在等待 proj-b 接受或拒绝。",
+        ),
+    ),
+    "warning": (
+        "[pm-order] 订单 1 仍在等待（第 1 次警告）：2 台服务器从 proj-a 转至 proj-b",
+        (
+            "订单 1 仍在等待答复：第 1 次警告，"
+            "发出于 2026年11月27日 18:00:00 (Asia/Shanghai)。",
+            "仍在等待 proj-b 接受或拒绝。",
+        ),
+    ),
+    "accepted": (
+        "[pm-order] 订单 1 已被 proj-b 接受：2 台服务器已从 proj-a 转出",
+        (
+            "订单 1 已由 李四 于 2026年11月27日 17:05:00 (Asia/Shanghai) 接受。",
+            "这些服务器现归 proj-b 所有。",
+        ),
+    ),
+    "refused": (
+        "[pm-order] 订单 1 已被 proj-b 拒绝：2 台服务器仍归 proj-a",
+        (
+            "订单 1 已由 李四 于 2026年11月27日 17:05:00 (Asia/Shanghai) 拒绝。",
+            "这些服务器仍归 proj-a 所有。",
+        ),
+    ),
+}
+
+
+async def test_in_chinese_each_kind_of_message_says_order_projects_and_servers(
+    kind: Kind,
+    registered: OrderService,
+    store: Store,
+    clock: FakeClock,
+    smtp_up: SmtpServer,
+    executor: ThreadPoolExecutor,
+) -> None:
+    # when
+    received = await message_of_kind(
+        kind, registered, store, clock, smtp_up, executor, CHINESE
+    )
+    # then
+    subject, says = IN_CHINESE[kind.name]
+    assert received.subject == subject
+    assert received.rcpt_tos == MAILTO
+    body = received.body.splitlines()
+    for line in (
+        *says,
+        "  源项目：    proj-a",
+        "  目标项目：  proj-b",
+        "  服务器：    SN-A-1, SN-A-2",
+        "  申请人：    张三",
+    ):
+        assert line in body, (line, body)
+
+
+async def test_a_chinese_subject_travels_as_rfc_2047_words_in_ascii_headers(
+    registered: OrderService,
+    store: Store,
+    clock: FakeClock,
+    smtp_up: SmtpServer,
+    executor: ThreadPoolExecutor,
+) -> None:
+    # when
+    received = await message_of_kind(
+        KINDS[0], registered, store, clock, smtp_up, executor, CHINESE
+    )
+    # then every header line is ASCII and short, the subject encoded words ...
+    headers, _, content = received.raw.partition(b"\r\n\r\n")
+    assert headers.isascii()
+    assert max(len(line) for line in headers.split(b"\r\n")) <= 78
+    assert b"\r\nSubject: =?utf-8?b?" in b"\r\n" + headers
+    # ... which a mail client decodes to the Chinese subject, every space kept
+    assert received.subject == IN_CHINESE["requested"][0]
+    # and the body is UTF-8 text
+    assert received.message.get_content_charset() == "utf-8"
+    assert "订单 1 由 张三".encode() in content
+
+
+async def test_names_in_any_script_pass_through_a_chinese_message_untouched(
+    registered: OrderService,
+    store: Store,
+    smtp_up: SmtpServer,
+    executor: ThreadPoolExecutor,
+) -> None:
+    # given an order requested by a user whose name mixes scripts
+    name = "Анна Мария-مريم 김민준 🙂"
+    registered.request_transfer(
+        tenant="proj-a",
+        user=name,
+        snids=["SN-A-3"],
+        dest_project="proj-b",
+        mailto=MAILTO,
+    )
+    # when
+    await deliver(store, mailer(store, smtp_up, executor, language=CHINESE))
+    # then
+    [received] = smtp_up.mailbox.received
+    assert f"  申请人：    {name}" in received.body.splitlines()
+    assert f"订单 1 由 {name} 于 " in received.body
+
+
+async def test_a_worker_with_pm_order_language_zh_cn_sends_chinese_mail(
+    registered: OrderService,
+    store_url: str,
+    smtp_up: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    # given a `pm-order worker` set to speak Chinese, in Shanghai's time
+    env = {
+        "PM_ORDER_DATABASE_URL": store_url,
+        "PM_ORDER_SMTP_URL": smtp_up.url,
+        "PM_ORDER_MAIL_FROM": SENDER,
+        "PM_ORDER_LANGUAGE": "zh_CN",
+        "PM_ORDER_TIMEZONE": "Asia/Shanghai",
+        "PM_ORDER_WARN_MAX": "0",
+    }
+    worker = PmOrderProcess(["worker"], env, tmp_path / "worker.log")
+    try:
+        # when an order is made
+        order(registered)
+        [received] = await smtp_up.mailbox.wait_for(1)
+    finally:
+        worker.stop()
+    # then the mail server got the Chinese message
+    subject, says = IN_CHINESE["requested"]
+    assert received.subject == subject
+    assert says[0] in received.body.splitlines()
+
+
+async def test_a_worker_with_an_unknown_language_exits_2_naming_the_setting(
+    store_url: str, tmp_path: Path
+) -> None:
+    # when
+    result = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "worker",
+        env={**os.environ, "PM_ORDER_DATABASE_URL": store_url,
+             "PM_ORDER_LANGUAGE": "klingon"},
+        stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    _, error = await asyncio.wait_for(result.communicate(), WAIT_SECONDS)
+    # then
+    assert result.returncode == 2
+    assert "PM_ORDER_LANGUAGE='klingon' is not a language of pm-order: en, zh_CN" in (
+        error.decode()
+    )
