@@ -759,21 +759,3 @@ async def test_a_worker_with_pm_order_language_zh_cn_sends_chinese_mail(
     subject, says = IN_CHINESE["requested"]
     assert received.subject == subject
     assert says[0] in received.body.splitlines()
-
-
-async def test_a_worker_with_an_unknown_language_exits_2_naming_the_setting(
-    store_url: str, tmp_path: Path
-) -> None:
-    # when
-    result = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "worker",
-        env={**os.environ, "PM_ORDER_DATABASE_URL": store_url,
-             "PM_ORDER_LANGUAGE": "klingon"},
-        stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-    )  # fmt: skip
-    _, error = await asyncio.wait_for(result.communicate(), WAIT_SECONDS)
-    # then
-    assert result.returncode == 2
-    assert "PM_ORDER_LANGUAGE='klingon' is not a language of pm-order: en, zh_CN" in (
-        error.decode()
-    )
