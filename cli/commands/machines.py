@@ -35,6 +35,7 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
     with opened_store(config) as store:
         written = OrderService(store.app).register_servers(rows)
         store.catch_up()
+        store.after_bulk_write(len(rows))
     print(
         config.language.ngettext(
             "{count} row read; the log is at {position}",
