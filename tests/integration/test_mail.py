@@ -427,9 +427,12 @@ async def test_every_message_arrives_after_the_smtp_server_was_down_for_a_while(
     assert len(smtp.mailbox.received) == 3
 
 
-async def pm_order(store_url: str, *args: str) -> tuple[int, str]:
+async def pm_order(
+    store_url: str, *args: str, settings: dict[str, str] | None = None
+) -> tuple[int, str]:
     """`pm-order --database-url URL ARGS` as a user runs it: (status, output)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    env.update(settings or {})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -499,6 +502,24 @@ async def test_mail_retry_delivers_a_dead_lettered_message(
     assert sent == 1
     assert [r.message_id for r in smtp.mailbox.received] == [dead_letter]
     assert [m.message_id for m in outbox(store, ledger.SENT)] == [dead_letter]
+
+
+async def test_mail_list_and_retry_speak_chinese_with_pm_order_language_zh_cn(
+    dead_letter: str, store_url: str
+) -> None:
+    # given
+    chinese = {"PM_ORDER_LANGUAGE": "zh_CN"}
+    # when
+    listed = await pm_order(store_url, "mail", "list", settings=chinese)
+    retried = await pm_order(store_url, "mail", "retry", settings=chinese)
+    # then
+    assert listed[0] == 0, listed[1]
+    header, row = listed[1].splitlines()
+    assert header.split() == ["邮件", "ID", "订单", "类型", "状态", "尝试", "最近错误"]
+    assert row.split()[:5] == [dead_letter, "1", "requested", "failed", "2"]
+    assert retried[0] == 0, retried[1]
+    assert retried[1].startswith("1 封邮件已于 ")
+    assert retried[1].rstrip().endswith(" 重新排队")
 
 
 # -- killed, replayed, rebuilt: no mail lost, none sent twice -------------------------
