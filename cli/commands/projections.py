@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from language import ljust, rjust
+from language import Language, ljust, rjust, width
 from projections import rebuild as rebuilding
 from projections.view import View
 from service.config import Config, ConfigError
@@ -71,6 +71,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
+    _ = config.language.gettext
     failed = False
     with opened_store(config) as store:
         views = _chosen(store, args.name)
@@ -83,19 +84,32 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
                 )
             except KeyboardInterrupt:
                 bar.close()
-                print(f"{view.name}: interrupted; nothing switched", file=sys.stderr)
+                print(
+                    _("{view}: interrupted; nothing switched", view=view.name),
+                    file=sys.stderr,
+                )
                 return 130
             except Exception as error:  # noqa: BLE001 - shown, then the next view
                 bar.close()
                 failed = True
+                reason = f"{type(error).__name__}: {error}"
                 print(
-                    f"{view.name}: rebuild failed, nothing switched: "
-                    f"{type(error).__name__}: {error}",
+                    _(
+                        "{view}: rebuild failed, nothing switched: {error}",
+                        view=view.name,
+                        error=reason,
+                    ),
                     file=sys.stderr,
                 )
                 continue
             bar.close()
-            print(f"{view.name}: rebuilt up to {position} and switched in")
+            print(
+                _(
+                    "{view}: rebuilt up to {position} and switched in",
+                    view=view.name,
+                    position=position,
+                )
+            )
     return 1 if failed else 0
 
 
@@ -120,22 +134,27 @@ def verify_views(config: Config, args: argparse.Namespace) -> int:
             report[view.name] = [d.__dict__ for d in differences]
             equal = equal and not differences
             if not args.json:
-                _print_differences(view.name, differences)
+                _print_differences(view.name, differences, config.language)
     if args.json:
         print(json.dumps(report, default=str))
     return 0 if equal else 1
 
 
-def _print_differences(name: str, differences: list[rebuilding.Difference]) -> None:
+def _print_differences(
+    name: str, differences: list[rebuilding.Difference], language: Language
+) -> None:
+    _ = language.gettext
     if not differences:
-        print(f"{name}: equal to a recomputation from the events")
+        print(_("{view}: equal to a recomputation from the events", view=name))
         return
-    print(f"{name}: DIFFERS from a recomputation from the events")
+    print(_("{view}: DIFFERS from a recomputation from the events", view=name))
+    missing, unexpected = _("missing"), _("unexpected")
+    widest = max(width(missing), width(unexpected))
     for difference in differences:
         for row in difference.missing:
-            print(f"  {difference.table}: missing    {row}")
+            print(f"  {difference.table}: {ljust(missing, widest)} {row}")
         for row in difference.unexpected:
-            print(f"  {difference.table}: unexpected {row}")
+            print(f"  {difference.table}: {ljust(unexpected, widest)} {row}")
 
 
 def _chosen(store: Store, name: str | None) -> list[View]:
