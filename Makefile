@@ -69,4 +69,4 @@ soak: install
 	$(BIN)/python bench/soak.py $(SOAK_FLAGS)
 
 clean:
-	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)
