@@ -30,7 +30,7 @@ $(INSTALLED): setup.cfg pyproject.toml
 # After changing a message in the code: the template, then every catalog, with
 # new messages to translate (`make test` fails until each has its translation).
 catalogs: install
-	$(BIN)/pybabel -q extract --no-location --sort-output --project pm-order \
+	$(BIN)/pybabel -q extract --no-location --sort-output --project pm-order --version 0.1.0 --copyright-holder "the pm-order authors" \
 		--output-file $(LOCALE)/pm_order.pot domain projections service mail api cli language
 	$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete --domain pm_order \
 		--input-file $(LOCALE)/pm_order.pot --output-dir $(LOCALE)
