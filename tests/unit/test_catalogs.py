@@ -167,3 +167,14 @@ def test_a_new_catalog_is_a_new_language_without_a_code_change(
         assert french_language.tag == "fr"
     finally:
         Language.named.cache_clear()
+
+
+def test_every_report_column_heading_is_marked_for_the_catalog() -> None:
+    # The read model (projections/reports.py) names its columns in English; the
+    # page and the terminal translate them through COLUMN_HEADINGS' marks.
+    from cli.report_html import COLUMN_HEADINGS
+    from projections.reports import DAY_COLUMNS, PROJECT_COLUMNS
+
+    columns = [*DAY_COLUMNS, *PROJECT_COLUMNS]
+    headings = {c.heading for c in columns} | {c.short for c in columns}
+    assert headings - COLUMN_HEADINGS == set()
