@@ -39,9 +39,7 @@ class LanguageUnknown(ValueError):
 def available() -> list[str]:
     """The source language and every language with a compiled catalog."""
     compiled = (
-        folder.name
-        for folder in LOCALE_DIR.iterdir()
-        if (folder / "LC_MESSAGES" / f"{DOMAIN}.mo").is_file()
+        path.parents[1].name for path in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.mo")
     )
     return sorted({SOURCE, *compiled})
 
