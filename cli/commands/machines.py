@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.service import OrderService
+from language import ljust
 from service.config import Config, ConfigError
 from service.store import opened_store
 
@@ -47,16 +48,16 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
         written = OrderService(store.app).register_servers(wanted)
         store.catch_up()
         store.after_bulk_write(len(wanted))
-    skipped = len(rows) - len(wanted)
     print(
-        f"{len(rows)} rows read"
-        + (
-            f", {skipped} of them servers known already (left as they are)"
-            if skipped
-            else ""
+        config.language.ngettext(
+            "{count} row read; the log is at {position}",
+            "{count} rows read; the log is at {position}",
+            len(rows),
+            position=written.position,
         )
-        + f"; the log is at {written.position}"
     )
+    if skipped := len(rows) - len(wanted):
+        print(f"{skipped} of them name servers known already, left as they are")
     return 0
 
 
@@ -76,10 +77,12 @@ def list_machines(config: Config, args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    print(f"{'SNID':<24} {'PROJECT':<24} ORDER")
+    _ = config.language.gettext
+    snid, project, order = _("SNID"), _("PROJECT"), _("ORDER")
+    print(f"{ljust(snid, 24)} {ljust(project, 24)} {order}")
     for server in servers:
         held = "" if server.order_id is None else str(server.order_id)
-        print(f"{server.snid:<24} {server.project_id:<24} {held}")
+        print(f"{ljust(server.snid, 24)} {ljust(server.project_id, 24)} {held}")
     return 0
 
 
