@@ -1,6 +1,6 @@
 """Where a request comes from: the peer's address, or, when the peer is a
-trusted proxy (PM_ORDER_TRUSTED_PROXIES), the address it names in
-X-Forwarded-For.
+trusted proxy (PM_ORDER_TRUSTED_PROXIES: addresses or networks), the address it
+names in X-Forwarded-For.
 
 Only the proxies listed are believed: any client can send X-Forwarded-For. The
 header is read from its end (the address the last proxy saw), skipping the
@@ -10,6 +10,7 @@ the header with one of its own.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Final
 
@@ -31,25 +32,39 @@ def client_address(request: web.Request) -> str:
 
 
 def _address_of(request: web.Request, trusted: frozenset[str]) -> str:
-    peer = _normal(request.remote)
+    peer = _address(request.remote)
     if peer is None:
         return UNKNOWN
-    if peer not in trusted:
-        return peer
+    proxies = _networks(trusted)
+    if not _among(peer, proxies):
+        return str(peer)
     address = peer
     for header in reversed(request.headers.getall("X-Forwarded-For", [])):
         for hop in reversed(header.split(",")):
-            named = _normal(hop.strip())
+            named = _address(hop.strip())
             if named is None:
-                return address  # a garbled hop: the last address believed
+                return str(address)  # a garbled hop: the last address believed
             address = named
-            if named not in trusted:
-                return named
-    return address
+            if not _among(named, proxies):
+                return str(named)
+    return str(address)
 
 
-def _normal(text: str | None) -> str | None:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(trusted: frozenset[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in trusted)
+
+
+def _among(address: Address, networks: tuple[Network, ...]) -> bool:
+    return any(address in network for network in networks)
+
+
+def _address(text: str | None) -> Address | None:
     try:
-        return str(ipaddress.ip_address(text or ""))
+        return ipaddress.ip_address(text or "")
     except ValueError:
         return None

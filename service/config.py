@@ -148,7 +148,8 @@ class Config:
     # A client has this long to send a request's headers, and as long again for
     # its body; a connection that does not is closed (PM_ORDER_CLIENT_TIMEOUT).
     client_timeout: float = 10.0
-    # Proxies whose X-Forwarded-For names the client (PM_ORDER_TRUSTED_PROXIES).
+    # Proxies whose X-Forwarded-For names the client (PM_ORDER_TRUSTED_PROXIES):
+    # networks, as `ipaddress` writes them (an address is a /32 or /128).
     trusted_proxies: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=Limits)
     # How often a projector idle since its last page looks for events it was not
@@ -264,19 +265,20 @@ def _whole_number(
 
 
 def _addresses(text: str) -> frozenset[str]:
-    """Comma-separated IP addresses, each written as `ipaddress` writes it."""
-    addresses = set()
+    """Comma-separated IP addresses or networks (10.0.0.0/8), each written as
+    `ipaddress` writes a network (an address is a network of one)."""
+    networks = set()
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         try:
-            addresses.add(str(ipaddress.ip_address(part)))
+            networks.add(str(ipaddress.ip_network(part)))
         except ValueError:
             raise ConfigError(
                 f"PM_ORDER_TRUSTED_PROXIES has {part[:60]!r}: list the proxies' IP "
-                "addresses, separated by commas"
+                "addresses or networks (10.0.0.0/8), separated by commas"
             ) from None
-    return frozenset(addresses)
+    return frozenset(networks)
 
 
 def _mail_domain(domain: str) -> str:

@@ -233,6 +233,12 @@ async def test_the_access_line_has_client_request_line_status_size_and_agent(
             "198.51.100.7, 10.0.0.2",
             "198.51.100.7",
         ),
+        # networks too
+        (
+            frozenset({"127.0.0.0/8", "10.0.0.0/8"}),
+            "198.51.100.7, 10.9.8.7",
+            "198.51.100.7",
+        ),
         (frozenset({"127.0.0.1"}), "not an address", "127.0.0.1"),
     ],
 )

@@ -79,3 +79,38 @@ def test_the_rate_is_per_second_minute_or_hour_or_off(
 def test_a_bad_limit_is_refused_naming_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         limits(**{variable: value})
+
+
+def test_the_client_timeout_and_the_trusted_proxies_are_read_from_their_variables() -> (
+    None
+):
+    assert Config().client_timeout == 10.0
+    assert Config().trusted_proxies == frozenset()
+    config = Config.from_env(
+        {
+            "PM_ORDER_CLIENT_TIMEOUT": "30s",
+            "PM_ORDER_TRUSTED_PROXIES": " 10.0.0.2, ::1 ,10.1.0.0/16",
+        }
+    )
+    assert config.client_timeout == 30.0
+    assert config.trusted_proxies == frozenset(
+        {"10.0.0.2/32", "::1/128", "10.1.0.0/16"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PM_ORDER_CLIENT_TIMEOUT", "0s"),
+        ("PM_ORDER_CLIENT_TIMEOUT", "soon"),
+        ("PM_ORDER_TRUSTED_PROXIES", "10.0.0.2,lb.example.com"),
+        ("PM_ORDER_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("PM_ORDER_AUTH_FAILURE_LIMIT", "0/s"),
+        ("PM_ORDER_AUTH_FAILURE_BURST", "0"),
+    ],
+)
+def test_a_bad_client_setting_is_refused_naming_its_variable(
+    variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env({variable: value})
