@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic, retry
+from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 from domain.order import order_aggregate_id
@@ -126,6 +127,8 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         ).format(name=self.order_numbers_name, schema=schema, sequence=sequence)
         self._insert_in_one_message = SQL("; ").join(
             [
+                SQL("BEGIN"),
+                SQL("SET LOCAL synchronous_commit = off"),
                 *self.lock_table_statements,
                 SQL("NOTIFY {}").format(Identifier(self.channel_name)),
                 SQL(
@@ -138,6 +141,10 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
                     table=table,
                     id_type=Identifier(self.datastore.originator_id_type),
                 ),
+                SQL("COMMIT"),
+                # A transaction with an xid, committed as configured: it returns
+                # once the log is on disk up to it, the insert's commit included.
+                SQL("SELECT pg_current_xact_id()"),
             ]
         )
         self._order_numbers_started = SQL(
@@ -189,35 +196,49 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """The library's insert (the table lock, NOTIFY, the rows, in one
-        transaction), sent as one message that the server runs to its commit.
+        transaction), sent as one message, and durable when it returns.
 
         The table lock orders commits as notification ids (a reader of the log
-        never passes a gap that fills later): it is held from LOCK to the end of
-        the commit. Sent as one message, it is held for the statements and the
-        commit's disk write alone: never for a round trip, nor while this
-        process's Python prepares the next statement (which, under load, waits
-        for the GIL), so the other processes' writes wait less for it.
+        never passes a gap that fills later), so it is held to the end of the
+        commit, and writers take turns. Two things keep each turn short:
+        - one message: the lock is never held for a round trip, nor while this
+          process's Python prepares the next statement (under load, waiting for
+          the GIL);
+        - the commit does not wait for the disk under the lock. The message's
+          last statement is a transaction of its own that does (it has an xid):
+          the log is flushed in order, so once it returns, the insert is on disk
+          (and, with a synchronous standby, there too). Those waits, outside the
+          lock, share one disk write among every writer waiting at once.
+        The rows are visible to readers a disk write before they are durable:
+        should the database crash in between, they are lost with everything
+        written after them (the views included), and nobody was told they were
+        stored.
         """
         if not stored_events:
             return []
-        # Client-side binding: several statements with parameters in one simple
-        # query, which the server runs as one (implicit) transaction, rolled back
-        # whole by any error.
         with (
             self.datastore.get_connection() as conn,
             psycopg.ClientCursor(conn) as inserting,
         ):
-            inserting.execute(
-                self._insert_in_one_message,
-                (
-                    [e.originator_id for e in stored_events],
-                    [e.originator_version for e in stored_events],
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ),
-            )
-            while inserting.nextset():  # to the INSERT's rows
-                pass
+            try:
+                # Client-side binding: statements with parameters in one message.
+                inserting.execute(
+                    self._insert_in_one_message,
+                    (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ),
+                )
+            except psycopg.Error:
+                # An error skips the rest of the message and leaves the
+                # transaction block open, failed.
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
+            while not (inserting.statusmessage or "").startswith("INSERT"):
+                inserting.nextset()
             return [row["notification_id"] for row in inserting.fetchall()]
 
     select_events = _with_fewer_retries(PostgresApplicationRecorder.select_events)
