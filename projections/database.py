@@ -297,6 +297,13 @@ class SQLiteViews(ViewDatabase):
             self._all.clear()
 
 
+# A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
+# after an outage of a minute, the first connection to a promoted standby would
+# come up to a minute late. Giving up early bounds the backoff; the next
+# request that finds the pool empty starts a new attempt at once.
+POOL_RECONNECT_SECONDS: Final = 2.0
+
+
 class PostgresViews(ViewDatabase):
     """Read models in PostgreSQL, through a psycopg 3 connection pool."""
 
@@ -331,6 +338,7 @@ class PostgresViews(ViewDatabase):
             max_size=max_size,
             timeout=connect_timeout,
             kwargs=pool_kwargs,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             open=True,
         )
 

@@ -19,6 +19,7 @@ from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 
 from mail.settings import without_password
+from projections.database import POOL_RECONNECT_SECONDS
 from service.config import ConfigError
 
 # The URL's query parameters that are pm-order's, not libpq's.
@@ -133,7 +134,8 @@ class LibpqPostgresFactory(PostgresFactory):
     The library's datastore hands its pool only the host, port, user, password
     and database; several hosts need `target_session_attrs` too (or the pool
     would connect to a standby after a failover), and the defaults above matter
-    as much here as on every other connection.
+    as much here as on every other connection, and so does a bounded
+    reconnection backoff (POOL_RECONNECT_SECONDS).
     """
 
     CONNINFO: Final = "PM_ORDER_POSTGRES_CONNINFO"
@@ -146,3 +148,48 @@ class LibpqPostgresFactory(PostgresFactory):
         if conninfo:
             kwargs: Any = self.datastore.pool.kwargs
             kwargs.update(conninfo_to_dict(conninfo))
+        self.datastore.pool.reconnect_timeout = POOL_RECONNECT_SECONDS
+
+
+async def hosts_report(params: Mapping[str, str], timeout: float = 1.0) -> str:
+    """What each host of `params` is now, asked of each directly: for a
+    readiness probe that must say why no connection finds a host to write to
+    (one is down, the other not yet promoted: a failover under way)."""
+    import asyncio
+
+    said = await asyncio.gather(
+        *(_host_role(params, host, port, timeout) for host, port in hosts_of(params))
+    )
+    if len(said) > 1 and not any(s.endswith("takes writes") for s in said):
+        said.append("no host takes writes (a failover under way?)")
+    return "; ".join(said)
+
+
+async def _host_role(
+    params: Mapping[str, str], host: str, port: str, timeout: float
+) -> str:
+    import asyncio
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    alone = {
+        **params,
+        "host": host,
+        "port": port,
+        "target_session_attrs": "any",
+        "connect_timeout": str(max(1, round(timeout))),
+    }
+    alone.pop("hostaddr", None)
+    try:
+        async with asyncio.timeout(timeout + 0.5):
+            connection = await psycopg.AsyncConnection.connect(make_conninfo(**alone))
+            async with connection:
+                cursor = await connection.execute("SELECT pg_is_in_recovery()")
+                row = await cursor.fetchone()
+    except (psycopg.Error, OSError, TimeoutError) as error:
+        first = str(error).strip().splitlines()[0] if str(error) else "no answer"
+        return f"{host}:{port} does not answer ({first.rpartition('failed: ')[2]})"
+    if row and row[0]:
+        return f"{host}:{port} is a standby"
+    return f"{host}:{port} takes writes"

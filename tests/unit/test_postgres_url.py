@@ -94,9 +94,7 @@ def test_hosts_are_listed_with_their_ports_in_libpqs_order() -> None:
         ("postgresql://postgres@127.0.0.1/pm?schema=a-b", "plain identifier"),
     ],
 )
-def test_a_url_libpq_would_refuse_is_a_configuration_error(
-    url: str, said: str
-) -> None:
+def test_a_url_libpq_would_refuse_is_a_configuration_error(url: str, said: str) -> None:
     with pytest.raises(ConfigError, match="PM_ORDER_DATABASE_URL") as raised:
         postgres_settings(url)
     assert said in str(raised.value)
