@@ -11,6 +11,7 @@ and a host that vanishes is noticed within seconds, not hours.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -79,6 +80,11 @@ def libpq_parameters(url: str) -> tuple[dict[str, str], dict[str, str]]:
         raise ConfigError(
             f"PM_ORDER_DATABASE_URL={shown!r} is not a URL libpq takes: {error}"
         ) from error
+    schema = own.get("schema")
+    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ConfigError(
+            f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
+        )
     params = {k: str(v) for k, v in parsed.items() if v is not None}
     params.setdefault("host", "127.0.0.1")
     params.setdefault("user", "postgres")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager, nullcontext
@@ -347,11 +346,6 @@ def postgres_settings(url: str) -> PostgresSettings:
     """The settings of a postgresql:// URL (libpq's, one host or several);
     ConfigError for one that libpq would refuse."""
     params, own = libpq_parameters(url)
-    schema = own.get("schema")
-    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise ConfigError(
-            f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
-        )
     named = ("host", "port", "user", "password", "dbname")
     return PostgresSettings(
         host=params["host"],
@@ -359,7 +353,7 @@ def postgres_settings(url: str) -> PostgresSettings:
         user=params["user"],
         password=params.get("password", ""),
         dbname=params["dbname"],
-        schema=schema,
+        schema=own.get("schema"),
         options=tuple((k, v) for k, v in params.items() if k not in named),
     )
 

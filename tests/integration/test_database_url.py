@@ -77,3 +77,17 @@ def test_a_url_libpq_would_refuse_exits_2_and_changes_nothing(
     assert said in result.stderr
     assert "Traceback" not in result.stderr
     assert not schema_exists(schema)
+
+
+def test_serve_with_a_refused_url_exits_2_before_forking_its_processes(
+    schema: str, tmp_path: Path
+) -> None:
+    env = {
+        "PM_ORDER_DATABASE_URL": with_a_dead_host_first(schema, connect_timeout="x"),
+        "PM_ORDER_TOKENS_FILE": str(Path(__file__).parents[2] / "examples/tokens.json"),
+    }
+    result = run_pm_order("serve", "--workers", "2", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "connect_timeout='x' must be a whole number" in result.stderr
+    assert "serving process" not in result.stderr
+    assert not schema_exists(schema)
