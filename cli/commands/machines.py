@@ -34,6 +34,7 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
     with opened_store(config) as store:
         written = OrderService(store.app).register_servers(rows)
         store.catch_up()
+        store.after_bulk_write(len(rows))
     print(f"{len(rows)} rows read; the log is at {written.position}")
     return 0
 
