@@ -30,15 +30,12 @@ from tests.conftest import need_postgres
 from tests.integration.invariants import (
     Attempt,
     Ledger,
-    broken_promises,
-    caught_up_facts,
+    every_problem,
     read_facts,
-    store_problems,
-    views_differing_from_a_rebuild,
 )
 from tests.integration.processes import ApiServer, ThrowawayPostgres, run_pm_order
 from tests.integration.smtp_server import Mailbox, SmtpServer
-from tests.integration.waiting import in_thread, until
+from tests.integration.waiting import in_thread, readiness, until
 from tests.integration.write_load import TOKENS, Belief, WriteLoad, inventory
 
 pytestmark = pytest.mark.postgres
@@ -152,20 +149,6 @@ class Probe:
         raise TimeoutError("no order acknowledged after the failover")
 
 
-async def readiness(
-    session: aiohttp.ClientSession, base_url: str, wanted: int
-) -> dict[str, object]:
-    """/readyz's answer once it is `wanted`, within RECOVERY_SECONDS."""
-    deadline = time.monotonic() + RECOVERY_SECONDS
-    while True:
-        async with session.get(f"{base_url}/readyz") as response:
-            status, body = response.status, await response.json()
-        if status == wanted:
-            return dict(body)
-        assert time.monotonic() < deadline, f"/readyz never answered {wanted}: {body}"
-        await asyncio.sleep(0.1)
-
-
 async def fail_over(
     old: ThrowawayPostgres,
     new: ThrowawayPostgres,
@@ -184,7 +167,7 @@ async def fail_over(
     await in_thread(old.stop)
     if look_before_promoting:
         # /readyz says what is happening: one host down, none taking writes
-        body = await readiness(session, serve.base_url, 503)
+        body = await readiness(session, serve.base_url, 503, RECOVERY_SECONDS)
         detail = str(body["msg"])
         assert f"127.0.0.1:{old.port} does not answer" in detail, body
         assert f"127.0.0.1:{new.port} is a standby" in detail, body
@@ -290,8 +273,8 @@ async def test_a_failover_loses_no_acknowledged_order_and_needs_no_restart(
 
             # Then: the same process serves, ready again by itself, listener and all
             assert serve.process.poll() is None
-            body = await readiness(session, serve.base_url, 200)
-            assert body["checks"]["listener"]["ok"] is True, body  # type: ignore[index]
+            body = await readiness(session, serve.base_url, 200, RECOVERY_SECONDS)
+            assert body["checks"]["listener"]["ok"] is True, body
             # and it leads every background role again, on the new primary
             await until(
                 lambda: leaders(serve.base_url) == dict.fromkeys(ROLES, True),
@@ -301,16 +284,7 @@ async def test_a_failover_loses_no_acknowledged_order_and_needs_no_restart(
 
         # and every acknowledged write is on the new primary, nothing half
         # written, and the views equal a rebuild from the events
-        store = await in_thread(partial(open_store, url, create_tables=False))
-        try:
-            facts = await in_thread(caught_up_facts, store)
-        finally:
-            await in_thread(store.close)
-        problems = [
-            *store_problems(facts),
-            *broken_promises(facts, ledger),
-            *await in_thread(views_differing_from_a_rebuild, url, tmp_path),
-        ]
+        facts, problems = await in_thread(every_problem, url, ledger, tmp_path)
         print(f"{len(facts.orders)} orders, {dict(ledger.statuses)}")
         assert not problems, "\n".join(problems)
         # and no request was answered with a 500: only 503s while no host wrote
