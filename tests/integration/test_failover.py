@@ -83,6 +83,15 @@ def alter_system(cluster: ThrowawayPostgres, setting: str, value: str) -> None:
         connection.execute("SELECT pg_reload_conf()")
 
 
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server: with one, the mailer is among the roles elected."""
+    server = SmtpServer(Mailbox())
+    server.start()
+    yield server
+    server.stop()
+
+
 def make_synchronous(primary: ThrowawayPostgres) -> None:
     """Have `primary` acknowledge a commit only once its standby has it (as an
     operator, or Patroni's synchronous mode, does once a standby streams), and
@@ -187,6 +196,7 @@ async def fail_over(
 @pytest.mark.timeout(170)
 async def test_a_failover_loses_no_acknowledged_order_and_needs_no_restart(
     pair: tuple[ThrowawayPostgres, ThrowawayPostgres],
+    smtp: SmtpServer,
     tokens_path: Path,
     tmp_path: Path,
 ) -> None:
@@ -196,9 +206,6 @@ async def test_a_failover_loses_no_acknowledged_order_and_needs_no_restart(
         f"postgresql://postgres@127.0.0.1:{first.port},127.0.0.1:{second.port}"
         "/postgres?target_session_attrs=read-write&schema=failover"
     )
-    mailbox = Mailbox()
-    smtp = SmtpServer(mailbox)
-    smtp.start()
     env = {
         "PM_ORDER_DATABASE_URL": url,
         "PM_ORDER_TOKENS_FILE": str(tokens_path),
@@ -292,4 +299,3 @@ async def test_a_failover_loses_no_acknowledged_order_and_needs_no_restart(
         assert "unexpected error" not in serve.log()
     finally:
         serve.stop()
-        smtp.stop()
