@@ -137,11 +137,12 @@ class ViewDatabase(ABC):
         shared cursor may be handed the answer of an earlier statement."""
         return nullcontext()
 
-    def by_keys(self, cursor: Cursor) -> None:
-        """Plan the rest of `cursor`'s transaction for statements that each touch
-        rows by key (a page's writes): through the indexes, never a scan of a
-        whole table, whatever the planner's statistics say (none, on tables
-        just created or emptied)."""
+    def for_a_page(self, cursor: Cursor) -> None:
+        """Set up the rest of `cursor`'s transaction for a projector's page: its
+        statements each touch rows by key, so plan them through the indexes,
+        never a scan of a whole table, whatever the planner's statistics say
+        (none, on tables just created or emptied); and commit it without
+        waiting for the disk (views are derived: see PostgresViews)."""
         return
 
     def reader(self, cursor: Cursor) -> AbstractContextManager[Cursor]:
@@ -400,11 +401,18 @@ class PostgresViews(ViewDatabase):
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
 
-    def by_keys(self, cursor: Cursor) -> None:
+    def for_a_page(self, cursor: Cursor) -> None:
         # Without statistics, a join of a page's thousand keys with a table of
         # millions is planned as a hash join over the whole table: every page
         # would scan it. (SET LOCAL: until the transaction ends.)
-        cursor.execute(_BY_KEYS)
+        #
+        # A page commits without waiting for its WAL to reach the disk: it is
+        # visible to every process (and announced) at once, a disk write sooner,
+        # which is most of a page's wait. The views and their tracking are one
+        # transaction, so a database crash can only lose the last pages whole
+        # (at most about 3 x wal_writer_delay), and the projector applies them
+        # again from the event log, which is always committed durably.
+        cursor.execute(_PAGE_SETTINGS)
 
     def announce_progress(self, cursor: Cursor) -> None:
         from psycopg import sql
@@ -533,10 +541,11 @@ def _sqlite_errors() -> Iterator[None]:
         raise ViewDatabaseUnavailable(str(error)) from error
 
 
-_BY_KEYS = (
+_PAGE_SETTINGS = (
     "SELECT set_config('enable_seqscan', 'off', true),"
     " set_config('enable_hashjoin', 'off', true),"
-    " set_config('enable_mergejoin', 'off', true)"
+    " set_config('enable_mergejoin', 'off', true),"
+    " set_config('synchronous_commit', 'off', true)"
 )
 
 
