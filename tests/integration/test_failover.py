@@ -138,7 +138,8 @@ class Probe:
         answer. Every other answer is a 503 with Retry-After, or none at all."""
         deadline = time.monotonic() + RECOVERY_SECONDS
         while time.monotonic() < deadline:
-            snid = next(self.servers)
+            snid = next(self.servers, None)
+            assert snid is not None, f"no order acknowledged in {len(PROBE_SERVERS)} tries"
             attempt = Attempt("proj-a", "proj-b", (snid,))
             try:
                 async with session.post(
@@ -154,7 +155,7 @@ class Probe:
                     assert response.headers["Retry-After"].isdigit()
             except (aiohttp.ClientError, TimeoutError) as error:
                 self.ledger.cut_off(attempt, error)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         raise TimeoutError("no order acknowledged after the failover")
 
 
@@ -176,7 +177,9 @@ async def fail_over(
     await in_thread(old.stop)
     if look_before_promoting:
         # /readyz says what is happening: one host down, none taking writes
-        body = await readiness(session, serve.base_url, 503, RECOVERY_SECONDS)
+        body = await readiness(
+            session, serve.base_url, 503, RECOVERY_SECONDS, failing="store"
+        )
         detail = str(body["msg"])
         assert f"127.0.0.1:{old.port} does not answer" in detail, body
         assert f"127.0.0.1:{new.port} is a standby" in detail, body

@@ -31,15 +31,21 @@ async def in_thread(function: Callable[..., T], *args: object) -> T:
 
 
 async def readiness(
-    session: aiohttp.ClientSession, base_url: str, wanted: int, seconds: float
+    session: aiohttp.ClientSession,
+    base_url: str,
+    wanted: int,
+    seconds: float,
+    *,
+    failing: str | None = None,
 ) -> dict[str, Any]:
-    """/readyz's answer once its status is `wanted` (200 or 503); AssertionError
-    naming its latest answer after `seconds`."""
+    """/readyz's answer once its status is `wanted` (200 or 503), and the check
+    `failing` among those failed if given; AssertionError naming its latest
+    answer after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
         async with session.get(f"{base_url}/readyz") as response:
             status, body = response.status, await response.json()
-        if status == wanted:
+        if status == wanted and (failing is None or failing in body["failed"]):
             return dict(body)
         assert time.monotonic() < deadline, f"/readyz never answered {wanted}: {body}"
         await asyncio.sleep(0.1)
