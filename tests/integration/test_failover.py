@@ -139,7 +139,9 @@ class Probe:
         deadline = time.monotonic() + RECOVERY_SECONDS
         while time.monotonic() < deadline:
             snid = next(self.servers, None)
-            assert snid is not None, f"no order acknowledged in {len(PROBE_SERVERS)} tries"
+            assert snid is not None, (
+                f"no order acknowledged in {len(PROBE_SERVERS)} tries"
+            )
             attempt = Attempt("proj-a", "proj-b", (snid,))
             try:
                 async with session.post(
