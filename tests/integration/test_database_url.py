@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from service.postgres_url import hosts_of, hosts_report, libpq_parameters
 from tests.conftest import POSTGRES_URL, drop_postgres_schema, need_postgres
 from tests.integration.processes import free_port, run_pm_order
 
@@ -91,3 +92,14 @@ def test_serve_with_a_refused_url_exits_2_before_forking_its_processes(
     assert "connect_timeout='x' must be a whole number" in result.stderr
     assert "serving process" not in result.stderr
     assert not schema_exists(schema)
+
+
+async def test_the_hosts_report_says_what_each_host_is(schema: str) -> None:
+    url = with_a_dead_host_first(schema)
+    params, _ = libpq_parameters(url)
+    (dead, dead_port), (alive, alive_port) = hosts_of(params)
+    report = await hosts_report(params)
+    assert report == (
+        f"{dead}:{dead_port} does not answer (Connection refused); "
+        f"{alive}:{alive_port} takes writes"
+    )
