@@ -17,6 +17,7 @@ from domain.exceptions import DomainError, OrdersNotFound
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderApplication, OrderService
+from language import ENGLISH, Language
 
 # Who raises warnings: no person, the service itself.
 SERVICE_ACTOR = "pm-order"
@@ -92,14 +93,16 @@ class OrderHistory:
     steps: tuple[OrderStep, ...]
 
 
-def order_history(app: OrderApplication, number: int) -> OrderHistory:
+def order_history(
+    app: OrderApplication, number: int, language: Language = ENGLISH
+) -> OrderHistory:
     """Every event of order `number`, oldest first; OrdersNotFound if there is none."""
     order: Order | None = None
     steps: list[OrderStep] = []
     for event in _events_of(app, order_aggregate_id(number)):
         before = None if order is None else order.state
         order = _mutated(event, order, Order)
-        steps.append(_order_step(event, order, before))
+        steps.append(_order_step(event, order, before, language))
     if order is None:
         raise OrdersNotFound(f"order {number} not found")
     return OrderHistory(
@@ -110,7 +113,11 @@ def order_history(app: OrderApplication, number: int) -> OrderHistory:
     )
 
 
-def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
+def _order_step(
+    event: object, order: Order, before: str | None, language: Language
+) -> OrderStep:
+    """One event of an order; its `change` in `language`."""
+    _ = language.gettext
     snids = tuple(order.snids)
     listed = ", ".join(snids)
     source, dest = order.resource_project, order.dest_project
@@ -127,7 +134,12 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
             from_project=source,
             to_project=dest,
             warning=None,
-            change=f"reserved {listed} to move from {source} to {dest}",
+            change=_(
+                "reserved {snids} to move from {source} to {destination}",
+                snids=listed,
+                source=source,
+                destination=dest,
+            ),
         )
     if isinstance(event, Order.Accepted | Order.Rejected):
         accepted = isinstance(event, Order.Accepted)
@@ -144,9 +156,14 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
             to_project=dest if accepted else source,
             warning=None,
             change=(
-                f"moved {listed} from {source} to {dest}"
+                _(
+                    "moved {snids} from {source} to {destination}",
+                    snids=listed,
+                    source=source,
+                    destination=dest,
+                )
                 if accepted
-                else f"freed {listed} back to {source}"
+                else _("freed {snids} back to {source}", snids=listed, source=source)
             ),
         )
     if isinstance(event, Order.WarningRaised):
@@ -162,7 +179,11 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
             from_project=None,
             to_project=None,
             warning=event.count,
-            change=f"warning {event.count}: still waiting for {dest} to decide",
+            change=_(
+                "warning {count}: still waiting for {destination} to decide",
+                count=event.count,
+                destination=dest,
+            ),
         )
     raise TypeError(f"not an order event: {type(event).__qualname__}")
 
@@ -259,7 +280,9 @@ class ServerHistory:
     steps: tuple[ServerStep, ...]
 
 
-def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
+def machine_history(
+    app: OrderApplication, snid: str, language: Language = ENGLISH
+) -> ServerHistory:
     """Every event of server `snid`, oldest first; ServerNotFound if there is none."""
     orders: dict[int, Order] = {}
 
@@ -273,7 +296,9 @@ def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
     for event in _events_of(app, server_aggregate_id(snid)):
         owner_before = None if server is None else server.project_id
         server = _mutated(event, server, Server)
-        steps.append(_server_step(event, server.project_id, owner_before, order))
+        steps.append(
+            _server_step(event, server.project_id, owner_before, order, language)
+        )
     if server is None:
         raise ServerNotFound(f"server {snid} not found")
     owners: list[str] = []
@@ -297,7 +322,10 @@ def _server_step(
     owner: str,
     owner_before: str | None,
     order: Callable[[int], Order],
+    language: Language,
 ) -> ServerStep:
+    """One event of a server; its `change` in `language`."""
+    _ = language.gettext
     if isinstance(event, Server.Registered):
         return ServerStep(
             version=event.originator_version,
@@ -308,7 +336,7 @@ def _server_step(
             from_project=None,
             to_project=owner,
             user=None,
-            change=f"registered to {owner}",
+            change=_("registered to {owner}", owner=owner),
         )
     if isinstance(event, Server.Reserved):
         held = order(event.order_id)
@@ -321,8 +349,11 @@ def _server_step(
             from_project=owner,
             to_project=held.dest_project,
             user=held.user,
-            change=(
-                f"reserved by order {event.order_id} ({owner} -> {held.dest_project})"
+            change=_(
+                "reserved by order {order} ({owner} -> {destination})",
+                order=event.order_id,
+                owner=owner,
+                destination=held.dest_project,
             ),
         )
     if isinstance(event, Server.Transferred):
@@ -335,9 +366,11 @@ def _server_step(
             from_project=event.from_project,
             to_project=event.to_project,
             user=order(event.order_id).decided_by,
-            change=(
-                f"moved from {event.from_project} to {event.to_project} "
-                f"by order {event.order_id}"
+            change=_(
+                "moved from {source} to {destination} by order {order}",
+                source=event.from_project,
+                destination=event.to_project,
+                order=event.order_id,
             ),
         )
     if isinstance(event, Server.Released):
@@ -350,7 +383,11 @@ def _server_step(
             from_project=owner_before,
             to_project=owner,
             user=order(event.order_id).decided_by,
-            change=f"freed back to {owner} (order {event.order_id} refused)",
+            change=_(
+                "freed back to {owner} (order {order} refused)",
+                owner=owner,
+                order=event.order_id,
+            ),
         )
     raise TypeError(f"not a server event: {type(event).__qualname__}")
 

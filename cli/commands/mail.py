@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from language import ljust, rjust
 from mail import ledger
 from mail.ledger import DeliveryLedger
 from service.config import Config
@@ -65,8 +66,12 @@ def list_mail(config: Config, args: argparse.Namespace) -> int:
                 )
             )
         return 0
+    _ = config.language.gettext
+    message_id, order, kind = _("MESSAGE-ID"), _("ORDER"), _("KIND")
+    state, tries, last_error = _("STATE"), _("TRIES"), _("LAST ERROR")
     print(
-        f"{'MESSAGE-ID':<32} {'ORDER':>6} {'KIND':<10} {'STATE':<8} TRIES  LAST ERROR"
+        f"{ljust(message_id, 32)} {rjust(order, 6)} {ljust(kind, 10)} "
+        f"{ljust(state, 8)} {rjust(tries, 5)}  {last_error}"
     )
     for m in messages:
         print(
@@ -82,5 +87,13 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
         message = f"<{message}>"
     with opened_store(config) as store:
         count = DeliveryLedger.retry_failed(store.views, time.time(), message)
-    print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
+    language = config.language
+    print(
+        language.ngettext(
+            "{count} message back in line at {moment}",
+            "{count} messages back in line at {moment}",
+            count,
+            moment=language.moment(datetime.now().astimezone()),
+        )
+    )
     return 0 if count or args.message_id is None else 1

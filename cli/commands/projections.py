@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
+from language import Language, ljust, rjust, width
 from projections import rebuild as rebuilding
 from projections.view import View
 from service.config import Config, ConfigError
@@ -48,11 +49,20 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row.__dict__))
         return 0
+    language = config.language
+    _ = language.gettext
+    view, position, head = _("VIEW"), _("POSITION"), _("HEAD")
+    lag, lag_seconds, moved_at = _("LAG"), _("LAG (s)"), _("MOVED AT")
     print(
-        f"{'VIEW':<18} {'POSITION':>9} {'HEAD':>9} {'LAG':>7} {'LAG (s)':>8}  MOVED AT"
+        f"{ljust(view, 18)} {rjust(position, 9)} {rjust(head, 9)} "
+        f"{rjust(lag, 7)} {rjust(lag_seconds, 8)}  {moved_at}"
     )
     for row in rows:
-        moved = _local(row.moved_at) if row.moved_at is not None else "never"
+        moved = (
+            language.moment(datetime.fromtimestamp(row.moved_at).astimezone())
+            if row.moved_at is not None
+            else _("never")
+        )
         print(
             f"{row.name:<18} {row.position:>9} {row.head:>9} {row.lag_events:>7} "
             f"{row.lag_seconds:>8.1f}  {moved}"
@@ -61,6 +71,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
+    _ = config.language.gettext
     failed = False
     with opened_store(config) as store:
         views = _chosen(store, args.name)
@@ -73,19 +84,32 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
                 )
             except KeyboardInterrupt:
                 bar.close()
-                print(f"{view.name}: interrupted; nothing switched", file=sys.stderr)
+                print(
+                    _("{view}: interrupted; nothing switched", view=view.name),
+                    file=sys.stderr,
+                )
                 return 130
             except Exception as error:  # noqa: BLE001 - shown, then the next view
                 bar.close()
                 failed = True
+                reason = f"{type(error).__name__}: {error}"
                 print(
-                    f"{view.name}: rebuild failed, nothing switched: "
-                    f"{type(error).__name__}: {error}",
+                    _(
+                        "{view}: rebuild failed, nothing switched: {error}",
+                        view=view.name,
+                        error=reason,
+                    ),
                     file=sys.stderr,
                 )
                 continue
             bar.close()
-            print(f"{view.name}: rebuilt up to {position} and switched in")
+            print(
+                _(
+                    "{view}: rebuilt up to {position} and switched in",
+                    view=view.name,
+                    position=position,
+                )
+            )
     return 1 if failed else 0
 
 
@@ -110,22 +134,27 @@ def verify_views(config: Config, args: argparse.Namespace) -> int:
             report[view.name] = [d.__dict__ for d in differences]
             equal = equal and not differences
             if not args.json:
-                _print_differences(view.name, differences)
+                _print_differences(view.name, differences, config.language)
     if args.json:
         print(json.dumps(report, default=str))
     return 0 if equal else 1
 
 
-def _print_differences(name: str, differences: list[rebuilding.Difference]) -> None:
+def _print_differences(
+    name: str, differences: list[rebuilding.Difference], language: Language
+) -> None:
+    _ = language.gettext
     if not differences:
-        print(f"{name}: equal to a recomputation from the events")
+        print(_("{view}: equal to a recomputation from the events", view=name))
         return
-    print(f"{name}: DIFFERS from a recomputation from the events")
+    print(_("{view}: DIFFERS from a recomputation from the events", view=name))
+    missing, unexpected = _("missing"), _("unexpected")
+    widest = max(width(missing), width(unexpected))
     for difference in differences:
         for row in difference.missing:
-            print(f"  {difference.table}: missing    {row}")
+            print(f"  {difference.table}: {ljust(missing, widest)} {row}")
         for row in difference.unexpected:
-            print(f"  {difference.table}: unexpected {row}")
+            print(f"  {difference.table}: {ljust(unexpected, widest)} {row}")
 
 
 def _chosen(store: Store, name: str | None) -> list[View]:
@@ -134,10 +163,6 @@ def _chosen(store: Store, name: str | None) -> list[View]:
         known = ", ".join(v.name for v in store.all_views)
         raise ConfigError(f"no view {name!r} to do that with; choose one of: {known}")
     return views
-
-
-def _local(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class ProgressBar:
