@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
@@ -11,7 +10,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import psycopg
@@ -46,6 +44,7 @@ from projections.server_ownership import ServerOwnership
 from projections.view import View
 from service.config import Config, ConfigError
 from service.observed_application import CountedOrderApplication
+from service.postgres_url import LibpqPostgresFactory, libpq_parameters
 
 log = logging.getLogger(__name__)
 
@@ -559,12 +558,16 @@ def sqlite_path(url: str) -> Path:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    host: str
-    port: int
+    """Where the store is: libpq's connection parameters and pm-order's schema."""
+
+    host: str  # one host, or several separated by commas (libpq's multi-host form)
+    port: str  # one port for every host, or one each
     user: str
     password: str
     dbname: str
     schema: str | None
+    # libpq's other parameters: target_session_attrs, keepalives, sslmode...
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def conninfo(self) -> str:
@@ -576,14 +579,16 @@ class PostgresSettings:
             user=self.user,
             password=self.password or None,
             dbname=self.dbname,
+            **dict(self.options),
         )
 
     def env(self, create_tables: bool) -> dict[str, str]:
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": get_topic(LibpqPostgresFactory),
+            LibpqPostgresFactory.CONNINFO: self.conninfo,
             "APPLICATION_RECORDER_TOPIC": get_topic(FailFastPostgresRecorder),
             "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_PORT": self.port,
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_DBNAME": self.dbname,
@@ -603,22 +608,18 @@ class PostgresSettings:
 
 
 def postgres_settings(url: str) -> PostgresSettings:
-    parts = urlsplit(url)
-    schemas = parse_qs(parts.query).get("schema")
-    schema = schemas[0] if schemas else None
-    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise ConfigError(
-            f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
-        )
-    if not parts.path.strip("/"):
-        raise ConfigError(f"PM_ORDER_DATABASE_URL={url!r} names no database")
+    """The settings of a postgresql:// URL (libpq's, one host or several);
+    ConfigError for one that libpq would refuse."""
+    params, own = libpq_parameters(url)
+    named = ("host", "port", "user", "password", "dbname")
     return PostgresSettings(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=unquote(parts.path.strip("/")),
-        schema=schema,
+        host=params["host"],
+        port=params.get("port", "5432"),
+        user=params["user"],
+        password=params.get("password", ""),
+        dbname=params["dbname"],
+        schema=own.get("schema"),
+        options=tuple((k, v) for k, v in params.items() if k not in named),
     )
 
 
