@@ -298,6 +298,13 @@ class SQLiteViews(ViewDatabase):
             self._all.clear()
 
 
+# A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
+# after an outage of a minute, the first connection to a promoted standby would
+# come up to a minute late. Giving up early bounds the backoff; the next
+# request that finds the pool empty starts a new attempt at once.
+POOL_RECONNECT_SECONDS: Final = 2.0
+
+
 class PostgresViews(ViewDatabase):
     """Read models in PostgreSQL, through a psycopg 3 connection pool."""
 
@@ -313,6 +320,7 @@ class PostgresViews(ViewDatabase):
         statement_timeout_ms: int = 10_000,
     ) -> None:
         import psycopg_pool
+        from psycopg.conninfo import conninfo_to_dict
 
         self.conninfo = conninfo
         self.schema = schema
@@ -320,10 +328,10 @@ class PostgresViews(ViewDatabase):
         options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
         if schema:
             options += f" -c search_path={schema}"
-        self.connect_kwargs: dict[str, Any] = {
-            "connect_timeout": max(1, int(connect_timeout)),
-            "options": options,
-        }
+        self.connect_kwargs: dict[str, Any] = {"options": options}
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            # (the database URL's own, if it has one, is the operator's choice)
+            self.connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
         # Autocommit: a lone read is one round trip; writing() opens a transaction.
         pool_kwargs = {**self.connect_kwargs, "autocommit": True}
         self._pool = psycopg_pool.ConnectionPool(
@@ -332,6 +340,7 @@ class PostgresViews(ViewDatabase):
             max_size=max_size,
             timeout=connect_timeout,
             kwargs=pool_kwargs,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             open=True,
         )
 
