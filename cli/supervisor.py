@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 log = logging.getLogger("pm_order")
 
@@ -66,6 +67,7 @@ def supervise(
 
     parent = os.getpid()
     reasons: dict[int, int] = {}  # pid -> the read end of its pipe
+    _prctl()
 
     def start() -> None:
         read_end, write_end = os.pipe()
@@ -148,8 +150,6 @@ def _serve_child(serve_one: Callable[[], int], parent: int, reason_fd: int) -> i
     """In a forked child: serve until told to stop, or until the parent dies
     (whichever way: SIGKILL included); an error that ends it is logged and
     written to `reason_fd` for the parent to say."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
     code = 1
     try:
         _die_with_parent(parent)
@@ -170,11 +170,21 @@ def _die_with_parent(parent: int) -> None:
     """Have the kernel send SIGTERM when the parent ends, however it ends: a
     child left behind would go on serving the old configuration (Linux's
     PR_SET_PDEATHSIG; the parent may have died before it was set)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if _prctl()(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # Only now the default actions: a SIGTERM the parent sent while this process
+    # was being made went to the parent's own handler, harmless here.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
     if os.getppid() != parent:
-        raise SystemExit(1)
+        raise SystemExit(1)  # it died before it could be watched
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, looked up once (in the parent, before it forks: a child
+    starts serving without the lookup's delay)."""
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _reason(fd: int) -> str:
