@@ -141,9 +141,12 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
                     id_type=Identifier(self.datastore.originator_id_type),
                 ),
                 SQL("COMMIT"),
-                # A transaction with an xid, committed as configured: it returns
-                # once the log is on disk up to it, the insert's commit included.
-                SQL("SELECT pg_current_xact_id()"),
+                # A transaction that writes to the log (a message for logical
+                # decoding, which nothing here decodes), committed as configured:
+                # it returns once the log is on disk (and on a synchronous
+                # standby) up to it, the insert's commit included. (A transaction
+                # that only takes an xid writes nothing, and does not wait.)
+                SQL("SELECT pg_logical_emit_message(true, 'pm-order', '')"),
             ]
         )
         self._order_numbers_started = SQL(
@@ -204,8 +207,8 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
           process's Python prepares the next statement (under load, waiting for
           the GIL);
         - the commit does not wait for the disk under the lock. The message's
-          last statement is a transaction of its own that does (it has an xid):
-          the log is flushed in order, so once it returns, the insert is on disk
+          last statement is a transaction of its own that does (it writes to
+          the log): the log is flushed in order, so once it returns, the insert is on disk
           (and, with a synchronous standby, there too). Those waits, outside the
           lock, share one disk write among every writer waiting at once.
         The rows are visible to readers a disk write before they are durable:
