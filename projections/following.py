@@ -266,7 +266,9 @@ class Following:
 
     async def _listen(self, db: PostgresViews) -> None:
         channels = [db.progress_channel]
-        if self.events_channel:
+        # New events wake a projector: where none runs here, not hearing of them
+        # spares this process (and the database) a notification per write.
+        if self.events_channel and self.run_projectors:
             channels.append(self.events_channel)
         listener = self.listener
         assert listener is not None
