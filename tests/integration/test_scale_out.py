@@ -263,3 +263,30 @@ def _conditions(node: dict[str, Any]) -> str:
     found = [str(node.get(key, "")) for key in ("Index Cond", "Recheck Cond")]
     found += [_conditions(child) for child in node.get("Plans", [])]
     return " ".join(found)
+
+
+def test_db_upgrade_makes_the_tables_whatever_the_schema_mark_says(
+    postgres_schema_url: str,
+) -> None:
+    # Given: the tables, marked as this version's, less an index (dropped by hand)
+    open_store(postgres_schema_url).close()
+    schema = str(postgres_settings(postgres_schema_url).schema)
+    index = "order_lists_entries_by_role"
+
+    def indexed() -> bool:
+        with psycopg.connect(postgres_schema_url.split("?")[0]) as db:
+            row = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{index}",)
+            ).fetchone()
+            return bool(row and row[0])
+
+    with psycopg.connect(postgres_schema_url.split("?")[0], autocommit=True) as db:
+        db.execute(
+            sql.SQL("DROP INDEX {}.{}").format(*map(sql.Identifier, (schema, index)))
+        )
+    # When: a process starts, then `db upgrade` runs
+    open_store(postgres_schema_url).close()
+    assert not indexed()  # a start trusts the mark: no DDL
+    open_store(postgres_schema_url, upgrade=True).close()
+    # Then: the upgrade made it again
+    assert indexed()
