@@ -95,6 +95,14 @@ def apply_rows_as_arrays(
         )
 
 
+def progress_of(payload: str) -> tuple[int, list[str]] | None:
+    """(position, views) announced by a projector's NOTIFY payload; None for an
+    announcement that names none (a heartbeat, a rebuild's switch: read the
+    tracking table)."""
+    position, *views = payload.split() or [""]
+    return (int(position), views) if views and position.isdigit() else None
+
+
 class ViewDatabaseUnavailable(Exception):
     """The read-model database cannot be reached."""
 
@@ -127,8 +135,11 @@ class ViewDatabase(ABC):
         """Who may run the projector of view `name`: this process or another."""
         return SoleLeader()
 
-    def announce_progress(self, cursor: Cursor) -> None:
-        """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+    def announce_progress(
+        self, cursor: Cursor, views: Sequence[str] = (), position: int = 0
+    ) -> None:
+        """Tell other processes, on commit, that views moved (PostgreSQL only):
+        that `views` reached `position`, when given (see `progress_of`)."""
         return  # one process on SQLite: nobody to tell
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
@@ -415,15 +426,24 @@ class PostgresViews(ViewDatabase):
         # again from the event log, which is always committed durably.
         cursor.execute(_PAGE_SETTINGS)
 
-    def announce_progress(self, cursor: Cursor) -> None:
+    def announce_progress(
+        self, cursor: Cursor, views: Sequence[str] = (), position: int = 0
+    ) -> None:
         from psycopg import sql
 
+        # The payload spares every listener a read of the tracking table.
         cursor.execute(
-            sql.SQL("NOTIFY {}").format(sql.Identifier(self.progress_channel))
+            sql.SQL("NOTIFY {}, {}").format(
+                sql.Identifier(self.progress_channel),
+                sql.Literal(" ".join([str(position), *views]) if views else ""),
+            )
         )
 
-    async def notifications(self, channels: Sequence[str]) -> AsyncIterator[str]:
-        """The channel of each NOTIFY received; ends when the connection breaks."""
+    async def notifications(
+        self, channels: Sequence[str]
+    ) -> AsyncIterator[tuple[str, str]]:
+        """The channel and payload of each NOTIFY received; ends when the
+        connection breaks."""
         import psycopg
         from psycopg import sql
 
@@ -436,7 +456,7 @@ class PostgresViews(ViewDatabase):
                     sql.SQL("LISTEN {}").format(sql.Identifier(channel))
                 )
             async for notify in connection.notifies():
-                yield notify.channel
+                yield notify.channel, notify.payload
         finally:
             await connection.close()
 

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from projections.database import PostgresViews, ViewDatabase
+from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.election import Election
 from projections.executor import in_pool
 from projections.projector import ProjectionConflict, Projector, tracked_position
@@ -266,22 +266,29 @@ class Following:
 
     async def _listen(self, db: PostgresViews) -> None:
         channels = [db.progress_channel]
-        if self.events_channel:
+        # New events wake a projector: where none runs here, not hearing of them
+        # spares this process (and the database) a notification per write.
+        if self.events_channel and self.run_projectors:
             channels.append(self.events_channel)
         listener = self.listener
         assert listener is not None
         this = asyncio.current_task()
         while True:
             try:
-                async for channel in db.notifications(channels):
+                async for channel, payload in db.notifications(channels):
                     listener.listening = True
                     listener.failures = 0
                     listener.heard += 1
                     listener.heard_at = time.time()
-                    if channel == db.progress_channel:
-                        self._progress.set()
-                    else:
+                    if channel != db.progress_channel:
                         self.wake()
+                    elif progress := progress_of(payload):
+                        position, views = progress
+                        for view in views:
+                            if view in self._positions:
+                                self._advance(view, position)
+                    else:
+                        self._progress.set()  # the waiters' poll reads them
                 listener.error = "the connection ended"
             except asyncio.CancelledError:
                 raise

@@ -141,9 +141,12 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
                     id_type=Identifier(self.datastore.originator_id_type),
                 ),
                 SQL("COMMIT"),
-                # A transaction with an xid, committed as configured: it returns
-                # once the log is on disk up to it, the insert's commit included.
-                SQL("SELECT pg_current_xact_id()"),
+                # A transaction that writes to the log (a message for logical
+                # decoding, which nothing here decodes), committed as configured:
+                # it returns once the log is on disk (and on a synchronous
+                # standby) up to it, the insert's commit included. (A transaction
+                # that only takes an xid writes nothing, and does not wait.)
+                SQL("SELECT pg_logical_emit_message(true, 'pm-order', '')"),
             ]
         )
         self._order_numbers_started = SQL(
@@ -156,6 +159,29 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._take_order_numbers, (count,), prepare=True)
             return sorted(int(row["nextval"]) for row in curs.fetchall())
+
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
+    def select_events_of_taking_numbers(
+        self, originator_ids: Sequence[UUID], count: int
+    ) -> tuple[list[StoredEvent], list[int]]:
+        """`select_events_of(originator_ids)` and `take_order_numbers(count)`, sent
+        together: one round trip for a batch of requests' reads."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor() as events,
+            conn.cursor() as numbers,
+        ):
+            with conn.pipeline():
+                events.execute(
+                    self.select_events_of_statement,
+                    (list(originator_ids),),
+                    prepare=True,
+                )
+                numbers.execute(self._take_order_numbers, (count,), prepare=True)
+            return (
+                _stored_events(events.fetchall()),
+                sorted(int(row["nextval"]) for row in numbers.fetchall()),
+            )
 
     @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def advance_order_numbers(self, last: int) -> None:
@@ -180,15 +206,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(
                 self.select_events_of_statement, (list(originator_ids),), prepare=True
             )
-            return [
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
-                )
-                for row in curs.fetchall()
-            ]
+            return _stored_events(curs.fetchall())
 
     @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def insert_events(
@@ -204,10 +222,10 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
           process's Python prepares the next statement (under load, waiting for
           the GIL);
         - the commit does not wait for the disk under the lock. The message's
-          last statement is a transaction of its own that does (it has an xid):
-          the log is flushed in order, so once it returns, the insert is on disk
-          (and, with a synchronous standby, there too). Those waits, outside the
-          lock, share one disk write among every writer waiting at once.
+          last statement is a transaction of its own that does (it writes to
+          the log): the log is flushed in order, so once it returns, the insert
+          is on disk (and, with a synchronous standby, there too). Those waits,
+          outside the lock, share one disk write among every writer waiting.
         The rows are visible to readers a disk write before they are durable:
         should the database crash in between, they are lost with everything
         written after them (the views included), and nobody was told they were
@@ -247,6 +265,18 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
     max_notification_id = _with_fewer_retries(
         PostgresApplicationRecorder.max_notification_id
     )
+
+
+def _stored_events(rows: Sequence[Any]) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        for row in rows
+    ]
 
 
 class BatchReadingSQLiteRecorder(SQLiteApplicationRecorder):
@@ -414,8 +444,12 @@ class Store:
         self.app.close()
 
 
-def open_store(url: str, *, create_tables: bool = True) -> Store:
-    """Open the store at `url` (sqlite:///PATH or postgresql://...)."""
+def open_store(url: str, *, create_tables: bool = True, upgrade: bool = False) -> Store:
+    """Open the store at `url` (sqlite:///PATH or postgresql://...).
+
+    With `create_tables`, the tables are made where the schema mark says they are
+    not this version's; with `upgrade` (`pm-order db upgrade`), whatever it says.
+    """
     if url.startswith("sqlite:///"):
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -430,13 +464,13 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
         views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
         return _with_tables(Store(app=app, views=views), create_tables)
     settings = postgres_settings(url)
-    if create_tables and not tables_current(settings):
+    if upgrade or (create_tables and not tables_current(settings)):
         # Processes starting together on a fresh (or older) database would race
         # to create the same tables: they take turns, and the ones after the
         # first find the tables made.
         with tables_lock(settings):
             for attempt in range(1, DDL_ATTEMPTS + 1):
-                if tables_current(settings):
+                if tables_current(settings) and not upgrade:
                     break
                 try:
                     return _opened_postgres(settings, create_tables=True)
