@@ -12,7 +12,6 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -33,23 +32,6 @@ class Cursor(Protocol):
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class RowsStatement:
-    """One statement applied to many rows at once.
-
-    `each` takes one row (`?` per column) and is run once per row (executemany);
-    `arrays` takes each column as one array (`?::TYPE[]`, for `unnest`) and is run
-    once for them all: one statement for the server to plan and run, whatever the
-    number of rows (PostgreSQL). Both take the columns in the same order.
-    """
-
-    each: str
-    arrays: str
-
-
-Row = Sequence[Any]
 
 
 _NUMBERS_OR_NONE: Final = frozenset({int, float, type(None)})
@@ -82,17 +64,6 @@ def _element(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     raise TypeError(f"{type(value).__name__} is not written as an array element")
-
-
-def apply_rows_as_arrays(
-    cursor: Cursor, statement: RowsStatement, rows: Sequence[Row]
-) -> None:
-    """Run `statement.arrays` once over `rows`, each column as one array."""
-    if rows:
-        cursor.execute(
-            _to_format_params(statement.arrays),
-            [array_literal(column) for column in zip(*rows, strict=True)],
-        )
 
 
 class ViewDatabaseUnavailable(Exception):
@@ -148,15 +119,6 @@ class ViewDatabase(ABC):
         """A cursor of its own in `cursor`'s transaction, for a read among
         batched writes: it gets its own rows, whatever arrives for the others."""
         return closing(getattr(cursor, "connection").cursor())  # noqa: B009
-
-    def apply_rows(
-        self, cursor: Cursor, statement: RowsStatement, rows: Sequence[Row]
-    ) -> None:
-        """Apply `statement` to every row of `rows` (nothing for no rows)."""
-        if self.arrays:
-            apply_rows_as_arrays(cursor, statement, rows)
-        elif rows:
-            cursor.executemany(self.sql(statement.each), rows)
 
     @abstractmethod
     def scratch(self, label: str) -> ViewDatabase:

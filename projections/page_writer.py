@@ -1,0 +1,363 @@
+"""The read models' tables, each described once by its row, and the one writer
+that turns a page's changes into statements for either database.
+
+A read model's fold says what each event changes: a row to insert, counts to add,
+columns to update, or (for rows written before the page) a change whose columns
+the database finds in another table's row. The writer sends each kind of change
+to a table as one statement per page: PostgreSQL gets each column as one array
+(`unnest`), one statement to plan and run whatever the number of rows; SQLite
+runs the same statement once per row (`executemany`). Statements are built from
+the table's description, never written twice.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import cache
+from operator import attrgetter
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Generic,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+from projections.database import Cursor, ViewDatabase, array_literal
+
+R = TypeVar("R")
+
+# A column stored as a 32-bit INTEGER (the default for `int` is BIGINT).
+Int32 = Annotated[int, "INTEGER"]
+
+_SQL_TYPES: Final = {int: "BIGINT", str: "TEXT", float: "DOUBLE PRECISION"}
+
+
+@dataclass(frozen=True)
+class Column:
+    field: str  # of the row
+    name: str  # in the database
+    sql_type: str
+    nullable: bool
+
+    @property
+    def array(self) -> str:
+        """The cast of a parameter holding this column's values as one array."""
+        return f"?::{self.sql_type.lower()}[]"
+
+
+def _column(field: str, name: str, hint: Any) -> Column:
+    nullable = False
+    if get_origin(hint) in (Union, types.UnionType):
+        kinds = [k for k in get_args(hint) if k is not type(None)]
+        nullable, [hint] = len(kinds) < len(get_args(hint)), kinds
+    if get_origin(hint) is Annotated:
+        return Column(field, name, get_args(hint)[1], nullable)
+    return Column(field, name, _SQL_TYPES[hint], nullable)
+
+
+class Table(Generic[R]):
+    """A table described by its row (a dataclass, a field a column, in order):
+    its name, its key, its indexes, and the statements that write it."""
+
+    def __init__(
+        self,
+        name: str,
+        row: type[R],
+        *,
+        key: Sequence[str],
+        indexes: Sequence[str] = (),
+        keep_first: bool = False,
+        stored_as: Mapping[str, str] | None = None,
+    ) -> None:
+        hints = get_type_hints(row, include_extras=True)
+        self.name = name
+        self.row = row
+        # A column per field, named as the field unless `stored_as` says otherwise
+        # (a word the database reserves).
+        self.columns = tuple(
+            _column(f.name, (stored_as or {}).get(f.name, f.name), hints[f.name])
+            for f in fields(row)  # type: ignore[arg-type]
+        )
+        self.fields = tuple(c.field for c in self.columns)
+        self.names = tuple(c.name for c in self.columns)
+        self.key = tuple(key)
+        # The fields that `add` sums: every one outside the key.
+        self.counted = tuple(n for n in self.fields if n not in self.key)
+        self.indexes = tuple(indexes)
+        # A row inserted again (a replayed event) is left as it was.
+        self.keep_first = keep_first
+        self.values: Callable[[R], tuple[Any, ...]] = attrgetter(*self.fields)
+        self.key_of: Callable[[R], Any] = attrgetter(*self.key)
+        self._by_field = {c.field: c for c in self.columns}
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
+
+    def column(self, field: str) -> Column:
+        """The column of the row's `field`."""
+        try:
+            return self._by_field[field]
+        except KeyError:
+            raise ValueError(f"{self.name} has no column for {field!r}") from None
+
+    def sql(self, fields: Iterable[str], prefix: str = "") -> list[str]:
+        """The column names of `fields`, each after `prefix`."""
+        return [prefix + self.column(f).name for f in fields]
+
+    def ddl(self) -> Iterator[str]:
+        """The statements that create the table and its indexes (idempotent)."""
+        columns = ", ".join(
+            f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}"
+            for c in self.columns
+        )
+        yield (
+            f"CREATE TABLE IF NOT EXISTS {self.name} ({columns},"
+            f" PRIMARY KEY ({', '.join(self.key)}))"
+        )
+        yield from self.indexes
+
+    @property
+    def selected(self) -> str:
+        """Every column, in the row's order, for a SELECT."""
+        return ", ".join(self.names)
+
+    def row_of(self, values: Sequence[Any]) -> R:
+        """The row that a SELECT of `selected` read."""
+        return self.row(*values)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Columns of a change that the database finds in another table's row, by
+    that row's `by` column: for changes about rows written before the page, which
+    the fold has not seen. Only the rows that meet `where` (a condition on the
+    other row, `o`) make a change."""
+
+    table: Table[Any]
+    by: str
+    # This table's column -> the other table's.
+    columns: tuple[tuple[str, str], ...]
+    where: str = ""
+
+
+class Changes:
+    """What a page's events change, folded in log order: each row once."""
+
+    def __init__(self) -> None:
+        self._inserts: dict[Table[Any], dict[Any, Any]] = {}
+        self._found: dict[Table[Any], dict[Any, Any]] = {}
+        self._updates: dict[Table[Any], dict[tuple[Any, ...], dict[str, Any]]] = {}
+        self._adds: dict[Table[Any], dict[Any, Any]] = {}
+        self._looked_up: dict[
+            tuple[str, Table[Any], Lookup], dict[tuple[Any, ...], dict[str, Any]]
+        ] = {}
+
+    def insert(self, table: Table[R], row: R) -> None:
+        """Insert `row` (the fold may change it until the page is written)."""
+        self._inserts.setdefault(table, {})[table.key_of(row)] = row
+
+    def inserted(self, table: Table[R], key: Any) -> R | None:
+        """The row with `key` that this page inserts, if it does."""
+        rows = self._inserts.get(table)
+        return None if rows is None else rows.get(key)
+
+    def found(self, table: Table[R], rows: Iterable[R]) -> None:
+        """Rows written before the page, read for the fold (not written again)."""
+        self._found.setdefault(table, {}).update((table.key_of(r), r) for r in rows)
+
+    def known(self, table: Table[R], key: Any) -> R | None:
+        """The row with `key` that this page inserts, or that was `found`."""
+        if (row := self.inserted(table, key)) is not None:
+            return row
+        rows = self._found.get(table)
+        return None if rows is None else rows.get(key)
+
+    def add(self, table: Table[R], row: R) -> None:
+        """Add the counts of `row` to those of the row with its key (inserted
+        with them if there is none)."""
+        rows = self._adds.setdefault(table, {})
+        key = table.key_of(row)
+        if (summed := rows.get(key)) is None:
+            rows[key] = row
+            return
+        for name in table.counted:
+            setattr(summed, name, getattr(summed, name) + getattr(row, name))
+
+    def update(
+        self, table: Table[Any], where: Mapping[str, Any], **values: Any
+    ) -> None:
+        """Set `values` on the rows written before the page that match `where`."""
+        key = (tuple(where), tuple(where.values()))
+        self._updates.setdefault(table, {}).setdefault(key, {}).update(values)
+
+    def add_through(
+        self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
+    ) -> None:
+        """`add`, with the columns of `lookup` taken from the other table's row
+        whose `lookup.by` is `key`."""
+        rows = self._looked_up.setdefault(("add", table, lookup), {})
+        given = (key, *(values[n] for n in table.key if n in values))
+        if (summed := rows.get(given)) is None:
+            rows[given] = values
+            return
+        for name in table.counted:
+            if name in values:
+                summed[name] += values[name]
+
+    def insert_through(
+        self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
+    ) -> None:
+        """`insert`, with the columns of `lookup` taken from the other table's row
+        whose `lookup.by` is `key` (nothing when there is no such row)."""
+        given = (key, *(values.get(n) for n in table.key))
+        self._looked_up.setdefault(("insert", table, lookup), {})[given] = values
+
+    def write(self, cursor: Cursor, db: ViewDatabase) -> None:
+        """One statement per kind of change to each table: rows first, then the
+        updates and counts, then the changes that look up rows already written."""
+        for table, rows in self._inserts.items():
+            _run(
+                cursor, db, _insert(table, db.arrays), map(table.values, rows.values())
+            )
+        for table, changed in self._updates.items():
+            # Rows that set the same columns share a statement.
+            shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
+            for (where, keys), values in changed.items():
+                setting = tuple(n for n in table.fields if n in values)
+                params = (*(values[n] for n in setting), *keys)
+                shapes.setdefault((setting, where), []).append(params)
+            for (setting, where), params_of_rows in shapes.items():
+                statement = _update(table, setting, where, db.arrays)
+                _run(cursor, db, statement, params_of_rows)
+        for table, summed in self._adds.items():
+            _run(cursor, db, _add(table, db.arrays), map(table.values, summed.values()))
+        for (kind, table, lookup), changes in self._looked_up.items():
+            found = {name for name, _ in lookup.columns}
+            given = tuple(n for n in table.fields if n not in found)
+            statement = _through(kind, table, lookup, given, db.arrays)
+            _run(
+                cursor,
+                db,
+                statement,
+                (
+                    (*(values[n] for n in given), key)
+                    for (key, *_), values in changes.items()
+                ),
+            )
+
+
+def _run(
+    cursor: Cursor, db: ViewDatabase, statement: str, rows: Iterable[tuple[Any, ...]]
+) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    if db.arrays:
+        columns = zip(*rows, strict=True)
+        cursor.execute(db.sql(statement), [array_literal(c) for c in columns])
+    else:
+        cursor.executemany(db.sql(statement), rows)
+
+
+def _on_conflict(table: Table[Any], add: bool) -> str:
+    key = ", ".join(table.sql(table.key))
+    if not add:
+        return f" ON CONFLICT ({key}) DO NOTHING" if table.keep_first else ""
+    sums = ", ".join(
+        f"{n} = {table.name}.{n} + excluded.{n}" for n in table.sql(table.counted)
+    )
+    return f" ON CONFLICT ({key}) DO UPDATE SET {sums}"
+
+
+def _values(columns: Sequence[Column], arrays: bool) -> str:
+    if arrays:
+        return f"SELECT * FROM unnest({', '.join(c.array for c in columns)})"
+    return f"VALUES ({', '.join('?' * len(columns))})"
+
+
+@cache
+def _insert(table: Table[Any], arrays: bool) -> str:
+    return (
+        f"INSERT INTO {table.name} ({table.selected})"
+        f" {_values(table.columns, arrays)}{_on_conflict(table, add=False)}"
+    )
+
+
+@cache
+def _add(table: Table[Any], arrays: bool) -> str:
+    # Each key once per statement: the page's counts are summed beforehand.
+    return (
+        f"INSERT INTO {table.name} ({table.selected})"
+        f" {_values(table.columns, arrays)}{_on_conflict(table, add=True)}"
+    )
+
+
+@cache
+def _update(
+    table: Table[Any], setting: tuple[str, ...], where: tuple[str, ...], arrays: bool
+) -> str:
+    """The update of the fields `setting` of the rows matching `where` (the
+    values in that order, per row)."""
+    setting_sql, where_sql = table.sql(setting), table.sql(where)
+    if not arrays:
+        return (
+            f"UPDATE {table.name} SET {', '.join(f'{n} = ?' for n in setting_sql)}"
+            f" WHERE {' AND '.join(f'{n} = ?' for n in where_sql)}"
+        )
+    columns = [table.column(f) for f in (*setting, *where)]
+    return (
+        f"UPDATE {table.name} SET {', '.join(f'{n} = c.{n}' for n in setting_sql)}"
+        f" FROM unnest({', '.join(c.array for c in columns)})"
+        f" AS c ({', '.join(c.name for c in columns)})"
+        f" WHERE {' AND '.join(f'{table.name}.{n} = c.{n}' for n in where_sql)}"
+    )
+
+
+@cache
+def _through(
+    kind: str, table: Table[Any], lookup: Lookup, given: tuple[str, ...], arrays: bool
+) -> str:
+    """The statement of `insert_through` or `add_through` (`kind`): the given
+    fields, then the other row's key, per change."""
+    add = kind == "add"
+    other = lookup.table
+    into = ", ".join(table.sql([*(f for f, _ in lookup.columns), *given]))
+    found = other.sql((f for _, f in lookup.columns), prefix="o.")
+    by = f"o.{other.column(lookup.by).name}"
+    if not arrays:
+        where = f" AND {lookup.where}" if lookup.where else ""
+        return (
+            f"INSERT INTO {table.name} ({into})"
+            f" SELECT {', '.join([*found, *('?' * len(given))])}"
+            f" FROM {other.name} o WHERE {by} = ?{where}{_on_conflict(table, add)}"
+        )
+    columns = [table.column(f) for f in given]
+
+    def given_value(column: Column) -> str:
+        # Summed, when counts of several changes land on one row (a row may be
+        # changed only once per statement).
+        if add and column.field in table.counted:
+            return f"SUM(c.{column.name})::{column.sql_type.lower()}"
+        return f"c.{column.name}"
+
+    arrays_of = [*(c.array for c in columns), other.column(lookup.by).array]
+    names = [*(c.name for c in columns), "looked_up_by"]
+    grouped = ""
+    if add:
+        keys = [*found, *(f"c.{c.name}" for c in columns if c.field in table.key)]
+        grouped = f" GROUP BY {', '.join(keys)}"
+    return (
+        f"INSERT INTO {table.name} ({into})"
+        f" SELECT {', '.join([*found, *map(given_value, columns)])}"
+        f" FROM unnest({', '.join(arrays_of)}) AS c ({', '.join(names)})"
+        f" JOIN {other.name} o ON {by} = c.looked_up_by"
+        f"{' WHERE ' + lookup.where if lookup.where else ''}{grouped}"
+        f"{_on_conflict(table, add)}"
+    )
