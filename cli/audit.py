@@ -13,23 +13,36 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
 
+from domain.event_kinds import (
+    ACCEPTED,
+    KIND_OF,
+    REFUSED,
+    REGISTERED,
+    RELEASED,
+    REQUESTED,
+    RESERVED,
+    SERVICE_ACTOR,
+    TRANSFERRED,
+    WARNING,
+)
 from domain.exceptions import DomainError, OrdersNotFound
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
-from domain.service import OrderApplication, OrderService
+from domain.service import OrderApplication
+from domain.time_format import show_time
 
-# Who raises warnings: no person, the service itself.
-SERVICE_ACTOR = "pm-order"
-
-REQUESTED = "requested"
-ACCEPTED = "accepted"
-REFUSED = "refused"
-WARNING = "warning"
-
-REGISTERED = "registered"
-RESERVED = "reserved"
-TRANSFERRED = "transferred"
-RELEASED = "released"
+# The words of each kind of event, as the audit shows them (and its tests read).
+__all__ = [
+    "ACCEPTED",
+    "REFUSED",
+    "REGISTERED",
+    "RELEASED",
+    "REQUESTED",
+    "RESERVED",
+    "TRANSFERRED",
+    "WARNING",
+    "show_time",
+]
 
 E = TypeVar("E")
 
@@ -55,12 +68,6 @@ class OrderNotYetRequested(OrdersNotFound):
 
 class ServerNotFound(DomainError):
     """No server with this serial number was ever registered."""
-
-
-def show_time(moment: datetime, zone: tzinfo | None = None) -> str:
-    """`YYYY-MM-DD HH:MM:SS` in `zone` (default: as recorded), as the API shows."""
-    shown = moment if zone is None else moment.astimezone(zone)
-    return shown.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- an order's timeline -----------------------------------------------------------
@@ -114,57 +121,40 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
     snids = tuple(order.snids)
     listed = ", ".join(snids)
     source, dest = order.resource_project, order.dest_project
-    if isinstance(event, Order.Requested):
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=REQUESTED,
-            user=event.user,
-            project=source,
-            state_before=before,
-            state_after=order.state,
-            snids=snids,
-            from_project=source,
-            to_project=dest,
-            warning=None,
-            change=f"reserved {listed} to move from {source} to {dest}",
-        )
-    if isinstance(event, Order.Accepted | Order.Rejected):
-        accepted = isinstance(event, Order.Accepted)
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=ACCEPTED if accepted else REFUSED,
-            user=event.by,
-            project=dest,
-            state_before=before,
-            state_after=order.state,
-            snids=snids,
-            from_project=source,
-            to_project=dest if accepted else source,
-            warning=None,
-            change=(
-                f"moved {listed} from {source} to {dest}"
-                if accepted
-                else f"freed {listed} back to {source}"
-            ),
-        )
-    if isinstance(event, Order.WarningRaised):
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=WARNING,
-            user=SERVICE_ACTOR,
-            project=None,
-            state_before=before,
-            state_after=order.state,
-            snids=(),
-            from_project=None,
-            to_project=None,
-            warning=event.count,
-            change=f"warning {event.count}: still waiting for {dest} to decide",
-        )
-    raise TypeError(f"not an order event: {type(event).__qualname__}")
+    moved_from: str | None = source
+    moved_to: str | None
+    project: str | None
+    warning: int | None = None
+    match event:
+        case Order.Requested():
+            user, project, moved_to = event.user, source, dest
+            change = f"reserved {listed} to move from {source} to {dest}"
+        case Order.Accepted():
+            user, project, moved_to = event.by, dest, dest
+            change = f"moved {listed} from {source} to {dest}"
+        case Order.Rejected():
+            user, project, moved_to = event.by, dest, source
+            change = f"freed {listed} back to {source}"
+        case Order.WarningRaised():
+            user, project, warning = SERVICE_ACTOR, None, event.count
+            snids, moved_from, moved_to = (), None, None
+            change = f"warning {event.count}: still waiting for {dest} to decide"
+        case _:
+            raise TypeError(f"not an order event: {type(event).__qualname__}")
+    return OrderStep(
+        version=event.originator_version,
+        at=event.at,
+        event=KIND_OF[type(event)],
+        user=user,
+        project=project,
+        state_before=before,
+        state_after=order.state,
+        snids=snids,
+        from_project=moved_from,
+        to_project=moved_to,
+        warning=warning,
+        change=change,
+    )
 
 
 # -- an order at a moment ----------------------------------------------------------
@@ -212,7 +202,7 @@ def order_as_of(
     if not done:
         raise OrderNotYetRequested(number, as_of or times[0][1], times[0][1])
     version, updated_at = done[-1]
-    order = OrderService(app).order(number, version)
+    order = _order(app, number, version)
     return OrderAsOf(
         number=number,
         version=version,
@@ -265,7 +255,7 @@ def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
 
     def order(number: int) -> Order:
         if number not in orders:
-            orders[number] = OrderService(app).order(number)
+            orders[number] = _order(app, number)
         return orders[number]
 
     server: Server | None = None
@@ -298,61 +288,43 @@ def _server_step(
     owner_before: str | None,
     order: Callable[[int], Order],
 ) -> ServerStep:
-    if isinstance(event, Server.Registered):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=REGISTERED,
-            owner=owner,
-            order_id=None,
-            from_project=None,
-            to_project=owner,
-            user=None,
-            change=f"registered to {owner}",
-        )
-    if isinstance(event, Server.Reserved):
-        held = order(event.order_id)
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=RESERVED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=owner,
-            to_project=held.dest_project,
-            user=held.user,
-            change=(
-                f"reserved by order {event.order_id} ({owner} -> {held.dest_project})"
-            ),
-        )
-    if isinstance(event, Server.Transferred):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=TRANSFERRED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=event.from_project,
-            to_project=event.to_project,
-            user=order(event.order_id).decided_by,
-            change=(
+    order_id: int | None = None
+    user: str | None = None
+    moved_from: str | None
+    moved_to: str | None
+    match event:
+        case Server.Registered():
+            moved_from, moved_to = None, owner
+            change = f"registered to {owner}"
+        case Server.Reserved():
+            held = order(event.order_id)
+            order_id, user = event.order_id, held.user
+            moved_from, moved_to = owner, held.dest_project
+            change = f"reserved by order {order_id} ({owner} -> {held.dest_project})"
+        case Server.Transferred():
+            order_id, user = event.order_id, order(event.order_id).decided_by
+            moved_from, moved_to = event.from_project, event.to_project
+            change = (
                 f"moved from {event.from_project} to {event.to_project} "
-                f"by order {event.order_id}"
-            ),
-        )
-    if isinstance(event, Server.Released):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=RELEASED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=owner_before,
-            to_project=owner,
-            user=order(event.order_id).decided_by,
-            change=f"freed back to {owner} (order {event.order_id} refused)",
-        )
-    raise TypeError(f"not a server event: {type(event).__qualname__}")
+                f"by order {order_id}"
+            )
+        case Server.Released():
+            order_id, user = event.order_id, order(event.order_id).decided_by
+            moved_from, moved_to = owner_before, owner
+            change = f"freed back to {owner} (order {order_id} refused)"
+        case _:
+            raise TypeError(f"not a server event: {type(event).__qualname__}")
+    return ServerStep(
+        version=event.originator_version,
+        at=event.at,
+        event=KIND_OF[type(event)],
+        owner=owner,
+        order_id=order_id,
+        from_project=moved_from,
+        to_project=moved_to,
+        user=user,
+        change=change,
+    )
 
 
 # -- reading the store ---------------------------------------------------------------
@@ -360,6 +332,13 @@ def _server_step(
 
 def _events_of(app: OrderApplication, aggregate_id: UUID) -> Iterator[Any]:
     return iter(app.events.get(aggregate_id))
+
+
+def _order(app: OrderApplication, number: int, version: int | None = None) -> Order:
+    """Order `number` at `version` (default: its last), by the domain's own rules."""
+    order: Any = app.repository.get(order_aggregate_id(number), version=version)
+    assert isinstance(order, Order)
+    return order
 
 
 def _mutated(event: Any, aggregate: E | None, kind: type[E]) -> E:

@@ -35,15 +35,21 @@ KIND_OF: Final[dict[type[Any], str]] = {
 }
 
 
-def topics_of(*events: type[Any]) -> frozenset[str]:
-    return frozenset(map(get_topic, events))
-
-
-ORDER_TOPICS: Final = topics_of(
-    Order.Requested, Order.Accepted, Order.Rejected, Order.WarningRaised
+# Every event class the service writes, by aggregate.
+ORDER_EVENTS: Final[tuple[type[Any], ...]] = (
+    Order.Requested,
+    Order.Accepted,
+    Order.Rejected,
+    Order.WarningRaised,
 )
-SERVER_TOPICS: Final = topics_of(
-    Server.Registered, Server.Reserved, Server.Transferred, Server.Released
+SERVER_EVENTS: Final[tuple[type[Any], ...]] = (
+    Server.Registered,
+    Server.Reserved,
+    Server.Transferred,
+    Server.Released,
 )
+
+ORDER_TOPICS: Final = frozenset(map(get_topic, ORDER_EVENTS))
+SERVER_TOPICS: Final = frozenset(map(get_topic, SERVER_EVENTS))
 # Every topic the service writes.
 LOG_TOPICS: Final = ORDER_TOPICS | SERVER_TOPICS

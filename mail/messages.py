@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Final
 from zoneinfo import ZoneInfo
 
+from domain.time_format import show_time
 from mail.ledger import OutgoingMail
 from projections import mail_outbox
-
-_TIME: Final = "%Y-%m-%d %H:%M:%S"
 
 
 def compose(mail: OutgoingMail, *, sender: str, zone: ZoneInfo) -> EmailMessage:
@@ -48,7 +46,7 @@ def subject(mail: OutgoingMail) -> str:
 
 
 def body(mail: OutgoingMail, when: datetime, zone: ZoneInfo) -> str:
-    moment = f"{when.strftime(_TIME)} ({zone.key})"
+    moment = f"{show_time(when)} ({zone.key})"
     happened = {
         mail_outbox.REQUESTED: f"was requested by {mail.actor} at {moment}.",
         mail_outbox.WARNED: (

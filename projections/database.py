@@ -469,7 +469,10 @@ class AdvisoryLock:
         except psycopg.Error:
             self.release()
             return False
-        return bool(row and row[0])
+        if row is None:
+            return False
+        (acquired,) = row
+        return bool(acquired)
 
     def release(self) -> None:
         if self._connection is not None:

@@ -56,7 +56,6 @@ class Listener:
     """The state of the PostgreSQL LISTEN connection that wakes this process."""
 
     listening: bool = False  # connected and subscribed, as far as we know
-    heard: int = 0  # notifications received
     heard_at: float | None = None  # time.time() of the latest
     failures: int = 0  # connections lost or refused in a row
     error: str | None = None  # why the latest connection ended
@@ -276,7 +275,6 @@ class Following:
                 async for channel in db.notifications(channels):
                     listener.listening = True
                     listener.failures = 0
-                    listener.heard += 1
                     listener.heard_at = time.time()
                     if channel == db.progress_channel:
                         self._progress.set()

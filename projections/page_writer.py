@@ -58,7 +58,8 @@ def _column(field: str, name: str, hint: Any) -> Column:
         kinds = [k for k in get_args(hint) if k is not type(None)]
         nullable, [hint] = len(kinds) < len(get_args(hint)), kinds
     if get_origin(hint) is Annotated:
-        return Column(field, name, get_args(hint)[1], nullable)
+        _, sql_type = get_args(hint)
+        return Column(field, name, sql_type, nullable)
     return Column(field, name, _SQL_TYPES[hint], nullable)
 
 

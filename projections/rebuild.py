@@ -137,11 +137,10 @@ def status(
     position, moved_at = tracking_of(live, view.name)
     lag_seconds = 0.0
     if position < head:
-        first = recorder.select_notifications(
+        for first in recorder.select_notifications(
             start=position, limit=1, inclusive_of_start=False
-        )
-        if first:
-            event = mapper.to_domain_event(first[0])
+        ):
+            event = mapper.to_domain_event(first)
             waiting_since: datetime = getattr(event, "timestamp")  # noqa: B009
             lag_seconds = max(0.0, time.time() - waiting_since.timestamp())
     return ViewStatus(

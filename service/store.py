@@ -38,7 +38,7 @@ from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
-from service.config import Config, ConfigError
+from service.config import ConfigError
 from service.observed_application import CountedOrderApplication
 
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
@@ -369,13 +369,3 @@ def create_schema(settings: PostgresSettings) -> None:
                 sql.Identifier(settings.schema or "public")
             )
         )
-
-
-@contextmanager
-def opened_store(config: Config) -> Iterator[Store]:
-    """The configured store, open for one command."""
-    store = open_store(config.database_url, create_tables=config.create_tables)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domain.service import OrderService
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import opened_store
 
 
 def register(commands: Any) -> Any:
@@ -31,17 +30,17 @@ def register(commands: Any) -> Any:
 
 def import_machines(config: Config, args: argparse.Namespace) -> int:
     rows = read_inventory(args.file)
-    with opened_store(config) as store:
-        written = OrderService(store.app).register_servers(rows)
-        store.catch_up()
+    with composed(config) as root:
+        written = root.service.register_servers(rows)
+        root.store.catch_up()
     print(f"{len(rows)} rows read; the log is at {written.position}")
     return 0
 
 
 def list_machines(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        servers = store.server_ownership.servers(store.views, args.project)
+    with composed(config) as root:
+        root.store.catch_up()
+        servers = root.store.server_ownership.servers(root.store.views, args.project)
     if args.json:
         for server in servers:
             print(

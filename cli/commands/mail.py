@@ -8,10 +8,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+from domain.time_format import show_time
 from mail import ledger
 from mail.ledger import DeliveryLedger
+from service.bootstrap import composed
 from service.config import Config
-from service.store import opened_store
 
 
 def register(commands: Any) -> None:
@@ -45,9 +46,9 @@ def register(commands: Any) -> None:
 
 
 def list_mail(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        messages = DeliveryLedger.messages(store.views, args.state)
+    with composed(config) as root:
+        root.store.catch_up()
+        messages = DeliveryLedger.messages(root.store.views, args.state)
     if args.json:
         for m in messages:
             print(
@@ -80,7 +81,8 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
     message = args.message_id
     if message is not None and not message.startswith("<"):
         message = f"<{message}>"
-    with opened_store(config) as store:
-        count = DeliveryLedger.retry_failed(store.views, time.time(), message)
-    print(f"{count} message(s) back in line at {datetime.now():%Y-%m-%d %H:%M:%S}")
+    with composed(config) as root:
+        count = DeliveryLedger.retry_failed(root.store.views, time.time(), message)
+    at = show_time(datetime.now(config.timezone))
+    print(f"{count} message(s) back in line at {at}")
     return 0 if count or args.message_id is None else 1

@@ -7,13 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from domain.time_format import show_time
 from projections import rebuild as rebuilding
 from projections.view import View
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import Store, opened_store
+from service.store import Store
 
 
 def register(commands: Any) -> None:
@@ -39,7 +41,8 @@ def register(commands: Any) -> None:
 
 
 def show_status(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         rows = [
             rebuilding.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
@@ -52,7 +55,11 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         f"{'VIEW':<18} {'POSITION':>9} {'HEAD':>9} {'LAG':>7} {'LAG (s)':>8}  MOVED AT"
     )
     for row in rows:
-        moved = _local(row.moved_at) if row.moved_at is not None else "never"
+        moved = (
+            "never"
+            if row.moved_at is None
+            else show_time(datetime.fromtimestamp(row.moved_at, UTC), config.timezone)
+        )
         print(
             f"{row.name:<18} {row.position:>9} {row.head:>9} {row.lag_events:>7} "
             f"{row.lag_seconds:>8.1f}  {moved}"
@@ -62,7 +69,8 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
     failed = False
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         views = _chosen(store, args.name)
         head = store.app.recorder.max_notification_id() or 0
         for view in views:
@@ -102,7 +110,8 @@ def progress_for(name: str, total: int, out: TextIO) -> ProgressBar | ProgressLi
 def verify_views(config: Config, args: argparse.Namespace) -> int:
     equal = True
     report: dict[str, Any] = {}
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         for view in _chosen(store, args.name):
             differences = rebuilding.verify(
                 store.app.recorder, store.app.mapper, store.views, view
@@ -134,10 +143,6 @@ def _chosen(store: Store, name: str | None) -> list[View]:
         known = ", ".join(v.name for v in store.all_views)
         raise ConfigError(f"no view {name!r} to do that with; choose one of: {known}")
     return views
-
-
-def _local(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class ProgressBar:

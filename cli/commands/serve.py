@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 from typing import Any
 
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import open_store
 
 log = logging.getLogger("pm_order")
 
@@ -135,7 +136,7 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def upgrade_database(config: Config, args: argparse.Namespace) -> int:
-    store = open_store(config.database_url, create_tables=True)
-    store.close()
+    with composed(replace(config, create_tables=True)):
+        pass
     print("tables are up to date")
     return 0
