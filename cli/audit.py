@@ -142,9 +142,7 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
         case _:
             raise TypeError(f"not an order event: {type(event).__qualname__}")
     return OrderStep(
-        version=event.originator_version,
-        at=event.at,
-        event=KIND_OF[type(event)],
+        **_what_and_when(event),
         user=user,
         project=project,
         state_before=before,
@@ -315,9 +313,7 @@ def _server_step(
         case _:
             raise TypeError(f"not a server event: {type(event).__qualname__}")
     return ServerStep(
-        version=event.originator_version,
-        at=event.at,
-        event=KIND_OF[type(event)],
+        **_what_and_when(event),
         owner=owner,
         order_id=order_id,
         from_project=moved_from,
@@ -332,6 +328,15 @@ def _server_step(
 
 def _events_of(app: OrderApplication, aggregate_id: UUID) -> Iterator[Any]:
     return iter(app.events.get(aggregate_id))
+
+
+def _what_and_when(event: Any) -> dict[str, Any]:
+    """What every step says of its event: its version, its time, its kind."""
+    return {
+        "version": event.originator_version,
+        "at": event.at,
+        "event": KIND_OF[type(event)],
+    }
 
 
 def _order(app: OrderApplication, number: int, version: int | None = None) -> Order:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from datetime import date
 from functools import cache
 from operator import attrgetter
 from typing import (
@@ -37,6 +38,14 @@ R = TypeVar("R")
 Int32 = Annotated[int, "INTEGER"]
 
 _SQL_TYPES: Final = {int: "BIGINT", str: "TEXT", float: "DOUBLE PRECISION"}
+# Python types held as another type's text (text compares as they do).
+_AS_TEXT: Final[dict[Any, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {
+    date: (date.isoformat, date.fromisoformat),
+}
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,9 @@ class Column:
     name: str  # in the database
     sql_type: str
     nullable: bool
+    # The value as the database holds it, and back (a day is TEXT, YYYY-MM-DD).
+    stored: Callable[[Any], Any] = _same
+    loaded: Callable[[Any], Any] = _same
 
     @property
     def array(self) -> str:
@@ -60,7 +72,16 @@ def _column(field: str, name: str, hint: Any) -> Column:
     if get_origin(hint) is Annotated:
         _, sql_type = get_args(hint)
         return Column(field, name, sql_type, nullable)
+    if hint in _AS_TEXT:
+        stored, loaded = _AS_TEXT[hint]
+        if nullable:
+            stored, loaded = _or_none(stored), _or_none(loaded)
+        return Column(field, name, "TEXT", nullable, stored, loaded)
     return Column(field, name, _SQL_TYPES[hint], nullable)
+
+
+def _or_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
 
 
 class Table(Generic[R]):
@@ -94,7 +115,9 @@ class Table(Generic[R]):
         self.indexes = tuple(indexes)
         # A row inserted again (a replayed event) is left as it was.
         self.keep_first = keep_first
-        self.values: Callable[[R], tuple[Any, ...]] = attrgetter(*self.fields)
+        self._fields_of: Callable[[R], tuple[Any, ...]] = attrgetter(*self.fields)
+        # Whether some column holds its value in another form (a day as text).
+        self._converted = any(c.stored is not _same for c in self.columns)
         self.key_of: Callable[[R], Any] = attrgetter(*self.key)
         self._by_field = {c.field: c for c in self.columns}
 
@@ -131,7 +154,18 @@ class Table(Generic[R]):
 
     def row_of(self, values: Sequence[Any]) -> R:
         """The row that a SELECT of `selected` read."""
+        if self._converted:
+            return self.row(
+                *(c.loaded(v) for c, v in zip(self.columns, values, strict=True))
+            )
         return self.row(*values)
+
+    def values(self, row: R) -> tuple[Any, ...]:
+        """The row's values as the database holds them, in column order."""
+        values = self._fields_of(row)
+        if self._converted:
+            return tuple(c.stored(v) for c, v in zip(self.columns, values, strict=True))
+        return values
 
 
 @dataclass(frozen=True)
@@ -232,7 +266,10 @@ class Changes:
             shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
             for (where, keys), values in changed.items():
                 setting = tuple(n for n in table.fields if n in values)
-                params = (*(values[n] for n in setting), *keys)
+                params = (
+                    *(table.column(n).stored(values[n]) for n in setting),
+                    *keys,
+                )
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
                 statement = _update(table, setting, where, db.arrays)
@@ -248,7 +285,7 @@ class Changes:
                 db,
                 statement,
                 (
-                    (*(values[n] for n in given), key)
+                    (*(table.column(n).stored(values[n]) for n in given), key)
                     for (key, *_), values in changes.items()
                 ),
             )

@@ -57,20 +57,6 @@ _DAY_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(slots=True)
-class ProjectDay:
-    """The counters of one project for one UTC day (YYYY-MM-DD)."""
-
-    project: str
-    day: str
-    requested: int = 0
-    accepted: int = 0
-    refused: int = 0
-    servers_in: int = 0
-    servers_out: int = 0
-    warnings: int = 0
-
-
-@dataclass(slots=True)
 class ReportedOrder:
     """An order as the reports need it: who asked, when, and what became of it."""
 
@@ -79,14 +65,65 @@ class ReportedOrder:
     dest_project: str
     servers: int
     requested_at: float
-    requested_day: str
+    requested_day: date
     outcome: str
     decision_seconds: float | None
 
 
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of `moment`."""
+    return moment.astimezone(UTC).date()
+
+
+def parse_day(text: str) -> date:
+    """A day written YYYY-MM-DD; ValueError saying so otherwise."""
+    try:
+        if _DAY_FORMAT.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ValueError(f"{text[:40]!r} is not a valid date (YYYY-MM-DD)")
+
+
+def percentile(ordered: Sequence[float], percent: int) -> float | None:
+    """The `percent` percentile of sorted values, interpolated linearly between
+    the nearest ranks (None for no values)."""
+    if not ordered:
+        return None
+    # Exact arithmetic: the 95th percentile of 1800 and 7800 is 7200, not 7199.99...
+    position = Fraction(len(ordered) - 1) * percent / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    value = Fraction(ordered[low]) + (
+        Fraction(ordered[high]) - Fraction(ordered[low])
+    ) * (position - low)
+    return float(value)
+
+
+@dataclass(slots=True)
+class DayFigures:
+    """One project's figures for one UTC day: a row of `reports_days`."""
+
+    project: str
+    day: date
+    requested: int = 0
+    accepted: int = 0
+    refused: int = 0
+    servers_in: int = 0
+    servers_out: int = 0
+    warnings: int = 0
+
+    @property
+    def unfinished(self) -> int:
+        return self.requested - self.accepted - self.refused
+
+    def as_json(self) -> dict[str, Any]:
+        return {c.key: c.data(self) for c in DAY_COLUMNS}
+
+
 DAYS: Final = Table(
     "reports_days",
-    ProjectDay,
+    DayFigures,
     key=["project", "day"],
     indexes=[
         # Reports over every project for a date range.
@@ -133,57 +170,6 @@ _SELECT_DURATIONS_OF_PROJECT: Final = (
     " WHERE project = ? AND requested_day >= ? AND requested_day <= ?"
     " AND decision_seconds IS NOT NULL"
 )
-
-
-def utc_day(moment: datetime) -> str:
-    """The UTC calendar day of `moment`, as YYYY-MM-DD."""
-    return moment.astimezone(UTC).date().isoformat()
-
-
-def parse_day(text: str) -> date:
-    """A day written YYYY-MM-DD; ValueError saying so otherwise."""
-    try:
-        if _DAY_FORMAT.fullmatch(text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise ValueError(f"{text[:40]!r} is not a valid date (YYYY-MM-DD)")
-
-
-def percentile(ordered: Sequence[float], percent: int) -> float | None:
-    """The `percent` percentile of sorted values, interpolated linearly between
-    the nearest ranks (None for no values)."""
-    if not ordered:
-        return None
-    # Exact arithmetic: the 95th percentile of 1800 and 7800 is 7200, not 7199.99...
-    position = Fraction(len(ordered) - 1) * percent / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    value = Fraction(ordered[low]) + (
-        Fraction(ordered[high]) - Fraction(ordered[low])
-    ) * (position - low)
-    return float(value)
-
-
-@dataclass(frozen=True)
-class DayFigures:
-    """One project's figures for one UTC day."""
-
-    project: str
-    day: date
-    requested: int
-    accepted: int
-    refused: int
-    servers_in: int
-    servers_out: int
-    warnings: int
-
-    @property
-    def unfinished(self) -> int:
-        return self.requested - self.accepted - self.refused
-
-    def as_json(self) -> dict[str, Any]:
-        return {c.key: c.data(self) for c in DAY_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -357,7 +343,7 @@ class Reports(ReadModel):
                         decision_seconds=None,
                     ),
                 )
-                changes.add(DAYS, ProjectDay(event.resource_project, day, requested=1))
+                changes.add(DAYS, DayFigures(event.resource_project, day, requested=1))
             case Order.Accepted() | Order.Rejected():
                 order = changes.known(ORDERS, event.number)
                 assert order is not None, f"order {event.number} was never requested"
@@ -375,19 +361,19 @@ class Reports(ReadModel):
                     )
                 project, requested_day = order.project, order.requested_day
                 if outcome != ACCEPTED:
-                    changes.add(DAYS, ProjectDay(project, requested_day, refused=1))
+                    changes.add(DAYS, DayFigures(project, requested_day, refused=1))
                     return
-                changes.add(DAYS, ProjectDay(project, requested_day, accepted=1))
+                changes.add(DAYS, DayFigures(project, requested_day, accepted=1))
                 day, servers = utc_day(event.at), order.servers
                 changes.add(
-                    DAYS, ProjectDay(order.dest_project, day, servers_in=servers)
+                    DAYS, DayFigures(order.dest_project, day, servers_in=servers)
                 )
-                changes.add(DAYS, ProjectDay(project, day, servers_out=servers))
+                changes.add(DAYS, DayFigures(project, day, servers_out=servers))
             case Order.WarningRaised():
                 order = changes.known(ORDERS, event.number)
                 assert order is not None, f"order {event.number} was never requested"
                 changes.add(
-                    DAYS, ProjectDay(order.project, utc_day(event.at), warnings=1)
+                    DAYS, DayFigures(order.project, utc_day(event.at), warnings=1)
                 )
 
     # -- queries ---------------------------------------------------------------
@@ -413,7 +399,7 @@ class Reports(ReadModel):
                     db.sql(_SELECT_DURATIONS_OF_PROJECT), (tenant, low, high)
                 )
             duration_rows = cursor.fetchall()
-        days = [_day_figures(DAYS.row_of(row)) for row in day_rows]
+        days = [DAYS.row_of(row) for row in day_rows]
         days_of: dict[str, list[DayFigures]] = {}
         for figures in days:
             days_of.setdefault(figures.project, []).append(figures)
@@ -436,19 +422,6 @@ class Reports(ReadModel):
 
 def _to_the_millisecond(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
-
-
-def _day_figures(row: ProjectDay) -> DayFigures:
-    return DayFigures(
-        project=row.project,
-        day=date.fromisoformat(row.day),
-        requested=row.requested,
-        accepted=row.accepted,
-        refused=row.refused,
-        servers_in=row.servers_in,
-        servers_out=row.servers_out,
-        warnings=row.warnings,
-    )
 
 
 def _summary(
