@@ -318,21 +318,11 @@ class PostgresViews(ViewDatabase):
             yield cursor
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        import psycopg
-        import psycopg_pool
-
-        for attempt in (1, 2):
-            try:
-                with self._pool.connection() as connection:
-                    return connection.execute(self.sql(statement), params).fetchall()
-            except psycopg.OperationalError as error:
-                # Likely a connection from before a database restart: the pool's
-                # other idle ones are as dead; replace them and read once more.
-                self._replace_dead_connections()
-                if attempt == 2:
-                    raise ViewDatabaseUnavailable(str(error)) from error
-            except psycopg_pool.PoolTimeout as error:
-                raise ViewDatabaseUnavailable(str(error)) from error
+        for attempt in read_attempts():
+            with attempt, self._pool.connection() as connection:
+                return connection.execute(self.sql(statement), params).fetchall()
+            self._replace_dead_connections()
+            attempt.unless_last()
         raise AssertionError("unreachable")
 
     def _replace_dead_connections(self) -> None:
@@ -439,6 +429,45 @@ class PostgresViews(ViewDatabase):
 
     def close(self) -> None:
         self._pool.close()
+
+
+class ReadAttempt:
+    """One attempt at a read through a connection pool.
+
+    A lost connection is likely one from before a database restart, and the
+    pool's other idle ones are as dead: the caller replaces them and reads once
+    more (the attempt ends quietly). No connection free in time, or a second
+    lost one: ViewDatabaseUnavailable.
+    """
+
+    def __init__(self, last: bool) -> None:
+        self.last = last
+        self.error: Exception | None = None
+
+    def __enter__(self) -> ReadAttempt:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(error, psycopg_pool.PoolTimeout):
+            raise ViewDatabaseUnavailable(str(error)) from error
+        if isinstance(error, psycopg.OperationalError):
+            self.error = error
+            return True
+        return False
+
+    def unless_last(self) -> None:
+        """After the dead connections are replaced: give up if this was the last."""
+        if self.last and self.error is not None:
+            raise ViewDatabaseUnavailable(str(self.error)) from self.error
+
+
+def read_attempts() -> Iterator[ReadAttempt]:
+    """The attempts at a read: the first, and one more after a lost connection."""
+    yield ReadAttempt(last=False)
+    yield ReadAttempt(last=True)
 
 
 class AdvisoryLock:
