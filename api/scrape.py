@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from api.context import BACKGROUND, METRICS, STATUS, STORE
+from api.context import BACKGROUND, METRICS, SERVICE, STATUS, STORE
 from api.metrics import PREFIX
 from service.observed_application import CountedOrderApplication
 
@@ -49,9 +49,17 @@ class _AppCollector(Collector):
             yield events
             yield CounterMetricFamily(
                 PREFIX + "conflicts_retried",
-                "Version conflicts met saving (re-read and retried; 409 after the "
-                "last attempt).",
+                "Version conflicts met saving, each re-read and retried inside the "
+                "service (clients do not see them).",
                 value=conflicts,
+            )
+        service = self.app.get(SERVICE)
+        if service is not None:
+            yield CounterMetricFamily(
+                PREFIX + "conflicts_given_up",
+                "Requests answered 409 'busy with competing changes' after the last "
+                "retry (a 409 for servers really taken is not one of them).",
+                value=service.conflicts_given_up,
             )
         background = self.app.get(BACKGROUND)
         if background is not None and background.mailer is not None:

@@ -1,8 +1,10 @@
 """Creating orders over HTTP on PostgreSQL, against bare INSERT + COMMIT.
 
-A real server (`python -m cli serve`, projectors included) answers POSTs of
-one-server orders from C concurrent aiohttp clients; each answer waits, as always,
-until the views show the order. The baseline is the same number of clients, one
+Real servers answer POSTs of one-server orders from C concurrent aiohttp clients,
+in three set-ups, one after another on one store: `serve` alone (projectors in
+it); one `serve --api-only` and a `worker`; two `serve --api-only` (the clients
+round-robin between them) and a `worker`. Each answer waits, as always, until the
+views show the order. The baseline is the same number of clients, one
 psycopg connection each, doing single-row INSERT + COMMIT into a plain table. The
 baseline runs before and after the orders, and its mean is the one compared.
 
@@ -16,6 +18,7 @@ import asyncio
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -40,6 +43,8 @@ from domain.service import OrderService
 from service.store import open_store
 
 TARGET_RATIO: Final = 0.5
+# Two API processes write at least this much of what one does.
+SCALE_OUT_RATIO: Final = 0.9
 SOURCE: Final = "proj-src"
 DEST: Final = "proj-dst"
 WARM_UP: Final = 20
@@ -77,14 +82,17 @@ def register_servers(url: str, count: int) -> list[str]:
     return snids
 
 
-async def post_orders(base_url: str, token: str, snids: list[str], clients: int) -> Run:
-    """POST one order per snid from `clients` concurrent clients."""
-    url = f"{base_url}/mana_api/pm_order/{SOURCE}"
+async def post_orders(
+    base_urls: list[str], token: str, snids: list[str], clients: int
+) -> Run:
+    """POST one order per snid from `clients` concurrent clients, client i to
+    base_urls[i % len(base_urls)] (a load balancer's round robin)."""
     headers = {"X-Auth-Token": token, "Sp-Agent": SP_AGENT}
     pending = iter(snids)
     latencies: list[float] = []
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(session: aiohttp.ClientSession, base_url: str) -> None:
+        url = f"{base_url}/mana_api/pm_order/{SOURCE}"
         for snid in pending:
             body = {"snids": snid, "dest_project": DEST, "mailto": "ops@example.com"}
             began = time.perf_counter()
@@ -97,7 +105,9 @@ async def post_orders(base_url: str, token: str, snids: list[str], clients: int)
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
         start = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
+        await asyncio.gather(
+            *(client(session, base_urls[i % len(base_urls)]) for i in range(clients))
+        )
         seconds = time.perf_counter() - start
     return Run(len(latencies), seconds, latencies)
 
@@ -150,38 +160,77 @@ def group_commits(schema: Schema) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+# The set-ups measured: (name, API processes, with a worker apart).
+SETUPS: Final = (
+    ("serve, 1 process", 1, False),
+    ("1 serve --api-only + worker", 1, True),
+    ("2 serve --api-only + worker", 2, True),
+)
+
+
+def measure(
+    url: str,
+    tokens: Path,
+    token: str,
+    snids: list[str],
+    clients: int,
+    setup: tuple[str, int, bool],
+) -> Run:
+    """POST an order for each of `snids` to the set-up's processes."""
+    _, apis, worker_apart = setup
+    processes = [
+        pm_order_process("serve", url, tokens=tokens, api_only=worker_apart)
+        for _ in range(apis)
+    ]
+    if worker_apart:
+        processes.append(pm_order_process("worker", url))
+    with ExitStack() as stack:
+        for process in processes:
+            stack.enter_context(running(process))
+        servers = [p for p in processes if p.port is not None]
+        for server in servers:
+            server.wait_until_answering("/mana_api/openapi.json")
+        urls = [server.base_url for server in servers]
+        asyncio.run(post_orders(urls, token, snids[:WARM_UP], 2))
+        return asyncio.run(post_orders(urls, token, snids[WARM_UP:], clients))
+
+
 def run(orders: int, clients: int, baseline_seconds: float) -> Report:
     report = Report(
         f"Creating orders over HTTP on PostgreSQL ({clients} clients)",
         key="1. create",
     )
     report.note(machine_line())
+    each = WARM_UP + orders
     with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
         began = time.perf_counter()
-        snids = register_servers(schema.url, WARM_UP + orders)
+        snids = register_servers(schema.url, each * len(SETUPS))
         report.note(
             f"setup: {len(snids):,} servers registered through OrderService in "
             f"{time.perf_counter() - began:.1f}s"
         )
         tokens, token_of = tokens_file(Path(directory), [SOURCE, DEST])
         before = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
-        server = pm_order_process("serve", schema.url, tokens=tokens)
-        with running(server):
-            server.wait_until_answering("/mana_api/openapi.json")
-            asyncio.run(
-                post_orders(server.base_url, token_of[SOURCE], snids[:WARM_UP], 2)
+        runs = {
+            setup[0]: measure(
+                schema.url,
+                tokens,
+                token_of[SOURCE],
+                snids[n * each : (n + 1) * each],
+                clients,
+                setup,
             )
-            ours = asyncio.run(
-                post_orders(server.base_url, token_of[SOURCE], snids[WARM_UP:], clients)
-            )
+            for n, setup in enumerate(SETUPS)
+        }
         batches = group_commits(schema)
         after = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
     baseline = (before.per_second + after.per_second) / 2
-    report.figure(
-        "ours: POST an order (serve, 1 process)",
-        f"{ours.per_second:,.0f} orders/s  ({ours.count:,} in {ours.seconds:.1f}s;"
-        f" {ours.latency_text()})",
-    )
+    for name, measured in runs.items():
+        report.figure(
+            f"ours: POST an order ({name})",
+            f"{measured.per_second:,.0f} orders/s  ({measured.count:,} in"
+            f" {measured.seconds:.1f}s; {measured.latency_text()})",
+        )
     report.note(
         f"group commit: {batches[0]:,} orders in {batches[1]:,} transactions"
         f" ({batches[0] / max(batches[1], 1):.1f} orders per transaction)"
@@ -191,10 +240,21 @@ def run(orders: int, clients: int, baseline_seconds: float) -> Report:
         f"{baseline:,.0f} rows/s  (before {before.per_second:,.0f},"
         f" after {after.per_second:,.0f}; {before.latency_text()})",
     )
-    ratio = ours.per_second / baseline
+    one, two = runs[SETUPS[1][0]], runs[SETUPS[2][0]]
+    scale = two.per_second / one.per_second
     report.target(
-        f"orders/s, {clients} clients",
-        f"{ours.per_second:,.0f} orders/s",
+        "two API processes vs one (worker apart)",
+        f"{two.per_second:,.0f} vs {one.per_second:,.0f} orders/s",
+        f">= {SCALE_OUT_RATIO}x",
+        scale >= SCALE_OUT_RATIO,
+        baseline=f"{one.per_second:,.0f} orders/s (one)",
+        ratio=f"{scale:.2f}x",
+    )
+    best_name, best = max(runs.items(), key=lambda item: item[1].per_second)
+    ratio = best.per_second / baseline
+    report.target(
+        f"orders/s, {clients} clients, best set-up ({best_name})",
+        f"{best.per_second:,.0f} orders/s",
         f">= {TARGET_RATIO}x",
         ratio >= TARGET_RATIO,
         baseline=f"{baseline:,.0f} INSERT+COMMIT/s",

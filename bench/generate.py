@@ -24,7 +24,8 @@ row per event), one view after another. So:
 - the four views' projectors (`Store.projectors()`: one per view, each with its
   own tracking) run in processes of their own, following the log while it is
   written; the writers wait when they get LEAD events ahead of the slowest;
-- the order lists are ANALYZEd at the end, as autovacuum would.
+- every table (the event log's included) is ANALYZEd at the end, as autovacuum
+  would in production, and the service's order numbers continue after the last.
 
 Projecting is what bounds it (the reports and mail views apply an event at a
 time); a `deadline` stops the writing between batches, so a store that cannot be
@@ -50,7 +51,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from domain.order import Order, order_aggregate_id
-from domain.order_numbers import OrderNumbers
+from domain.order_numbers import last_taken
 from domain.server import Server
 from domain.service import OrderApplication
 from projections.projector import ProjectionConflict, Projector, tracked_position
@@ -154,10 +155,9 @@ def orders_stored(store: Store) -> int:
     """How many orders the store holds (numbers are taken in sequence), asked of
     the event store as the service asks it."""
     recorder = store.app.recorder
-    numbers = OrderNumbers(
+    return last_taken(
         lambda n: bool(recorder.select_events(order_aggregate_id(n), limit=1))
     )
-    return numbers.next() - 1
 
 
 def grow(
@@ -171,7 +171,7 @@ def grow(
     """Add orders until the store holds `target`, or until `deadline` (a
     perf_counter time) passes: the batches in hand are finished, and the store
     holds orders 1..n without a gap. With `project`, every view is caught up
-    (and the order lists ANALYZEd) before it returns.
+    (and every table ANALYZEd) before it returns.
 
     A few batches are written and projected here; more, by `writers` processes
     writing while the views' projectors, one process each, follow the log. The
@@ -189,19 +189,12 @@ def grow(
     else:
         n = writers or max(2, os.cpu_count() or 1)
         grown = _grow_in_processes(store, url, env, first, target, deadline, project, n)
+    # The service's order numbers continue after the generated ones.
+    store.after_bulk_write(0, last_order=grown.orders)
     if project:
-        analyze(store)
+        store.analyze()
     grown.project_seconds = time.perf_counter() - began
     return grown
-
-
-def analyze(store: Store) -> None:
-    """Refresh the planner's statistics, as autovacuum does on a live store some
-    time after a bulk of changes: with the counts of an empty table, the planner
-    sorts a tenant's whole list for every page instead of walking its index."""
-    with store.views.writing() as cursor:
-        for table in store.order_lists.tables:
-            cursor.execute(f"ANALYZE {table}")  # names are ours, not input
 
 
 # -- growing ----------------------------------------------------------------------

@@ -150,7 +150,9 @@ def main() -> None:
                 print(f"  {share:5.1f}%  {name}")
             raw = Path(directory) / "create.txt"
             spy = sample(serve.popen.pid, args.seconds, raw)
-            run = asyncio.run(post_orders(serve.base_url, token_of[SOURCE], snids, 32))
+            run = asyncio.run(
+                post_orders([serve.base_url], token_of[SOURCE], snids, 32)
+            )
             spy.join()
             print(
                 f"\nPOST order, 32 clients: {run.per_second:,.0f} orders/s"

@@ -209,9 +209,11 @@ def import_events(
     _check_empty(store.app)
     aggregates = sum(type(event) in _CREATED for event in _read(path))
     _check_empty(store.app)
-    written, position, batch = 0, 0, []
+    written, position, batch, last_order = 0, 0, [], 0
     try:
         for event in _read(path):
+            if isinstance(event, Order.Requested):
+                last_order = max(last_order, event.number)
             batch.append(event)
             if len(batch) >= batch_size:
                 position = _put(store.app, batch)
@@ -225,6 +227,7 @@ def import_events(
             "holds the start of the log only; empty it and import again"
         ) from error
     store.catch_up()
+    store.after_bulk_write(written, last_order=last_order)
     marked = 0 if send_mail else _mark_mail_delivered(store)
     return Imported(
         events=written,

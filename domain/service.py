@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -38,7 +39,12 @@ from domain.limits import (
     UnfinishedTally,
 )
 from domain.order import Order, order_aggregate_id
-from domain.order_numbers import OrderNumbers
+from domain.order_numbers import (
+    CountedOrderNumbers,
+    NumberCounter,
+    OrderNumbers,
+    SearchedOrderNumbers,
+)
 from domain.server import Server, check_orderable, server_aggregate_id
 
 Clock = Callable[[], datetime]
@@ -109,7 +115,11 @@ class OrderService:
         self._transfers: GroupCommit[_TransferRequest, Written] = GroupCommit(
             self._request_batch
         )
-        self._numbers = OrderNumbers(self._number_taken)
+        self._numbers = self._order_numbers()
+        self._counting = threading.Lock()
+        # Conflicts a client was told about (409 after the last attempt), as
+        # against those retried here unseen (counted by the store's recorder).
+        self.conflicts_given_up = 0
 
     # -- commands ---------------------------------------------------------------
 
@@ -211,10 +221,11 @@ class OrderService:
         servers = self._servers(
             list(dict.fromkeys(s for p in batch for s in p.request.snids))
         )
-        number = self._numbers.next()
-        verdicts: list[
-            tuple[Pending[_TransferRequest, Written], int | DomainError]
-        ] = []
+        # A number for each request, taken before judging them (a refusal names
+        # the order holding a server, one of this batch's included): a refused
+        # request's number is left unused.
+        numbers = iter(self._numbers.take(len(batch)))
+        verdicts: list[tuple[_Pending, int | DomainError]] = []
         orders: list[Order] = []
         reserved: dict[str, Server] = {}
         # The batch's own orders count towards each project's limit as they are made.
@@ -239,6 +250,7 @@ class OrderService:
                 continue
             if unfinished is not None:
                 unfinished.add(request.tenant)
+            number = next(numbers)
             orders.append(
                 Order(
                     number=number,
@@ -256,10 +268,13 @@ class OrderService:
                 server.reserve(order_id=number, project=request.tenant, at=now)
                 reserved[snid] = server
             verdicts.append((pending, number))
-            number += 1
-        position = self._save(*orders, *reserved.values()) if orders else 0
-        if orders:
-            self._numbers.used_up_to(number - 1)
+        used = [o.number for o in orders]
+        try:
+            position = self._save(*orders, *reserved.values()) if orders else 0
+        except IntegrityError:
+            self._numbers.conflicted(used)
+            raise
+        self._numbers.stored(used)
         for pending, verdict in verdicts:
             if isinstance(verdict, DomainError):
                 pending.fail(verdict)
@@ -358,12 +373,12 @@ class OrderService:
                 return attempt()
             except IntegrityError:
                 # Someone else changed what we read. (A failed save also emptied the
-                # aggregates' pending events.) The next attempt reads it all again,
-                # and looks for the next free order number in the store.
-                self._numbers.forget()
+                # aggregates' pending events.) The next attempt reads it all again.
                 continue
             except _StaleRead:
                 continue
+        with self._counting:
+            self.conflicts_given_up += 1
         raise Conflict("the store is busy with competing changes; try again")
 
     def _save(self, *aggregates: Any) -> int:
@@ -412,6 +427,14 @@ class OrderService:
                 return None
         assert isinstance(aggregate, kind)
         return aggregate
+
+    def _order_numbers(self) -> OrderNumbers:
+        """From the store's counter where it has one (PostgreSQL: processes share
+        it), else searched in the store (SQLite: one writing process)."""
+        recorder = self.app.recorder
+        if isinstance(recorder, NumberCounter):
+            return CountedOrderNumbers(recorder, self._number_taken)
+        return SearchedOrderNumbers(self._number_taken)
 
     def _number_taken(self, number: int) -> bool:
         with self._store_errors():

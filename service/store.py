@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +25,8 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 from psycopg.sql import SQL, Identifier
 
+from domain.order import order_aggregate_id
+from domain.order_numbers import last_taken
 from domain.service import OrderApplication
 from mail.ledger import DeliveryLedger
 from projections.database import (
@@ -41,13 +45,23 @@ from projections.view import View
 from service.config import ConfigError
 from service.observed_application import CountedOrderApplication
 
+log = logging.getLogger(__name__)
+
 # A dead database must give a quick 503, not a hung request: waiting for a pooled
 # connection, and for a lock, is bounded.
 CONNECT_TIMEOUT_SECONDS: Final = 2
 LOCK_TIMEOUT_SECONDS: Final = 5
+# The version of the tables (event store, sequence, views, ledger) this code
+# makes: a process that finds the database marked with it does no DDL at start.
+# Raise it whenever a table, index or sequence is added or changed.
+SCHEMA_VERSION: Final = 1
 # Creating the tables can take a while on a busy database; waiting for another
 # process that does it is bounded all the same.
 TABLES_LOCK_TIMEOUT_SECONDS: Final = 30
+# Writing this many rows at once (an import) refreshes the planner's statistics.
+BULK_ROWS: Final = 1000
+# Creating tables that give way to running work: how many tries in all.
+DDL_ATTEMPTS: Final = 5
 
 
 def _with_fewer_retries(method: Any) -> Any:
@@ -58,7 +72,8 @@ def _with_fewer_retries(method: Any) -> Any:
 
 class FailFastPostgresRecorder(PostgresApplicationRecorder):
     """The library's recorder, retrying a lost connection once instead of ten times,
-    and reading the events of many aggregates in one statement.
+    reading the events of many aggregates in one statement, and counting order
+    numbers in a sequence that every process shares.
 
     Ten attempts, each waiting for a pooled connection, turn a stopped database
     into a request that hangs for most of a minute; the contract wants a quick 503.
@@ -66,14 +81,64 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Every statement here is a short lookup by key: compiling one (JIT) costs
+        # more than running it, and a plan made without statistics (a restored or
+        # bulk-loaded store) can cost enough to trigger it.
+        connect_with = self.datastore.pool.kwargs
+        assert isinstance(connect_with, dict)  # the library passes a dict
+        connect_with["options"] = "-c jit=off"
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        # One index lookup per aggregate, whatever the planner knows of the table:
+        # OFFSET 0 keeps each lookup apart (a lookup by one id is an index scan
+        # even without statistics), where `= ANY(ids)` without statistics is
+        # estimated as a large part of the table, and read by a sequential scan.
         self.select_events_of_statement = SQL(
-            "SELECT originator_id, originator_version, topic, state"
-            " FROM {schema}.{table} WHERE originator_id = ANY(%s)"
-            " ORDER BY originator_id, originator_version"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM unnest(%s::uuid[]) AS wanted(id) CROSS JOIN LATERAL ("
+            " SELECT originator_id, originator_version, topic, state"
+            " FROM {schema}.{table} WHERE originator_id = wanted.id OFFSET 0) e"
+            " ORDER BY e.originator_id, e.originator_version"
+        ).format(schema=schema, table=table)
+        sequence = Identifier(
+            self.events_table_name.removesuffix("_events") + "_order_numbers"
         )
+        self.order_numbers_name = f"{self.datastore.schema}.{sequence.as_string()}"
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE SEQUENCE IF NOT EXISTS {schema}.{sequence} MINVALUE 0 START 1"
+            ).format(schema=schema, sequence=sequence)
+        )
+        self._take_order_numbers = SQL(
+            "SELECT nextval({name}::regclass) FROM generate_series(1, %s)"
+        ).format(name=self.order_numbers_name)
+        self._advance_order_numbers = SQL(
+            "SELECT setval({name}::regclass,"
+            " GREATEST(%s, (SELECT last_value FROM {schema}.{sequence})))"
+        ).format(name=self.order_numbers_name, schema=schema, sequence=sequence)
+        self._order_numbers_started = SQL(
+            "SELECT is_called FROM {schema}.{sequence}"
+        ).format(schema=schema, sequence=sequence)
+
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
+    def take_order_numbers(self, count: int) -> list[int]:
+        """`count` new order numbers, increasing: never given to anyone else."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._take_order_numbers, (count,), prepare=True)
+            return sorted(int(row["nextval"]) for row in curs.fetchall())
+
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
+    def advance_order_numbers(self, last: int) -> None:
+        """The next number given is after `last` (numbers up to it are taken)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._advance_order_numbers, (last,))
+
+    def order_numbers_started(self) -> bool:
+        """Whether the sequence has given (or been told of) any number."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._order_numbers_started)
+            row = curs.fetchone()
+            return bool(row and row["is_called"])
 
     @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
@@ -186,6 +251,48 @@ class Store:
     def create_tables(self) -> None:
         self.projector().create_tables()
         DeliveryLedger.create_tables(self.views)
+        recorder = self.app.recorder
+        if (
+            isinstance(recorder, FailFastPostgresRecorder)
+            and not recorder.order_numbers_started()
+        ):
+            # A store from before the sequence numbered its orders without
+            # gaps: the sequence continues after the last of them.
+            last = last_taken(
+                lambda n: bool(recorder.select_events(order_aggregate_id(n), limit=1))
+            )
+            if last:
+                recorder.advance_order_numbers(last)
+
+    def after_bulk_write(self, rows: int, *, last_order: int = 0) -> None:
+        """`rows` were just written in bulk, orders up to `last_order` among them:
+        the order numbers continue after it, and the planner's statistics are
+        refreshed when the bulk is large (as autovacuum would, later)."""
+        recorder = self.app.recorder
+        if last_order and isinstance(recorder, FailFastPostgresRecorder):
+            recorder.advance_order_numbers(last_order)
+        if rows >= BULK_ROWS:
+            self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics of every table (PostgreSQL), as
+        autovacuum would some time after a bulk of changes: called after the bulk
+        writes this product makes itself (imports), so that the plans after them
+        are not made for empty tables."""
+        recorder = self.app.recorder
+        if not isinstance(recorder, FailFastPostgresRecorder):
+            return  # SQLite's planner does without
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("ANALYZE {}.{}").format(
+                    Identifier(recorder.datastore.schema),
+                    Identifier(recorder.events_table_name),
+                )
+            )
+        with self.views.writing() as cursor:
+            for view in self.all_views:
+                for table in view.tables:
+                    cursor.execute(f"ANALYZE {table}")  # names are ours, not input
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running."""
@@ -244,18 +351,42 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
         views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
         return _with_tables(Store(app=app, views=views), create_tables)
     settings = postgres_settings(url)
-    # Processes starting together on a fresh database would race to create the
-    # same tables (and one would fail): they take turns.
-    with tables_lock(settings) if create_tables else nullcontext():
-        if settings.schema:
-            create_schema(settings)
-        app = CountedOrderApplication(env=settings.env(create_tables))
-        views = PostgresViews(
-            settings.conninfo,
-            schema=settings.schema,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
-        return _with_tables(Store(app=app, views=views), create_tables)
+    if create_tables and not tables_current(settings):
+        # Processes starting together on a fresh (or older) database would race
+        # to create the same tables: they take turns, and the ones after the
+        # first find the tables made.
+        with tables_lock(settings):
+            for attempt in range(1, DDL_ATTEMPTS + 1):
+                if tables_current(settings):
+                    break
+                try:
+                    return _opened_postgres(settings, create_tables=True)
+                except Exception as error:
+                    # Upgrading a running system: DDL waits on (or deadlocks
+                    # with) its writers and projectors for a bounded time, then
+                    # gives way and tries again, rather than hold them up.
+                    if attempt == DDL_ATTEMPTS or not _is_lock_contention(error):
+                        raise
+                    log.warning("creating tables gave way to running work: again")
+                    time.sleep(0.5 * attempt)
+    # The tables are there (or must be): no DDL, so no lock that a running
+    # projector or writer could wait on, or deadlock with.
+    return _opened_postgres(settings, create_tables=False)
+
+
+def _opened_postgres(settings: PostgresSettings, *, create_tables: bool) -> Store:
+    if create_tables and settings.schema:
+        create_schema(settings)
+    app = CountedOrderApplication(env=settings.env(create_tables))
+    views = PostgresViews(
+        settings.conninfo,
+        schema=settings.schema,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    store = _with_tables(Store(app=app, views=views), create_tables)
+    if create_tables:
+        mark_tables_current(settings)
+    return store
 
 
 def _with_tables(store: Store, create_tables: bool) -> Store:
@@ -264,6 +395,49 @@ def _with_tables(store: Store, create_tables: bool) -> Store:
     else:
         store.check_tables()
     return store
+
+
+def tables_current(settings: PostgresSettings) -> bool:
+    """Whether the database's pm-order tables are this version's (one read of
+    the schema mark, no lock beyond it)."""
+    import psycopg
+
+    with psycopg.connect(
+        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
+    ) as connection:
+        try:
+            row = connection.execute(
+                SQL("SELECT version FROM {}.pm_order_schema").format(
+                    Identifier(settings.schema or "public")
+                )
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return False
+    return row is not None and row[0] == SCHEMA_VERSION
+
+
+def mark_tables_current(settings: PostgresSettings) -> None:
+    """Record that the tables are this version's: later starts skip their DDL."""
+    import psycopg
+
+    schema = Identifier(settings.schema or "public")
+    with (
+        psycopg.connect(
+            settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
+        ) as connection,
+        connection.transaction(),
+    ):
+        connection.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.pm_order_schema"
+                " (version INTEGER NOT NULL)"
+            ).format(schema)
+        )
+        connection.execute(SQL("DELETE FROM {}.pm_order_schema").format(schema))
+        connection.execute(
+            SQL("INSERT INTO {}.pm_order_schema (version) VALUES (%s)").format(schema),
+            (SCHEMA_VERSION,),
+        )
 
 
 @contextmanager
@@ -280,6 +454,21 @@ def tables_lock(settings: PostgresSettings) -> Iterator[None]:
             (f"pm-order tables {settings.schema or 'public'}",),
         )
         yield  # the lock ends with the session
+
+
+def _is_lock_contention(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a lock wait that timed out or a
+    deadlock."""
+    import psycopg
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_missing_table(error: BaseException) -> bool:

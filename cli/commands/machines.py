@@ -33,6 +33,7 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
     with composed(config) as root:
         written = root.service.register_servers(rows)
         root.store.catch_up()
+        root.store.after_bulk_write(len(rows))
     print(f"{len(rows)} rows read; the log is at {written.position}")
     return 0
 

@@ -168,6 +168,7 @@ async def test_metrics_name_routes_by_template_and_count_events_by_type(
     assert 'pm_order_leader{role="projector"} 1.0' in text
     assert 'pm_order_mail_outbox_messages{state="pending"}' in text
     assert "pm_order_conflicts_retried_total 0.0" in text
+    assert "pm_order_conflicts_given_up_total 0.0" in text
     assert "pm_order_build_info{" in text
 
 

@@ -445,3 +445,29 @@ def test_export_times_are_utc_whatever_the_events_carry(filled: Store) -> None:
     # then every recorded time is in UTC, and the domain times as they were
     assert {datetime.fromisoformat(r["time"]).tzinfo for r in records} == {UTC}
     assert records[-1]["data"]["at"] == "2026-11-27T10:15:00+00:00"
+
+
+def test_orders_after_an_import_are_numbered_after_the_imported_ones(
+    store: Store, log_file: Path, clock: FakeClock
+) -> None:
+    # given a log imported into an empty store, on either backend
+    import_events(store, log_file)
+    imported = [json.loads(line) for line in log_file.read_text().splitlines() if line]
+    last = max(
+        record["data"]["number"]
+        for record in imported
+        if record["type"] == "Order.Requested"
+    )
+    # when a new order is requested there
+    service = OrderService(store.app, clock=clock)
+    service.register_servers([("SN-NEW-1", "proj-a")])
+    written = service.request_transfer(
+        tenant="proj-a",
+        user="ann",
+        snids=["SN-NEW-1"],
+        dest_project="proj-b",
+        mailto=[],
+    )
+    # then its number follows the imported ones, found without a conflict
+    assert written.order_id == last + 1
+    assert store.app.conflicts == 0  # type: ignore[attr-defined]
