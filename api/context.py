@@ -16,10 +16,10 @@ from api.page_cache import PageCache
 from domain.service import OrderService
 from projections.async_reads import AsyncListReads
 from projections.executor import in_pool
-from projections.following import Following
 from service.background import Background
 from service.bootstrap import Composition
 from service.config import Config
+from service.following import Following
 from service.status import StoreStatus
 from service.store import Store
 

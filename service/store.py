@@ -35,7 +35,6 @@ from projections.database import (
     ViewDatabase,
     ViewDatabaseUnavailable,
 )
-from projections.following import IDLE_POLL_SECONDS, Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.projector import ProjectionConflict, Projector, has_tracking
@@ -43,6 +42,7 @@ from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
 from service.config import ConfigError
+from service.following import IDLE_POLL_SECONDS, Following
 from service.observed_application import CountedOrderApplication
 
 log = logging.getLogger(__name__)

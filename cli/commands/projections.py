@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from domain.time_format import show_time
 from projections import rebuild as rebuilding
+from projections import view_status
 from projections.view import View
 from service.bootstrap import composed
 from service.config import Config, ConfigError
@@ -44,7 +45,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
     with composed(config) as root:
         store = root.store
         rows = [
-            rebuilding.status(store.app.recorder, store.app.mapper, store.views, view)
+            view_status.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
         ]
     if args.json:
