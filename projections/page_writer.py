@@ -131,6 +131,12 @@ class Table(Generic[R]):
         except KeyError:
             raise ValueError(f"{self.name} has no column for {field!r}") from None
 
+    def check(self, *named: Iterable[str]) -> None:
+        """ValueError unless every field `named` is one of the row's."""
+        for fields_ in named:
+            for field in fields_:
+                self.column(field)
+
     def sql(self, fields: Iterable[str], prefix: str = "") -> list[str]:
         """The column names of `fields`, each after `prefix`."""
         return [prefix + self.column(f).name for f in fields]
@@ -229,6 +235,7 @@ class Changes:
         self, table: Table[Any], where: Mapping[str, Any], **values: Any
     ) -> None:
         """Set `values` on the rows written before the page that match `where`."""
+        table.check(where, values)
         key = (tuple(where), tuple(where.values()))
         self._updates.setdefault(table, {}).setdefault(key, {}).update(values)
 
@@ -237,6 +244,7 @@ class Changes:
     ) -> None:
         """`add`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key`."""
+        table.check(values)
         rows = self._looked_up.setdefault(("add", table, lookup), {})
         given = (key, *(values[n] for n in table.key if n in values))
         if (summed := rows.get(given)) is None:
@@ -251,6 +259,7 @@ class Changes:
     ) -> None:
         """`insert`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key` (nothing when there is no such row)."""
+        table.check(values)
         given = (key, *(values.get(n) for n in table.key))
         self._looked_up.setdefault(("insert", table, lookup), {})[given] = values
 
@@ -268,7 +277,10 @@ class Changes:
                 setting = tuple(n for n in table.fields if n in values)
                 params = (
                     *(table.column(n).stored(values[n]) for n in setting),
-                    *keys,
+                    *(
+                        table.column(n).stored(v)
+                        for n, v in zip(where, keys, strict=True)
+                    ),
                 )
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
