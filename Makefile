@@ -9,15 +9,31 @@ export PM_ORDER_DATABASE_URL ?= sqlite:///var/pm-order.sqlite3
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test test-sqlite lint bench clean
+.PHONY: install run test test-sqlite lint bench clean catalogs
 
-install: $(INSTALLED)
+# The users' languages (PM_ORDER_LANGUAGE): one gettext catalog each. The .po is
+# what translators edit and what git keeps; install compiles each to its .mo.
+LOCALE := language/locale
+CATALOGS := $(wildcard $(LOCALE)/*/LC_MESSAGES/pm_order.po)
+
+install: $(INSTALLED) $(CATALOGS:.po=.mo)
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+%.mo: %.po $(INSTALLED)
+	$(BIN)/pybabel -q compile --input-file $< --output-file $@
+
+# After changing a message in the code: the template, then every catalog, with
+# new messages to translate (`make test` fails until each has its translation).
+catalogs: install
+	$(BIN)/pybabel -q extract --no-location --sort-output --project pm-order --version 0.1.0 --copyright-holder "the pm-order authors" \
+		--output-file $(LOCALE)/pm_order.pot domain projections service mail api cli language
+	$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete --domain pm_order \
+		--input-file $(LOCALE)/pm_order.pot --output-dir $(LOCALE)
 
 run: install
 	$(BIN)/pm-order machines import examples/inventory.csv
@@ -53,4 +69,4 @@ soak: install
 	$(BIN)/python bench/soak.py $(SOAK_FLAGS)
 
 clean:
-	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)

@@ -67,15 +67,17 @@ class Run:
         return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
 
-def register_servers(url: str, count: int) -> list[str]:
-    """`count` servers of SOURCE, registered through the service."""
-    snids = [f"BENCH-{i:07d}" for i in range(count)]
+def register_servers(
+    url: str, count: int, source: str = SOURCE, first: int = 0
+) -> list[str]:
+    """`count` servers of `source`, registered through the service."""
+    snids = [f"BENCH-{i:07d}" for i in range(first, first + count)]
     store = open_store(url)
     try:
         service = OrderService(store.app)
         for i in range(0, count, REGISTER_BATCH):
             service.register_servers(
-                [(s, SOURCE) for s in snids[i : i + REGISTER_BATCH]]
+                [(s, source) for s in snids[i : i + REGISTER_BATCH]]
             )
     finally:
         store.close()
@@ -83,16 +85,20 @@ def register_servers(url: str, count: int) -> list[str]:
 
 
 async def post_orders(
-    base_urls: list[str], token: str, snids: list[str], clients: int
+    base_urls: list[str],
+    token: str,
+    snids: list[str],
+    clients: int,
+    source: str = SOURCE,
 ) -> Run:
-    """POST one order per snid from `clients` concurrent clients, client i to
-    base_urls[i % len(base_urls)] (a load balancer's round robin)."""
+    """POST one order of `source` per snid from `clients` concurrent clients,
+    client i to base_urls[i % len(base_urls)] (a load balancer's round robin)."""
     headers = {"X-Auth-Token": token, "Sp-Agent": SP_AGENT}
     pending = iter(snids)
     latencies: list[float] = []
 
     async def client(session: aiohttp.ClientSession, base_url: str) -> None:
-        url = f"{base_url}/mana_api/pm_order/{SOURCE}"
+        url = f"{base_url}/mana_api/pm_order/{source}"
         for snid in pending:
             body = {"snids": snid, "dest_project": DEST, "mailto": "ops@example.com"}
             began = time.perf_counter()
@@ -172,11 +178,12 @@ def measure(
     url: str,
     tokens: Path,
     token: str,
+    source: str,
     snids: list[str],
     clients: int,
     setup: tuple[str, int, bool],
 ) -> Run:
-    """POST an order for each of `snids` to the set-up's processes."""
+    """POST an order of `source` for each of `snids` to the set-up's processes."""
     _, apis, worker_apart = setup
     processes = [
         pm_order_process("serve", url, tokens=tokens, api_only=worker_apart)
@@ -191,8 +198,8 @@ def measure(
         for server in servers:
             server.wait_until_answering("/mana_api/openapi.json")
         urls = [server.base_url for server in servers]
-        asyncio.run(post_orders(urls, token, snids[:WARM_UP], 2))
-        return asyncio.run(post_orders(urls, token, snids[WARM_UP:], clients))
+        asyncio.run(post_orders(urls, token, snids[:WARM_UP], 2, source))
+        return asyncio.run(post_orders(urls, token, snids[WARM_UP:], clients, source))
 
 
 def run(orders: int, clients: int, baseline_seconds: float) -> Report:
@@ -202,25 +209,32 @@ def run(orders: int, clients: int, baseline_seconds: float) -> Report:
     )
     report.note(machine_line())
     each = WARM_UP + orders
+    # Each set-up orders the servers of a project of its own: every set-up starts
+    # with no unfinished order (a project's count of them is part of each POST).
+    sources = [f"{SOURCE}-{n}" for n in range(len(SETUPS))]
     with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
         began = time.perf_counter()
-        snids = register_servers(schema.url, each * len(SETUPS))
+        snids = [
+            register_servers(schema.url, each, source, first=n * each)
+            for n, source in enumerate(sources)
+        ]
         report.note(
-            f"setup: {len(snids):,} servers registered through OrderService in "
-            f"{time.perf_counter() - began:.1f}s"
+            f"setup: {each * len(SETUPS):,} servers registered through OrderService"
+            f" in {time.perf_counter() - began:.1f}s"
         )
-        tokens, token_of = tokens_file(Path(directory), [SOURCE, DEST])
+        tokens, token_of = tokens_file(Path(directory), [*sources, DEST])
         before = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
         runs = {
             setup[0]: measure(
                 schema.url,
                 tokens,
-                token_of[SOURCE],
-                snids[n * each : (n + 1) * each],
+                token_of[source],
+                source,
+                snids[n],
                 clients,
                 setup,
             )
-            for n, setup in enumerate(SETUPS)
+            for n, (setup, source) in enumerate(zip(SETUPS, sources, strict=True))
         }
         batches = group_commits(schema)
         after = asyncio.run(bare_inserts(schema, clients, baseline_seconds))

@@ -163,10 +163,14 @@ def step(
     creates = options.creates
     # Servers for this step's POSTs, registered before the worker starts.
     snids = [f"GROW-{size}-{k:06d}" for k in range(creates)]
+    # A source project of its own at each size, with no unfinished order yet: a
+    # project's count of them is part of each POST, and would otherwise grow with
+    # the steps, not with the store.
+    source = f"{SOURCE}-{size}"
     service = OrderService(store.app)
     for i in range(0, creates, 1000):
-        service.register_servers([(s, SOURCE) for s in snids[i : i + 1000]])
-    projects = [f"proj-{k}" for k in range(TENANTS)] + [SOURCE]
+        service.register_servers([(s, source) for s in snids[i : i + 1000]])
+    projects = [f"proj-{k}" for k in range(TENANTS)] + [source]
     tokens, token_of = tokens_file(directory, projects)
     worker = pm_order_process("worker", schema.url)
     with running(worker):
@@ -196,7 +200,9 @@ def step(
                 )
             before = asyncio.run(bare_inserts(schema, CREATE_CLIENTS, 2.0))
             created = asyncio.run(
-                post_orders([serve.base_url], token_of[SOURCE], snids, CREATE_CLIENTS)
+                post_orders(
+                    [serve.base_url], token_of[source], snids, CREATE_CLIENTS, source
+                )
             )
             after = asyncio.run(bare_inserts(schema, CREATE_CLIENTS, 2.0))
             api_mb = peak_rss_mb(serve.popen.pid)

@@ -30,6 +30,7 @@ from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
 from domain.service import OrderApplication
 from domain.time_format import show_time
+from language import ENGLISH, Language
 
 # The words of each kind of event, as the audit shows them (and its tests read).
 __all__ = [
@@ -99,14 +100,16 @@ class OrderHistory:
     steps: tuple[OrderStep, ...]
 
 
-def order_history(app: OrderApplication, number: int) -> OrderHistory:
+def order_history(
+    app: OrderApplication, number: int, language: Language = ENGLISH
+) -> OrderHistory:
     """Every event of order `number`, oldest first; OrdersNotFound if there is none."""
     order: Order | None = None
     steps: list[OrderStep] = []
     for event in _events_of(app, order_aggregate_id(number)):
         before = None if order is None else order.state
         order = _mutated(event, order, Order)
-        steps.append(_order_step(event, order, before))
+        steps.append(_order_step(event, order, before, language))
     if order is None:
         raise OrdersNotFound(f"order {number} not found")
     return OrderHistory(
@@ -117,7 +120,11 @@ def order_history(app: OrderApplication, number: int) -> OrderHistory:
     )
 
 
-def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
+def _order_step(
+    event: object, order: Order, before: str | None, language: Language
+) -> OrderStep:
+    """One event of an order; its `change` in `language`."""
+    _ = language.gettext
     snids = tuple(order.snids)
     listed = ", ".join(snids)
     source, dest = order.resource_project, order.dest_project
@@ -128,17 +135,31 @@ def _order_step(event: object, order: Order, before: str | None) -> OrderStep:
     match event:
         case Order.Requested():
             user, project, moved_to = event.user, source, dest
-            change = f"reserved {listed} to move from {source} to {dest}"
+            change = _(
+                "reserved {snids} to move from {source} to {destination}",
+                snids=listed,
+                source=source,
+                destination=dest,
+            )
         case Order.Accepted():
             user, project, moved_to = event.by, dest, dest
-            change = f"moved {listed} from {source} to {dest}"
+            change = _(
+                "moved {snids} from {source} to {destination}",
+                snids=listed,
+                source=source,
+                destination=dest,
+            )
         case Order.Rejected():
             user, project, moved_to = event.by, dest, source
-            change = f"freed {listed} back to {source}"
+            change = _("freed {snids} back to {source}", snids=listed, source=source)
         case Order.WarningRaised():
             user, project, warning = SERVICE_ACTOR, None, event.count
             snids, moved_from, moved_to = (), None, None
-            change = f"warning {event.count}: still waiting for {dest} to decide"
+            change = _(
+                "warning {count}: still waiting for {destination} to decide",
+                count=event.count,
+                destination=dest,
+            )
         case _:
             raise TypeError(f"not an order event: {type(event).__qualname__}")
     return OrderStep(
@@ -247,7 +268,9 @@ class ServerHistory:
     steps: tuple[ServerStep, ...]
 
 
-def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
+def machine_history(
+    app: OrderApplication, snid: str, language: Language = ENGLISH
+) -> ServerHistory:
     """Every event of server `snid`, oldest first; ServerNotFound if there is none."""
     orders: dict[int, Order] = {}
 
@@ -261,7 +284,9 @@ def machine_history(app: OrderApplication, snid: str) -> ServerHistory:
     for event in _events_of(app, server_aggregate_id(snid)):
         owner_before = None if server is None else server.project_id
         server = _mutated(event, server, Server)
-        steps.append(_server_step(event, server.project_id, owner_before, order))
+        steps.append(
+            _server_step(event, server.project_id, owner_before, order, language)
+        )
     if server is None:
         raise ServerNotFound(f"server {snid} not found")
     owners: list[str] = []
@@ -285,7 +310,10 @@ def _server_step(
     owner: str,
     owner_before: str | None,
     order: Callable[[int], Order],
+    language: Language,
 ) -> ServerStep:
+    """One event of a server; its `change` in `language`."""
+    _ = language.gettext
     order_id: int | None = None
     user: str | None = None
     moved_from: str | None
@@ -293,23 +321,34 @@ def _server_step(
     match event:
         case Server.Registered():
             moved_from, moved_to = None, owner
-            change = f"registered to {owner}"
+            change = _("registered to {owner}", owner=owner)
         case Server.Reserved():
             held = order(event.order_id)
             order_id, user = event.order_id, held.user
             moved_from, moved_to = owner, held.dest_project
-            change = f"reserved by order {order_id} ({owner} -> {held.dest_project})"
+            change = _(
+                "reserved by order {order} ({owner} -> {destination})",
+                order=order_id,
+                owner=owner,
+                destination=held.dest_project,
+            )
         case Server.Transferred():
             order_id, user = event.order_id, order(event.order_id).decided_by
             moved_from, moved_to = event.from_project, event.to_project
-            change = (
-                f"moved from {event.from_project} to {event.to_project} "
-                f"by order {order_id}"
+            change = _(
+                "moved from {source} to {destination} by order {order}",
+                source=event.from_project,
+                destination=event.to_project,
+                order=order_id,
             )
         case Server.Released():
             order_id, user = event.order_id, order(event.order_id).decided_by
             moved_from, moved_to = owner_before, owner
-            change = f"freed back to {owner} (order {order_id} refused)"
+            change = _(
+                "freed back to {owner} (order {order} refused)",
+                owner=owner,
+                order=order_id,
+            )
         case _:
             raise TypeError(f"not a server event: {type(event).__qualname__}")
     return ServerStep(

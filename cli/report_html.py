@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from typing import Final, TypeVar
 
+from language import ENGLISH, N_, Language
 from projections.reports import (
     DAY_COLUMNS,
     PROJECT_COLUMNS,
@@ -26,24 +27,55 @@ Row = TypeVar("Row")
 
 # Outcome -> (label, colour) for the stacked bars, bottom to top.
 OUTCOMES: Final = (
-    ("accepted", "Accepted", "#2e7d32"),
-    ("refused", "Refused", "#c62828"),
-    ("unfinished", "Unfinished", "#f0a30a"),
+    ("accepted", N_("Accepted"), "#2e7d32"),
+    ("refused", N_("Refused"), "#c62828"),
+    ("unfinished", N_("Unfinished"), "#f0a30a"),
 )
 HISTOGRAM_COLOUR: Final = "#1f5fa8"
 
 # Time-to-decision bins: (label, upper bound in seconds, excluded); the last is open.
 DECISION_BINS: Final[tuple[tuple[str, float], ...]] = (
-    ("< 1 min", 60),
-    ("1-10 min", 600),
-    ("10-30 min", 1800),
-    ("30 min-1 h", 3600),
-    ("1-4 h", 4 * 3600),
-    ("4-12 h", 12 * 3600),
-    ("12-24 h", 24 * 3600),
-    ("1-3 d", 3 * 86400),
-    ("3-7 d", 7 * 86400),
-    ("≥ 7 d", float("inf")),
+    (N_("< 1 min"), 60),
+    (N_("1-10 min"), 600),
+    (N_("10-30 min"), 1800),
+    (N_("30 min-1 h"), 3600),
+    (N_("1-4 h"), 4 * 3600),
+    (N_("4-12 h"), 12 * 3600),
+    (N_("12-24 h"), 24 * 3600),
+    (N_("1-3 d"), 3 * 86400),
+    (N_("3-7 d"), 7 * 86400),
+    (N_("≥ 7 d"), float("inf")),
+)
+
+# The reports' column headings (projections/reports.py), marked here for the
+# catalog: the read model names its columns, the page and the terminal say them.
+COLUMN_HEADINGS: Final = frozenset(
+    {
+        N_("Project"),
+        N_("Day (UTC)"),
+        N_("Requested"),
+        N_("Accepted"),
+        N_("Refused"),
+        N_("Unfinished"),
+        N_("Servers in"),
+        N_("Servers out"),
+        N_("Warnings"),
+        N_("Decided"),
+        N_("Median time to decision"),
+        N_("95th percentile"),
+        N_("PROJECT"),
+        N_("DAY (UTC)"),
+        N_("REQUESTED"),
+        N_("ACCEPTED"),
+        N_("REFUSED"),
+        N_("UNFINISHED"),
+        N_("IN"),
+        N_("OUT"),
+        N_("WARNINGS"),
+        N_("DECIDED"),
+        N_("MEDIAN"),
+        N_("P95"),
+    }
 )
 
 # Chart geometry, in SVG user units (the SVG scales to the page's width).
@@ -59,7 +91,7 @@ _STYLE: Final = """
 * { box-sizing: border-box; }
 body { margin: 0; background: #f4f5f7; color: #1d2330;
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue",
-  Arial, sans-serif; }
+  Arial, "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; }
 main { max-width: 1100px; margin: 0 auto; padding: 28px 24px 40px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 0 0 4px; }
@@ -98,67 +130,74 @@ footer dd { margin: 0 0 0 16px; }
 """
 
 
-def human_duration(seconds: float | None) -> str:
-    """A time to decision for people: 45s, 12m 30s, 2h 05m, 3d 04h."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
-
-
-def scope_text(figures: Figures) -> str:
+def scope_text(figures: Figures, language: Language = ENGLISH) -> str:
     """Which projects and days a report covers, in words."""
-    who = f"Project {figures.tenant}" if figures.tenant else "All projects"
+    _ = language.gettext
+    who = (
+        _("Project {project}", project=figures.tenant)
+        if figures.tenant
+        else _("All projects")
+    )
     days = [f.day for f in figures.days]
     since = figures.since or (min(days) if days else None)
     until = figures.until or (max(days) if days else None)
     if since is None and until is None:
-        return f"{who}, every day (days in UTC)"
-    first = since.isoformat() if since else "the first day"
-    last = until.isoformat() if until else "the last day"
-    return f"{who}, from {first} to {last} (days in UTC)"
+        return _("{who}, every day (days in UTC)", who=who)
+    first = since.isoformat() if since else _("the first day")
+    last = until.isoformat() if until else _("the last day")
+    return _(
+        "{who}, from {first} to {last} (days in UTC)", who=who, first=first, last=last
+    )
 
 
-def render(figures: Figures, generated_at: datetime) -> str:
-    """The whole page."""
-    title = "Transfer orders report"
+def render(
+    figures: Figures, generated_at: datetime, language: Language = ENGLISH
+) -> str:
+    """The whole page, in `language`."""
+    _ = language.gettext
+    title = _("Transfer orders report")
+    scope = scope_text(figures, language)
+    generated = _("generated {moment}", moment=language.minute(generated_at))
     return "\n".join(
         [
             "<!DOCTYPE html>",
-            '<html lang="en">',
+            f'<html lang="{language.tag}">',
             "<head>",
             '<meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{escape(title)} - {escape(scope_text(figures))}</title>",
+            f"<title>{escape(title)} - {escape(scope)}</title>",
             f"<style>{_STYLE}</style>",
             "</head>",
             "<body>",
             "<main>",
             f"<h1>{escape(title)}</h1>",
-            f'<p class="scope">{escape(scope_text(figures))} · generated '
-            f"{escape(generated_at.strftime('%Y-%m-%d %H:%M %Z').strip())}</p>",
-            _cards(figures),
+            f'<p class="scope">{escape(scope)} · {escape(generated)}</p>',
+            _cards(figures, language),
             _section(
                 "orders-chart",
-                "Orders per day by outcome",
-                "Orders requested each day, by what has become of them since.",
-                orders_chart(figures.days) + _legend(),
+                _("Orders per day by outcome"),
+                _("Orders requested each day, by what has become of them since."),
+                orders_chart(figures.days, language) + _legend(language),
             ),
             _section(
                 "decision-chart",
-                "Time to decision",
-                _decision_note(figures.decision_seconds),
-                decision_chart(figures.decision_seconds),
+                _("Time to decision"),
+                _decision_note(figures.decision_seconds, language),
+                decision_chart(figures.decision_seconds, language),
             ),
-            _section("projects", "Per project", "", _project_table(figures.summaries)),
-            _section("days", "Per project and day", "", _day_table(figures.days)),
-            _footer(),
+            _section(
+                "projects",
+                _("Per project"),
+                "",
+                _project_table(figures.summaries, language),
+            ),
+            _section(
+                "days",
+                _("Per project and day"),
+                "",
+                _day_table(figures.days, language),
+            ),
+            _footer(language),
             "</main>",
             "</body>",
             "</html>",
@@ -197,16 +236,17 @@ def daily_outcomes(days: Iterable[DayFigures]) -> list[_DayTotals]:
     ]
 
 
-def orders_chart(days: Iterable[DayFigures]) -> str:
+def orders_chart(days: Iterable[DayFigures], language: Language = ENGLISH) -> str:
     """Stacked bars: per day, accepted, refused and unfinished orders."""
+    _ = language.gettext
     per_day = daily_outcomes(days)
-    parts = [_svg_open("orders-per-day", "Orders per day by outcome")]
+    parts = [_svg_open("orders-per-day", _("Orders per day by outcome"))]
     if not per_day:
-        parts.append(_empty("No orders in this range"))
+        parts.append(_empty(_("No orders in this range")))
         parts.append("</svg>")
         return "\n".join(parts)
     top, step = _scale(max(d.requested for d in per_day))
-    parts.extend(_y_axis(top, step))
+    parts.extend(_y_axis(top, step, language))
     slot = (WIDTH - LEFT - RIGHT) / len(per_day)
     bar = max(1.0, min(slot * 0.7, 48.0))
     label_every = max(1, -(-len(per_day) // 16))
@@ -221,13 +261,13 @@ def orders_chart(days: Iterable[DayFigures]) -> str:
                 parts.append(
                     f'<rect class="bar {field}" x="{x:.1f}" y="{y0:.1f}"'
                     f' width="{bar:.1f}" height="{y1 - y0:.1f}" fill="{colour}">'
-                    f"<title>{_day_label(totals.day)}: {_orders(count)}"
-                    f" {label.lower()}</title></rect>"
+                    f"<title>{escape(_bar_title(totals.day, count, label, language))}"
+                    "</title></rect>"
                 )
                 base += count
         if index % label_every == 0:
             parts.append(
-                _text(x + bar / 2, HEIGHT - BOTTOM + 18, _day_label(totals.day))
+                _text(x + bar / 2, HEIGHT - BOTTOM + 18, language.day(totals.day))
             )
         parts.append("</g>")
     parts.append(_x_axis())
@@ -246,29 +286,33 @@ def decision_bins(seconds: Sequence[float]) -> list[int]:
     return counts
 
 
-def decision_chart(seconds: Sequence[float]) -> str:
+def decision_chart(seconds: Sequence[float], language: Language = ENGLISH) -> str:
     """A histogram of times to decision over DECISION_BINS."""
+    _ = language.gettext
     counts = decision_bins(seconds)
-    parts = [_svg_open("decision-histogram", "Time to decision")]
+    parts = [_svg_open("decision-histogram", _("Time to decision"))]
     if not seconds:
-        parts.append(_empty("No order in this range has been decided yet"))
+        parts.append(_empty(_("No order in this range has been decided yet")))
     top, step = _scale(max(counts))
-    parts.extend(_y_axis(top, step))
+    parts.extend(_y_axis(top, step, language))
     slot = (WIDTH - LEFT - RIGHT) / len(DECISION_BINS)
     bar = slot * 0.8
-    for index, ((label, _), count) in enumerate(
+    for index, ((key, _upper), count) in enumerate(
         zip(DECISION_BINS, counts, strict=True)
     ):
         x = LEFT + slot * index + (slot - bar) / 2
         y0, y1 = _y(count, top), _y(0, top)
-        parts.append(f'<g class="bin" data-bin="{escape(label)}">')
+        label = _(key)
+        bin_title = _("{range}: {orders}", range=label, orders=_orders(count, language))
+        # data-bin keeps the source's words: a key for programs, not for people.
+        parts.append(f'<g class="bin" data-bin="{escape(key)}">')
         parts.append(
             f'<rect class="bar bin" data-count="{count}" x="{x:.1f}" y="{y0:.1f}"'
             f' width="{bar:.1f}" height="{y1 - y0:.1f}" fill="{HISTOGRAM_COLOUR}">'
-            f"<title>{escape(label)}: {_orders(count)}</title></rect>"
+            f"<title>{escape(bin_title)}</title></rect>"
         )
         if count:
-            parts.append(_text(x + bar / 2, y0 - 5, str(count), "count"))
+            parts.append(_text(x + bar / 2, y0 - 5, language.number(count), "count"))
         parts.append(_text(x + bar / 2, HEIGHT - BOTTOM + 18, label))
         parts.append("</g>")
     parts.append(_x_axis())
@@ -299,7 +343,7 @@ def _y(value: float, top: int) -> float:
     return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value / top)
 
 
-def _y_axis(top: int, step: int) -> list[str]:
+def _y_axis(top: int, step: int, language: Language) -> list[str]:
     parts = []
     for value in range(0, top + 1, step):
         y = _y(value, top)
@@ -308,7 +352,8 @@ def _y_axis(top: int, step: int) -> list[str]:
             f' y1="{y:.1f}" y2="{y:.1f}"/>'
         )
         parts.append(
-            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{value}</text>'
+            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{language.number(value)}</text>"
         )
     return parts
 
@@ -330,29 +375,39 @@ def _empty(message: str) -> str:
     return _text(WIDTH / 2, HEIGHT / 2, message, "empty")
 
 
-def _orders(count: int) -> str:
-    return f"{count} order" if count == 1 else f"{count} orders"
+def _orders(count: int, language: Language) -> str:
+    return language.ngettext("{count} order", "{count} orders", count)
 
 
-def _day_label(day: date) -> str:
-    return day.strftime("%d %b").lstrip("0")
+def _bar_title(day: date, count: int, outcome: str, language: Language) -> str:
+    return language.gettext(
+        "{day}: {orders} {outcome}",
+        day=language.day(day),
+        orders=_orders(count, language),
+        outcome=language.gettext(outcome).lower(),
+    )
 
 
-def _legend() -> str:
+def _legend(language: Language) -> str:
     items = "".join(
-        f'<li><span class="swatch" style="background:{colour}"></span>{label}</li>'
-        for _, label, colour in OUTCOMES
+        f'<li><span class="swatch" style="background:{colour}"></span>'
+        f"{escape(language.gettext(label))}</li>"
+        for _field, label, colour in OUTCOMES
     )
     return f'<ul class="legend">{items}</ul>'
 
 
-def _decision_note(seconds: Sequence[float]) -> str:
+def _decision_note(seconds: Sequence[float], language: Language) -> str:
     if not seconds:
-        return "From an order's request to its acceptance or refusal."
-    return (
-        f"From an order's request to its acceptance or refusal: {len(seconds)} "
-        f"decided orders, median {human_duration(percentile(seconds, 50))}, "
-        f"95th percentile {human_duration(percentile(seconds, 95))}."
+        return language.gettext("From an order's request to its acceptance or refusal.")
+    return language.ngettext(
+        "From an order's request to its acceptance or refusal: {count} "
+        "decided order, median {median}, 95th percentile {p95}.",
+        "From an order's request to its acceptance or refusal: {count} "
+        "decided orders, median {median}, 95th percentile {p95}.",
+        len(seconds),
+        median=language.duration(percentile(seconds, 50)),
+        p95=language.duration(percentile(seconds, 95)),
     )
 
 
@@ -366,22 +421,24 @@ def _section(ident: str, title: str, note: str, body: str) -> str:
     )
 
 
-def _cards(figures: Figures) -> str:
+def _cards(figures: Figures, language: Language) -> str:
+    _ = language.gettext
+    number = language.number
     summaries = figures.summaries
     seconds = figures.decision_seconds
     cards = [
-        ("Orders requested", str(sum(s.requested for s in summaries))),
-        ("Accepted", str(sum(s.accepted for s in summaries))),
-        ("Refused", str(sum(s.refused for s in summaries))),
-        ("Still unfinished", str(sum(s.unfinished for s in summaries))),
+        (_("Orders requested"), number(sum(s.requested for s in summaries))),
+        (_("Accepted"), number(sum(s.accepted for s in summaries))),
+        (_("Refused"), number(sum(s.refused for s in summaries))),
+        (_("Still unfinished"), number(sum(s.unfinished for s in summaries))),
         (
-            "Servers in / out",
-            f"{sum(s.servers_in for s in summaries)} / "
-            f"{sum(s.servers_out for s in summaries)}",
+            _("Servers in / out"),
+            f"{number(sum(s.servers_in for s in summaries))} / "
+            f"{number(sum(s.servers_out for s in summaries))}",
         ),
-        ("Median time to decision", human_duration(percentile(seconds, 50))),
-        ("95th percentile", human_duration(percentile(seconds, 95))),
-        ("Warnings raised", str(sum(s.warnings for s in summaries))),
+        (_("Median time to decision"), language.duration(percentile(seconds, 50))),
+        (_("95th percentile"), language.duration(percentile(seconds, 95))),
+        (_("Warnings raised"), number(sum(s.warnings for s in summaries))),
     ]
     body = "".join(
         f'<div class="card"><div class="value">{escape(value)}</div>'
@@ -391,31 +448,48 @@ def _cards(figures: Figures) -> str:
     return f'<section class="cards" id="totals">{body}</section>'
 
 
-def cells(columns: Sequence[Column[Row]], row: Row) -> list[object]:
-    """A row's cells as a person reads them (durations made readable)."""
-    return [human_duration(c.value(row)) if c.seconds else c.data(row) for c in columns]
+def cells(
+    columns: Sequence[Column[Row]], row: Row, language: Language = ENGLISH
+) -> list[str]:
+    """A row's cells as a person reads them (durations and counts in `language`)."""
+    return [_cell(c, row, language) for c in columns]
 
 
-def _project_table(summaries: Sequence[ProjectSummary]) -> str:
+def _cell(column: Column[Row], row: Row, language: Language) -> str:
+    value = column.value(row)
+    if column.seconds:
+        return language.duration(value)
+    if isinstance(value, int):
+        return language.number(value)
+    return str(value)
+
+
+def _project_table(summaries: Sequence[ProjectSummary], language: Language) -> str:
     return _table(
-        [c.heading for c in PROJECT_COLUMNS],
-        [cells(PROJECT_COLUMNS, s) for s in summaries],
+        [language.gettext(c.heading) for c in PROJECT_COLUMNS],
+        [cells(PROJECT_COLUMNS, s, language) for s in summaries],
+        language,
     )
 
 
-def _day_table(days: Sequence[DayFigures]) -> str:
+def _day_table(days: Sequence[DayFigures], language: Language) -> str:
     return _table(
-        [c.heading for c in DAY_COLUMNS],
-        [cells(DAY_COLUMNS, f) for f in days],
+        [language.gettext(c.heading) for c in DAY_COLUMNS],
+        [cells(DAY_COLUMNS, f, language) for f in days],
+        language,
         text_columns=2,
     )
 
 
 def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    language: Language,
+    text_columns: int = 1,
 ) -> str:
     if not rows:
-        return '<p class="note">Nothing in this range.</p>'
+        nothing = escape(language.gettext("Nothing in this range."))
+        return f'<p class="note">{nothing}</p>'
     head = "".join(
         f"<th{' class=text' if i < text_columns else ''}>{escape(h)}</th>"
         for i, h in enumerate(headers)
@@ -423,7 +497,7 @@ def _table(
     body = "\n".join(
         "<tr>"
         + "".join(
-            f"<td{' class=text' if i < text_columns else ''}>{escape(str(v))}</td>"
+            f"<td{' class=text' if i < text_columns else ''}>{escape(v)}</td>"
             for i, v in enumerate(row)
         )
         + "</tr>"
@@ -435,31 +509,39 @@ def _table(
     )
 
 
-def _footer() -> str:
+def _footer(language: Language) -> str:
+    _ = language.gettext
     terms = (
         (
-            "Requested, accepted, refused, unfinished",
-            "Orders a project requested (as the source) that day, and what has "
-            "become of them since. Over a range, unfinished means requested in "
-            "the range and still unfinished now.",
+            _("Requested, accepted, refused, unfinished"),
+            _(
+                "Orders a project requested (as the source) that day, and what has "
+                "become of them since. Over a range, unfinished means requested in "
+                "the range and still unfinished now."
+            ),
         ),
         (
-            "Servers in, servers out",
-            "Servers moved by orders accepted that day: in for the destination, "
-            "out for the source.",
+            _("Servers in, servers out"),
+            _(
+                "Servers moved by orders accepted that day: in for the destination, "
+                "out for the source."
+            ),
         ),
         (
-            "Time to decision",
-            "From an order's request to its acceptance or refusal, for orders "
-            "requested in the range; percentiles interpolate linearly between "
-            "the nearest ranks.",
+            _("Time to decision"),
+            _(
+                "From an order's request to its acceptance or refusal, for orders "
+                "requested in the range; percentiles interpolate linearly between "
+                "the nearest ranks."
+            ),
         ),
         (
-            "Warnings",
-            "Warnings raised that day about orders the project requested.",
+            _("Warnings"),
+            _("Warnings raised that day about orders the project requested."),
         ),
     )
     items = "".join(
         f"<dt>{escape(term)}</dt><dd>{escape(meaning)}</dd>" for term, meaning in terms
     )
-    return f"<footer><h2>What the figures mean</h2><dl>{items}</dl></footer>"
+    heading = escape(_("What the figures mean"))
+    return f"<footer><h2>{heading}</h2><dl>{items}</dl></footer>"

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
+from language import ENGLISH, Language
 from mail.ledger import DeliveryLedger, OutgoingMail
 from mail.messages import compose
 from mail.settings import SmtpSettings
@@ -67,6 +68,7 @@ class Mailer:
         *,
         sender: str,
         zone: ZoneInfo,
+        language: Language = ENGLISH,
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -75,6 +77,7 @@ class Mailer:
         self.executor = executor
         self.sender = sender
         self.zone = zone
+        self.language = language
         self.backoff = backoff
         self.clock = clock
         # Send attempts of this process by result: sent, failed, gave_up.
@@ -90,7 +93,9 @@ class Mailer:
         return sent
 
     async def _deliver(self, mail: OutgoingMail) -> bool:
-        message = compose(mail, sender=self.sender, zone=self.zone)
+        message = compose(
+            mail, sender=self.sender, zone=self.zone, language=self.language
+        )
         try:
             await aiosmtplib.send(
                 message,

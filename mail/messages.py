@@ -1,76 +1,138 @@
-"""The words of each message: what happened to which order, for a person."""
+"""The words of each message: what happened to which order, for a person, in
+the deployment's language (PM_ORDER_LANGUAGE)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
-from domain.time_format import show_time
+from language import ENGLISH, Language, ljust, width
 from mail.ledger import OutgoingMail
 from projections import mail_outbox
 
 
-def compose(mail: OutgoingMail, *, sender: str, zone: ZoneInfo) -> EmailMessage:
+def compose(
+    mail: OutgoingMail,
+    *,
+    sender: str,
+    zone: ZoneInfo,
+    language: Language = ENGLISH,
+) -> EmailMessage:
     """The message for `mail`, plain UTF-8 text, with its stable Message-ID."""
     when = datetime.fromtimestamp(mail.happened_at, zone)
     message = EmailMessage()
-    message["Subject"] = subject(mail)
+    _set_subject(message, subject(mail, language))
     message["From"] = sender
     message["To"] = ", ".join(mail.recipients)
     message["Date"] = format_datetime(when)
     message["Message-ID"] = mail.message_id
-    message.set_content(body(mail, when, zone), charset="utf-8")
+    message.set_content(body(mail, when, zone, language), charset="utf-8")
     return message
 
 
-def subject(mail: OutgoingMail) -> str:
-    count = _servers(mail.snids)
-    route = f"{count} from {mail.resource_project} to {mail.dest_project}"
-    return {
-        mail_outbox.REQUESTED: f"[pm-order] Order {mail.order_id} requested: {route}",
-        mail_outbox.WARNED: (
-            f"[pm-order] Order {mail.order_id} still waiting "
-            f"(warning {mail.warning_count}): {route}"
-        ),
-        mail_outbox.ACCEPTED: (
-            f"[pm-order] Order {mail.order_id} accepted by {mail.dest_project}: "
-            f"{count} moved from {mail.resource_project}"
-        ),
-        mail_outbox.REFUSED: (
-            f"[pm-order] Order {mail.order_id} refused by {mail.dest_project}: "
-            f"{count} stay with {mail.resource_project}"
-        ),
-    }[mail.kind]
+def _set_subject(message: EmailMessage, text: str) -> None:
+    """An ASCII subject as is; any other as RFC 2047 encoded words, folded here.
+
+    The email package's own folding (3.11, 3.12) puts the space before a fold
+    outside the encoded words, and a reader drops the whitespace between encoded
+    words: "2 台服务器" would arrive as "2台服务器". Header cuts the text inside
+    words instead, and lines that short are sent as they are.
+    """
+    if text.isascii():
+        message["Subject"] = text
+        return
+    encoded = Header(text, "utf-8", header_name="Subject").encode(linesep="\n")
+    message.set_raw("Subject", encoded)
 
 
-def body(mail: OutgoingMail, when: datetime, zone: ZoneInfo) -> str:
-    moment = f"{show_time(when)} ({zone.key})"
+def subject(mail: OutgoingMail, language: Language = ENGLISH) -> str:
+    _ = language.gettext
+    names = {
+        "order": mail.order_id,
+        "servers": _servers(mail.snids, language),
+        "source": mail.resource_project,
+        "destination": mail.dest_project,
+        "warning": language.number(mail.warning_count),
+    }
+    template = {
+        mail_outbox.REQUESTED: _(
+            "[pm-order] Order {order} requested: {servers} from {source} "
+            "to {destination}",
+            **names,
+        ),
+        mail_outbox.WARNED: _(
+            "[pm-order] Order {order} still waiting (warning {warning}): "
+            "{servers} from {source} to {destination}",
+            **names,
+        ),
+        mail_outbox.ACCEPTED: _(
+            "[pm-order] Order {order} accepted by {destination}: "
+            "{servers} moved from {source}",
+            **names,
+        ),
+        mail_outbox.REFUSED: _(
+            "[pm-order] Order {order} refused by {destination}: "
+            "{servers} stay with {source}",
+            **names,
+        ),
+    }
+    return template[mail.kind]
+
+
+def body(
+    mail: OutgoingMail, when: datetime, zone: ZoneInfo, language: Language = ENGLISH
+) -> str:
+    _ = language.gettext
+    names = {
+        "order": mail.order_id,
+        "actor": mail.actor,
+        "moment": f"{language.moment(when)} ({zone.key})",
+        "warning": language.number(mail.warning_count),
+        "source": mail.resource_project,
+        "destination": mail.dest_project,
+    }
     happened = {
-        mail_outbox.REQUESTED: f"was requested by {mail.actor} at {moment}.",
-        mail_outbox.WARNED: (
-            f"is still waiting for an answer: warning {mail.warning_count}, "
-            f"raised at {moment}."
+        mail_outbox.REQUESTED: _(
+            "Order {order} was requested by {actor} at {moment}.", **names
         ),
-        mail_outbox.ACCEPTED: f"was accepted by {mail.actor} at {moment}.",
-        mail_outbox.REFUSED: f"was refused by {mail.actor} at {moment}.",
+        mail_outbox.WARNED: _(
+            "Order {order} is still waiting for an answer: warning {warning}, "
+            "raised at {moment}.",
+            **names,
+        ),
+        mail_outbox.ACCEPTED: _(
+            "Order {order} was accepted by {actor} at {moment}.", **names
+        ),
+        mail_outbox.REFUSED: _(
+            "Order {order} was refused by {actor} at {moment}.", **names
+        ),
     }[mail.kind]
-    decide = f"{mail.dest_project} to accept or refuse it."
     outcome = {
-        mail_outbox.REQUESTED: f"It waits for {decide}",
-        mail_outbox.WARNED: f"It still waits for {decide}",
-        mail_outbox.ACCEPTED: f"The servers now belong to {mail.dest_project}.",
-        mail_outbox.REFUSED: f"The servers stay with {mail.resource_project}.",
+        mail_outbox.REQUESTED: _(
+            "It waits for {destination} to accept or refuse it.", **names
+        ),
+        mail_outbox.WARNED: _(
+            "It still waits for {destination} to accept or refuse it.", **names
+        ),
+        mail_outbox.ACCEPTED: _("The servers now belong to {destination}.", **names),
+        mail_outbox.REFUSED: _("The servers stay with {source}.", **names),
     }[mail.kind]
+    facts = [
+        (_("From project:"), mail.resource_project),
+        (_("To project:"), mail.dest_project),
+        (_("Servers:"), ", ".join(mail.snids)),
+        (_("Requested by:"), mail.requested_by),
+    ]
+    # Values line up after the widest label, two columns on (CJK counts two).
+    column = max(width(label) for label, _value in facts) + 2
     return "\n".join(
         [
-            f"Order {mail.order_id} {happened}",
+            happened,
             "",
-            f"  From project:  {mail.resource_project}",
-            f"  To project:    {mail.dest_project}",
-            f"  Servers:       {', '.join(mail.snids)}",
-            f"  Requested by:  {mail.requested_by}",
+            *(f"  {ljust(label, column)}{value}" for label, value in facts),
             "",
             outcome,
             "",
@@ -80,5 +142,5 @@ def body(mail: OutgoingMail, when: datetime, zone: ZoneInfo) -> str:
     )
 
 
-def _servers(snids: list[str]) -> str:
-    return "1 server" if len(snids) == 1 else f"{len(snids)} servers"
+def _servers(snids: list[str], language: Language) -> str:
+    return language.ngettext("{count} server", "{count} servers", len(snids))

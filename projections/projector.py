@@ -267,7 +267,7 @@ class Projector:
                         f"{', '.join(names)} moved past {after} elsewhere"
                     )
             with db.batched(cursor):
-                db.by_keys(cursor)
+                db.for_a_page(cursor)
                 for view in self.views:
                     after = positions[view.name]
                     events = [

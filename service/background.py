@@ -60,6 +60,7 @@ class Background:
                 executor,
                 sender=config.mail_from,
                 zone=config.timezone,
+                language=config.language,
                 backoff=mail_backoff,
             )
         seconds = config.warn_after.total_seconds()

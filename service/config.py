@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # The contract's own bounds: a setting may lower them, never raise them.
 from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
 from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
+from language import ENGLISH, Language, LanguageUnknown
 from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
 from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
@@ -102,6 +103,8 @@ class Config:
     keystone: KeystoneSettings | None = None
     approver_roles: frozenset[str] = frozenset()
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    # PM_ORDER_LANGUAGE: what mails, the report and the command line speak.
+    language: Language = ENGLISH
     warn_after: timedelta = timedelta(hours=1)
     warn_max: int = 3
     smtp: SmtpSettings | None = None
@@ -168,6 +171,7 @@ class Config:
                 if r.strip()
             ),
             timezone=zone,
+            language=_language(get("PM_ORDER_LANGUAGE") or "en"),
             warn_after=parse_duration(
                 get("PM_ORDER_WARN_AFTER") or "1h", "PM_ORDER_WARN_AFTER"
             ),
@@ -198,6 +202,13 @@ class Config:
 
 def _seconds(get: Callable[[str], str | None], name: str, default: str) -> float:
     return parse_duration(get(name) or default, name).total_seconds()
+
+
+def _language(code: str) -> Language:
+    try:
+        return Language.named(code)
+    except LanguageUnknown as error:
+        raise ConfigError(f"PM_ORDER_LANGUAGE={error}") from None
 
 
 def _keystone_settings(get: Callable[[str], str | None]) -> KeystoneSettings | None:

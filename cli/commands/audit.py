@@ -13,6 +13,7 @@ from typing import Any
 from cli import audit
 from cli.audit import OrderAsOf, OrderHistory, ServerHistory
 from domain.time_format import show_time
+from language import ENGLISH, Language, ljust, width
 from service.bootstrap import composed
 from service.config import Config
 
@@ -75,18 +76,33 @@ def register(commands: Any, machine_actions: Any) -> None:
 
 
 def order_history_command(config: Config, args: argparse.Namespace) -> int:
+    language = _language(config, args)
+    _ = language.gettext
     with composed(config) as root:
-        history = audit.order_history(root.store.app, args.order_id)
+        history = audit.order_history(root.store.app, args.order_id, language)
     zone = config.timezone
     if args.json:
         _print_json(_history_json(history, zone))
         return 0
     print(
-        f"order {history.number}: {history.resource_project} -> "
-        f"{history.dest_project} (times in {zone})"
+        _(
+            "order {order}: {source} -> {destination} (times in {zone})",
+            order=history.number,
+            source=history.resource_project,
+            destination=history.dest_project,
+            zone=zone,
+        )
     )
     _print_table(
-        ("VERSION", "TIME", "EVENT", "USER", "PROJECT", "STATE", "CHANGE"),
+        (
+            _("VERSION"),
+            _("TIME"),
+            _("EVENT"),
+            _("USER"),
+            _("PROJECT"),
+            _("STATE"),
+            _("CHANGE"),
+        ),
         [
             (
                 str(step.version),
@@ -146,15 +162,23 @@ def order_show_command(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(_order_json(order, zone))
         return 0
+    _ = config.language.gettext
     rows = [
         ("order", str(order.number)),
         (
-            "as of",
-            "now"
+            _("as of"),
+            _("now")
             if order.as_of is None
             else f"{show_time(order.as_of, zone)} ({zone})",
         ),
-        ("version", f"{order.version} of {order.latest_version}"),
+        (
+            _("version"),
+            _(
+                "{version} of {latest}",
+                version=order.version,
+                latest=order.latest_version,
+            ),
+        ),
         ("state", order.state),
         ("snids", ",".join(order.snids)),
         ("resource_project", order.resource_project),
@@ -168,9 +192,9 @@ def order_show_command(config: Config, args: argparse.Namespace) -> int:
         ("warned_at", _shown(order.warned_at, zone)),
         ("updated_at", show_time(order.updated_at, zone)),
     ]
-    width = max(len(name) for name, _ in rows)
+    widest = max(width(name) for name, _value in rows)
     for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        print(f"{ljust(name, widest)}  {value}")
     return 0
 
 
@@ -199,17 +223,31 @@ def _order_json(order: OrderAsOf, zone: tzinfo) -> dict[str, Any]:
 
 
 def machine_history_command(config: Config, args: argparse.Namespace) -> int:
+    language = _language(config, args)
+    _ = language.gettext
     with composed(config) as root:
-        history = audit.machine_history(root.store.app, args.snid)
+        history = audit.machine_history(root.store.app, args.snid, language)
     zone = config.timezone
     if args.json:
         _print_json(_machine_json(history, zone))
         return 0
-    print(f"server {history.snid} (times in {zone})")
-    print(f"owners:   {' -> '.join(history.owners)}")
-    print(f"moved by: {', '.join(f'order {n}' for n in history.moved_by) or '-'}")
+    moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
+    print(_("server {snid} (times in {zone})", snid=history.snid, zone=zone))
+    print(
+        _("owners:   {owners}", owners=" -> ".join(history.owners)),
+        _("moved by: {orders}", orders=moved_by or "-"),
+        sep="\n",
+    )
     _print_table(
-        ("VERSION", "TIME", "EVENT", "OWNER", "ORDER", "USER", "CHANGE"),
+        (
+            _("VERSION"),
+            _("TIME"),
+            _("EVENT"),
+            _("OWNER"),
+            _("ORDER"),
+            _("USER"),
+            _("CHANGE"),
+        ),
         [
             (
                 str(step.version),
@@ -252,6 +290,11 @@ def _machine_json(history: ServerHistory, zone: tzinfo) -> dict[str, Any]:
 # -- shared ---------------------------------------------------------------------------
 
 
+def _language(config: Config, args: argparse.Namespace) -> Language:
+    """The deployment's language for people; English in JSON, for programs."""
+    return ENGLISH if args.json else config.language
+
+
 def _order_id(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not an order id (1 or more)")
@@ -284,7 +327,9 @@ def _print_json(document: dict[str, Any]) -> None:
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Columns as wide as their widest cell; the last one is left ragged."""
     lines = [headers, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers) - 1)]
+    widths = [max(width(line[i]) for line in lines) for i in range(len(headers) - 1)]
     for line in lines:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        cells = [
+            ljust(cell, columns) for cell, columns in zip(line, widths, strict=False)
+        ]
         print("  ".join([*cells, line[-1]]).rstrip())

@@ -96,7 +96,15 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
             return _to_standard_output(records)
         with _replaced(args.output) as file:
             count, last = _write(records, file)
-    print(f"{count} events written to {args.output} (last notification id {last})")
+    print(
+        config.language.ngettext(
+            "{count} event written to {file} (last notification id {last})",
+            "{count} events written to {file} (last notification id {last})",
+            count,
+            file=args.output,
+            last=last,
+        )
+    )
     return 0
 
 
@@ -152,14 +160,27 @@ def import_command(config: Config, args: argparse.Namespace) -> int:
             )
         )
         return 0
+    language = config.language
     print(
-        f"{imported.events} events of {imported.aggregates} orders and servers "
-        f"imported; the log is at {imported.position}; views up to date"
+        language.ngettext(
+            "{count} event of {aggregates} orders and servers imported; "
+            "the log is at {position}; views up to date",
+            "{count} events of {aggregates} orders and servers imported; "
+            "the log is at {position}; views up to date",
+            imported.events,
+            aggregates=imported.aggregates,
+            position=imported.position,
+        )
     )
     if imported.mail_marked_sent:
         print(
-            f"{imported.mail_marked_sent} mail messages recorded as already "
-            "delivered (use --send-mail to send them again)"
+            language.ngettext(
+                "{count} mail message recorded as already delivered "
+                "(use --send-mail to send it again)",
+                "{count} mail messages recorded as already delivered "
+                "(use --send-mail to send them again)",
+                imported.mail_marked_sent,
+            )
         )
     return 0
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from language import ljust
 from service.bootstrap import composed
 from service.config import Config, ConfigError
 
@@ -34,7 +35,14 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
         written = root.service.register_servers(rows)
         root.store.catch_up()
         root.store.after_bulk_write(len(rows))
-    print(f"{len(rows)} rows read; the log is at {written.position}")
+    print(
+        config.language.ngettext(
+            "{count} row read; the log is at {position}",
+            "{count} rows read; the log is at {position}",
+            len(rows),
+            position=written.position,
+        )
+    )
     return 0
 
 
@@ -54,10 +62,12 @@ def list_machines(config: Config, args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    print(f"{'SNID':<24} {'PROJECT':<24} ORDER")
+    _ = config.language.gettext
+    snid, project, order = _("SNID"), _("PROJECT"), _("ORDER")
+    print(f"{ljust(snid, 24)} {ljust(project, 24)} {order}")
     for server in servers:
         held = "" if server.order_id is None else str(server.order_id)
-        print(f"{server.snid:<24} {server.project_id:<24} {held}")
+        print(f"{ljust(server.snid, 24)} {ljust(server.project_id, 24)} {held}")
     return 0
 
 

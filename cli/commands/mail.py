@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from domain.time_format import show_time
+from language import ljust, rjust
 from mail import ledger
 from mail.ledger import DeliveryLedger
 from service.bootstrap import composed
@@ -66,8 +66,12 @@ def list_mail(config: Config, args: argparse.Namespace) -> int:
                 )
             )
         return 0
+    _ = config.language.gettext
+    message_id, order, kind = _("MESSAGE-ID"), _("ORDER"), _("KIND")
+    state, tries, last_error = _("STATE"), _("TRIES"), _("LAST ERROR")
     print(
-        f"{'MESSAGE-ID':<32} {'ORDER':>6} {'KIND':<10} {'STATE':<8} TRIES  LAST ERROR"
+        f"{ljust(message_id, 32)} {rjust(order, 6)} {ljust(kind, 10)} "
+        f"{ljust(state, 8)} {rjust(tries, 5)}  {last_error}"
     )
     for m in messages:
         print(
@@ -83,6 +87,13 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
         message = f"<{message}>"
     with composed(config) as root:
         count = DeliveryLedger.retry_failed(root.store.views, time.time(), message)
-    at = show_time(datetime.now(config.timezone))
-    print(f"{count} message(s) back in line at {at}")
+    language = config.language
+    print(
+        language.ngettext(
+            "{count} message back in line at {moment}",
+            "{count} messages back in line at {moment}",
+            count,
+            moment=language.moment(datetime.now(config.timezone)),
+        )
+    )
     return 0 if count or args.message_id is None else 1

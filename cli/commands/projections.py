@@ -7,10 +7,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
-from domain.time_format import show_time
+from language import Language, ljust, rjust, width
 from projections import rebuild as rebuilding
 from projections import view_status
 from projections.view import View
@@ -52,14 +52,19 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row.__dict__))
         return 0
+    language = config.language
+    _ = language.gettext
+    view, position, head = _("VIEW"), _("POSITION"), _("HEAD")
+    lag, lag_seconds, moved_at = _("LAG"), _("LAG (s)"), _("MOVED AT")
     print(
-        f"{'VIEW':<18} {'POSITION':>9} {'HEAD':>9} {'LAG':>7} {'LAG (s)':>8}  MOVED AT"
+        f"{ljust(view, 18)} {rjust(position, 9)} {rjust(head, 9)} "
+        f"{rjust(lag, 7)} {rjust(lag_seconds, 8)}  {moved_at}"
     )
     for row in rows:
         moved = (
-            "never"
-            if row.moved_at is None
-            else show_time(datetime.fromtimestamp(row.moved_at, UTC), config.timezone)
+            language.moment(datetime.fromtimestamp(row.moved_at, config.timezone))
+            if row.moved_at is not None
+            else _("never")
         )
         print(
             f"{row.name:<18} {row.position:>9} {row.head:>9} {row.lag_events:>7} "
@@ -69,6 +74,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
+    _ = config.language.gettext
     failed = False
     with composed(config) as root:
         store = root.store
@@ -82,19 +88,32 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
                 )
             except KeyboardInterrupt:
                 bar.close()
-                print(f"{view.name}: interrupted; nothing switched", file=sys.stderr)
+                print(
+                    _("{view}: interrupted; nothing switched", view=view.name),
+                    file=sys.stderr,
+                )
                 return 130
             except Exception as error:  # noqa: BLE001 - shown, then the next view
                 bar.close()
                 failed = True
+                reason = f"{type(error).__name__}: {error}"
                 print(
-                    f"{view.name}: rebuild failed, nothing switched: "
-                    f"{type(error).__name__}: {error}",
+                    _(
+                        "{view}: rebuild failed, nothing switched: {error}",
+                        view=view.name,
+                        error=reason,
+                    ),
                     file=sys.stderr,
                 )
                 continue
             bar.close()
-            print(f"{view.name}: rebuilt up to {position} and switched in")
+            print(
+                _(
+                    "{view}: rebuilt up to {position} and switched in",
+                    view=view.name,
+                    position=position,
+                )
+            )
     return 1 if failed else 0
 
 
@@ -120,22 +139,27 @@ def verify_views(config: Config, args: argparse.Namespace) -> int:
             report[view.name] = [d.__dict__ for d in differences]
             equal = equal and not differences
             if not args.json:
-                _print_differences(view.name, differences)
+                _print_differences(view.name, differences, config.language)
     if args.json:
         print(json.dumps(report, default=str))
     return 0 if equal else 1
 
 
-def _print_differences(name: str, differences: list[rebuilding.Difference]) -> None:
+def _print_differences(
+    name: str, differences: list[rebuilding.Difference], language: Language
+) -> None:
+    _ = language.gettext
     if not differences:
-        print(f"{name}: equal to a recomputation from the events")
+        print(_("{view}: equal to a recomputation from the events", view=name))
         return
-    print(f"{name}: DIFFERS from a recomputation from the events")
+    print(_("{view}: DIFFERS from a recomputation from the events", view=name))
+    missing, unexpected = _("missing"), _("unexpected")
+    widest = max(width(missing), width(unexpected))
     for difference in differences:
         for row in difference.missing:
-            print(f"  {difference.table}: missing    {row}")
+            print(f"  {difference.table}: {ljust(missing, widest)} {row}")
         for row in difference.unexpected:
-            print(f"  {difference.table}: unexpected {row}")
+            print(f"  {difference.table}: {ljust(unexpected, widest)} {row}")
 
 
 def _chosen(store: Store, name: str | None) -> list[View]:

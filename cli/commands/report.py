@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli import report_html
+from language import Language, ljust, rjust, width
 from projections.reports import (
     CSV_COLUMNS,
     DAY_COLUMNS,
@@ -72,7 +73,7 @@ def make_report(config: Config, args: argparse.Namespace) -> int:
     with composed(config) as root:
         root.store.catch_up()  # no server may be keeping the views up to date
         figures = Reports.figures(root.store.views, args.tenant, since, until)
-    text = RENDERERS[args.format](figures)
+    text = RENDERERS[args.format](figures, config.language)
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -80,7 +81,10 @@ def make_report(config: Config, args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{args.output}: {error.strerror}") from None
-    print(f"pm-order: report written to {args.output}", file=sys.stderr)
+    written = config.language.gettext(
+        "pm-order: report written to {file}", file=args.output
+    )
+    print(written, file=sys.stderr)
     return 0
 
 
@@ -96,44 +100,52 @@ def _day_option(text: str | None, option: str) -> date | None:
 # -- formats ---------------------------------------------------------------------
 
 
-def as_table(figures: Figures) -> str:
-    lines = [report_html.scope_text(figures), ""]
+def as_table(figures: Figures, language: Language) -> str:
+    _ = language.gettext
+    lines = [report_html.scope_text(figures, language), ""]
     lines += _columns(
-        [c.short for c in PROJECT_COLUMNS],
-        [report_html.cells(PROJECT_COLUMNS, s) for s in figures.summaries],
+        [_(c.short) for c in PROJECT_COLUMNS],
+        [report_html.cells(PROJECT_COLUMNS, s, language) for s in figures.summaries],
+        language,
     )
     lines.append("")
     lines += _columns(
-        [c.short for c in DAY_COLUMNS],
-        [report_html.cells(DAY_COLUMNS, f) for f in figures.days],
+        [_(c.short) for c in DAY_COLUMNS],
+        [report_html.cells(DAY_COLUMNS, f, language) for f in figures.days],
+        language,
         text_columns=2,
     )
     lines += [
         "",
-        "IN, OUT: servers moved in and out that day. MEDIAN, P95: time from "
-        "request to decision.",
+        _(
+            "IN, OUT: servers moved in and out that day. MEDIAN, P95: time from "
+            "request to decision."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 def _columns(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    language: Language,
+    text_columns: int = 1,
 ) -> list[str]:
-    """Aligned columns: text to the left, numbers to the right."""
+    """Aligned columns: text to the left, numbers to the right (CJK counts two)."""
     if not rows:
-        return [f"{headers[0]}: nothing in this range"]
-    cells = [list(headers), *([str(v) for v in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        return [language.gettext("{table}: nothing in this range", table=headers[0])]
+    cells = [list(headers), *(list(row) for row in rows)]
+    widths = [max(width(row[i]) for row in cells) for i in range(len(headers))]
     return [
         "  ".join(
-            cell.ljust(width) if i < text_columns else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ljust(cell, columns) if i < text_columns else rjust(cell, columns)
+            for i, (cell, columns) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in cells
     ]
 
 
-def as_csv(figures: Figures) -> str:
+def as_csv(figures: Figures, language: Language) -> str:
     """One table: a `day` row per project and day, then a `project` row each."""
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
@@ -145,7 +157,7 @@ def as_csv(figures: Figures) -> str:
     return out.getvalue()
 
 
-def as_json(figures: Figures) -> str:
+def as_json(figures: Figures, language: Language) -> str:
     body = {
         "tenant": figures.tenant,
         "since": figures.since.isoformat() if figures.since else None,
@@ -157,11 +169,12 @@ def as_json(figures: Figures) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
 
-def as_html(figures: Figures) -> str:
-    return report_html.render(figures, datetime.now(UTC))
+def as_html(figures: Figures, language: Language) -> str:
+    return report_html.render(figures, datetime.now(UTC), language)
 
 
-RENDERERS: Final[dict[str, Callable[[Figures], str]]] = {
+# Every format gets the language; CSV and JSON are for programs and ignore it.
+RENDERERS: Final[dict[str, Callable[[Figures, Language], str]]] = {
     "table": as_table,
     "csv": as_csv,
     "json": as_json,

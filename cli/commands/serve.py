@@ -138,5 +138,5 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
 def upgrade_database(config: Config, args: argparse.Namespace) -> int:
     with composed(replace(config, create_tables=True)):
         pass
-    print("tables are up to date")
+    print(config.language.gettext("tables are up to date"))
     return 0

@@ -73,11 +73,12 @@ class ViewDatabase(ABC):
         shared cursor may be handed the answer of an earlier statement."""
         return nullcontext()
 
-    def by_keys(self, cursor: Cursor) -> None:
-        """Plan the rest of `cursor`'s transaction for statements that each touch
-        rows by key (a page's writes): through the indexes, never a scan of a
-        whole table, whatever the planner's statistics say (none, on tables
-        just created or emptied)."""
+    def for_a_page(self, cursor: Cursor) -> None:
+        """Set up the rest of `cursor`'s transaction for a projector's page: its
+        statements each touch rows by key, so plan them through the indexes,
+        never a scan of a whole table, whatever the planner's statistics say
+        (none, on tables just created or emptied); and commit it without
+        waiting for the disk (views are derived: see PostgresViews)."""
         return
 
     def reader(self, cursor: Cursor) -> AbstractContextManager[Cursor]:

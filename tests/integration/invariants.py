@@ -163,10 +163,11 @@ def half_written_orders(facts: Facts) -> list[str]:
     """An order exists with all its reservations, or not at all; a decision moved
     all of its servers, or none; every server's move belongs to such an order."""
     problems = []
-    numbers = sorted(facts.orders)
-    if numbers != list(range(1, len(numbers) + 1)):
-        missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
-        problems.append(f"order numbers are not 1..{len(numbers)}: missing {missing}")
+    # Numbers are unique (the orders are keyed by them) and positive; on
+    # PostgreSQL they may have gaps (a sequence skips what a failed save took, and
+    # up to 32 more after a crash), as the README says.
+    if any(number < 1 for number in facts.orders):
+        problems.append(f"order numbers below 1: {sorted(facts.orders)[:5]}")
     moves = {
         (kind, number, snid)
         for snid, server in facts.servers.items()

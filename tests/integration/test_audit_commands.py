@@ -478,3 +478,36 @@ def test_every_audit_command_explains_itself(
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: pm-order {' '.join(command)}")
     assert "--json" in result.stdout
+
+
+# -- in Chinese (PM_ORDER_LANGUAGE=zh_CN) ---------------------------------------------
+
+CHINESE = {"PM_ORDER_LANGUAGE": "zh_CN"}
+
+
+def test_the_audit_tables_speak_chinese_and_json_stays_english(
+    orders: str, tmp_path: Path
+) -> None:
+    # when
+    history = run(orders, tmp_path, "orders", "history", "1", env=CHINESE)
+    machine = run(orders, tmp_path, "machines", "history", "SN-1", env=CHINESE)
+    as_json = ok_json(
+        run(orders, tmp_path, "orders", "history", "1", "--json", env=CHINESE)
+    )
+    # then the tables' headings, lines and changes are Chinese ...
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert lines[0] == "订单 1：proj-a -> proj-b（时间按 UTC）"
+    assert lines[1].split() == ["版本", "时间", "事件", "用户", "项目", "状态", "变更"]
+    assert lines[2].endswith("已预留 SN-1, SN-2，将从 proj-a 转至 proj-b")
+    assert machine.returncode == 0, machine.stderr
+    assert machine.stdout.splitlines()[1:3] == [
+        "所有者：  proj-a -> proj-b",
+        "转移订单：订单 1",
+    ]
+    # ... the event log's own words (events, states) stay as recorded
+    assert lines[2].split()[3] == "requested"
+    # and JSON, for programs, is the same in every language
+    assert as_json["events"][0]["change"] == (
+        "reserved SN-1, SN-2 to move from proj-a to proj-b"
+    )

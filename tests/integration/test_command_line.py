@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from language import width
 from tests.api.fake_keystone import FakeKeystone
 from tests.integration.processes import free_port, wait_until
 from tests.integration.processes import run_pm_order as pm_order
@@ -131,6 +132,7 @@ def test_serve_without_a_token_source_says_how_to_set_one(tmp_path: Path) -> Non
         ("PM_ORDER_TOKENS_FILE", "/nonexistent/tokens.json"),
         ("PM_ORDER_MAX_SERVERS_PER_ORDER", "500"),
         ("PM_ORDER_RATE_LIMIT", "fast"),
+        ("PM_ORDER_LANGUAGE", "fr"),
     ],
 )
 def test_invalid_configuration_exits_2_with_one_line(
@@ -267,3 +269,29 @@ def http_get(url: str, token: str) -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def test_machines_speak_chinese_with_pm_order_language_zh_cn(
+    database_url: str, tmp_path: Path
+) -> None:
+    # given
+    chinese = {"PM_ORDER_LANGUAGE": "zh_CN"}
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\nS2,p2\n")
+    # when
+    imported = pm_order(
+        "--database-url", database_url, "machines", "import", str(inventory),
+        cwd=tmp_path, env=chinese,
+    )  # fmt: skip
+    listing = pm_order(
+        "--database-url", database_url, "machines", "list", cwd=tmp_path, env=chinese
+    )
+    # then the messages and headings are Chinese
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.startswith("已读取 2 行；日志位于 ")
+    assert listing.returncode == 0, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    assert header.split() == ["SNID", "项目", "订单"]
+    assert [row.split() for row in rows] == [["S1", "p1"], ["S2", "p2"]]
+    # and the columns line up, a Chinese character taking two columns
+    assert width(header[: header.index("项目")]) == rows[0].index("p1") == 25
+    assert width(header[: header.index("订单")]) == 50

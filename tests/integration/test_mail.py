@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.service import OrderService
+from language import ENGLISH, Language
 from mail import ledger
 from mail.ledger import DeliveryLedger, OutgoingMail
 from mail.mailer import Backoff, Mailer
@@ -104,6 +105,7 @@ def mailer(
     executor: ThreadPoolExecutor,
     backoff: Backoff = FAST,
     clock: Callable[[], float] = time.time,
+    language: Language = ENGLISH,
 ) -> Mailer:
     return Mailer(
         store.views,
@@ -111,6 +113,7 @@ def mailer(
         executor,
         sender=SENDER,
         zone=ZONE,
+        language=language,
         backoff=backoff,
         clock=clock,
     )
@@ -247,9 +250,10 @@ async def message_of_kind(
     clock: FakeClock,
     smtp_up: SmtpServer,
     executor: ThreadPoolExecutor,
+    language: Language = ENGLISH,
 ) -> Received:
     """Order 1 requested (and mailed), then `kind`'s event, mailed: its message."""
-    one = mailer(store, smtp_up, executor)
+    one = mailer(store, smtp_up, executor, language=language)
     number = order(registered)
     assert await deliver(store, one) == 1
     kind.act(registered, store, clock, number)
@@ -423,9 +427,12 @@ async def test_every_message_arrives_after_the_smtp_server_was_down_for_a_while(
     assert len(smtp.mailbox.received) == 3
 
 
-async def pm_order(store_url: str, *args: str) -> tuple[int, str]:
+async def pm_order(
+    store_url: str, *args: str, settings: dict[str, str] | None = None
+) -> tuple[int, str]:
     """`pm-order --database-url URL ARGS` as a user runs it: (status, output)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    env.update(settings or {})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -497,7 +504,38 @@ async def test_mail_retry_delivers_a_dead_lettered_message(
     assert [m.message_id for m in outbox(store, ledger.SENT)] == [dead_letter]
 
 
+async def test_mail_list_and_retry_speak_chinese_with_pm_order_language_zh_cn(
+    dead_letter: str, store_url: str
+) -> None:
+    # given
+    chinese = {"PM_ORDER_LANGUAGE": "zh_CN"}
+    # when
+    listed = await pm_order(store_url, "mail", "list", settings=chinese)
+    retried = await pm_order(store_url, "mail", "retry", settings=chinese)
+    # then
+    assert listed[0] == 0, listed[1]
+    header, row = listed[1].splitlines()
+    assert header.split() == ["邮件", "ID", "订单", "类型", "状态", "尝试", "最近错误"]
+    assert row.split()[:5] == [dead_letter, "1", "requested", "failed", "2"]
+    assert retried[0] == 0, retried[1]
+    assert retried[1].startswith("1 封邮件已于 ")
+    assert retried[1].rstrip().endswith(" 重新排队")
+
+
 # -- killed, replayed, rebuilt: no mail lost, none sent twice -------------------------
+
+
+def worker_env(store_url: str, smtp: SmtpServer, **more: str) -> dict[str, str]:
+    """The settings of a `pm-order worker` mailing to `smtp`, and `more`."""
+    return {
+        "PM_ORDER_DATABASE_URL": store_url,
+        "PM_ORDER_SMTP_URL": smtp.url,
+        "PM_ORDER_MAIL_FROM": SENDER,
+        # The order is dated by the tests' fixed clock, which the worker's real
+        # clock may be hours past: no warnings, only the one message under test.
+        "PM_ORDER_WARN_MAX": "0",
+        **more,
+    }
 
 
 async def test_a_mailer_killed_between_sending_and_recording_resends_with_the_same_id(
@@ -509,14 +547,7 @@ async def test_a_mailer_killed_between_sending_and_recording_resends_with_the_sa
 ) -> None:
     # given a worker, and a mail server that kills it once it has a message, before
     # answering that it took it
-    env = {
-        "PM_ORDER_DATABASE_URL": store_url,
-        "PM_ORDER_SMTP_URL": smtp_up.url,
-        "PM_ORDER_MAIL_FROM": SENDER,
-        # The order is dated by the tests' fixed clock, which the worker's real
-        # clock may be hours past: no warnings, only the one message under test.
-        "PM_ORDER_WARN_MAX": "0",
-    }
+    env = worker_env(store_url, smtp_up)
     first = PmOrderProcess(["worker"], env, tmp_path / "worker-1.log")
     workers = [first]
     smtp_up.mailbox.on_data = lambda _: first.kill()
@@ -616,3 +647,124 @@ async def test_without_an_smtp_url_messages_stay_in_the_outbox_and_a_log_says_so
         (number, ledger.PENDING, 0)
     ]
     assert "PM_ORDER_SMTP_URL is not set" in caplog.text
+
+
+# -- in Chinese (PM_ORDER_LANGUAGE=zh_CN) ---------------------------------------------
+
+CHINESE: Final = Language.named("zh_CN")
+# Each kind's subject and what its body says, in Chinese: still the order number,
+# both projects, the servers, who acted and when.
+IN_CHINESE: Final = {
+    "requested": (
+        "[pm-order] 订单 1 已申请：2 台服务器从 proj-a 转至 proj-b",
+        (
+            "订单 1 由 张三 于 2026年11月27日 17:00:00 (Asia/Shanghai) 申请。",
+            "正在等待 proj-b 接受或拒绝。",
+        ),
+    ),
+    "warning": (
+        "[pm-order] 订单 1 仍在等待（第 1 次警告）：2 台服务器从 proj-a 转至 proj-b",
+        (
+            "订单 1 仍在等待答复：第 1 次警告，"
+            "发出于 2026年11月27日 18:00:00 (Asia/Shanghai)。",
+            "仍在等待 proj-b 接受或拒绝。",
+        ),
+    ),
+    "accepted": (
+        "[pm-order] 订单 1 已被 proj-b 接受：2 台服务器已从 proj-a 转出",
+        (
+            "订单 1 已由 李四 于 2026年11月27日 17:05:00 (Asia/Shanghai) 接受。",
+            "这些服务器现归 proj-b 所有。",
+        ),
+    ),
+    "refused": (
+        "[pm-order] 订单 1 已被 proj-b 拒绝：2 台服务器仍归 proj-a",
+        (
+            "订单 1 已由 李四 于 2026年11月27日 17:05:00 (Asia/Shanghai) 拒绝。",
+            "这些服务器仍归 proj-a 所有。",
+        ),
+    ),
+}
+
+
+async def test_in_chinese_each_kind_of_message_says_order_projects_and_servers(
+    kind: Kind,
+    registered: OrderService,
+    store: Store,
+    clock: FakeClock,
+    smtp_up: SmtpServer,
+    executor: ThreadPoolExecutor,
+) -> None:
+    # when
+    received = await message_of_kind(
+        kind, registered, store, clock, smtp_up, executor, CHINESE
+    )
+    # then the subject travels as RFC 2047 words in short ASCII header lines ...
+    headers = received.raw.partition(b"\r\n\r\n")[0]
+    assert headers.isascii()
+    assert max(len(line) for line in headers.split(b"\r\n")) <= 78
+    assert b"\r\nSubject: =?utf-8?b?" in b"\r\n" + headers
+    # ... which a mail client decodes to the Chinese subject, every space kept
+    subject, says = IN_CHINESE[kind.name]
+    assert received.subject == subject
+    assert received.rcpt_tos == MAILTO
+    # and the body is UTF-8 text
+    assert received.message.get_content_charset() == "utf-8"
+    body = received.body.splitlines()
+    for line in (
+        *says,
+        "  源项目：    proj-a",
+        "  目标项目：  proj-b",
+        "  服务器：    SN-A-1, SN-A-2",
+        "  申请人：    张三",
+    ):
+        assert line in body, (line, body)
+
+
+async def test_names_in_any_script_pass_through_a_chinese_message_untouched(
+    registered: OrderService,
+    store: Store,
+    smtp_up: SmtpServer,
+    executor: ThreadPoolExecutor,
+) -> None:
+    # given an order requested by a user whose name mixes scripts
+    name = "Анна Мария-مريم 김민준 🙂"
+    registered.request_transfer(
+        tenant="proj-a",
+        user=name,
+        snids=["SN-A-3"],
+        dest_project="proj-b",
+        mailto=MAILTO,
+    )
+    # when
+    await deliver(store, mailer(store, smtp_up, executor, language=CHINESE))
+    # then
+    [received] = smtp_up.mailbox.received
+    assert f"  申请人：    {name}" in received.body.splitlines()
+    assert f"订单 1 由 {name} 于 " in received.body
+
+
+async def test_a_worker_with_pm_order_language_zh_cn_sends_chinese_mail(
+    registered: OrderService,
+    store_url: str,
+    smtp_up: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    # given a `pm-order worker` set to speak Chinese, in Shanghai's time
+    env = worker_env(
+        store_url,
+        smtp_up,
+        PM_ORDER_LANGUAGE="zh_CN",
+        PM_ORDER_TIMEZONE="Asia/Shanghai",
+    )
+    worker = PmOrderProcess(["worker"], env, tmp_path / "worker.log")
+    try:
+        # when an order is made
+        order(registered)
+        [received] = await smtp_up.mailbox.wait_for(1)
+    finally:
+        worker.stop()
+    # then the mail server got the Chinese message
+    subject, says = IN_CHINESE["requested"]
+    assert received.subject == subject
+    assert says[0] in received.body.splitlines()

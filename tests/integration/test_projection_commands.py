@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +53,32 @@ def test_status_shows_every_view_caught_up(ordered: str, tmp_path: Path) -> None
         "HEAD",
         "LAG",
     ]
+
+
+def test_status_speaks_chinese_with_pm_order_language_zh_cn(
+    ordered: str, tmp_path: Path
+) -> None:
+    # when
+    table = pm_order(
+        "--database-url", ordered, "projections", "status", cwd=tmp_path,
+        env={"PM_ORDER_LANGUAGE": "zh_CN"},
+    )  # fmt: skip
+    # then
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == [
+        "视图",
+        "位置",
+        "日志头",
+        "延迟",
+        "延迟",
+        "(秒)",
+        "更新时间",
+    ]
+    # every view moved: the time it did, written the Chinese way
+    assert all(
+        re.search(r"  \d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d:\d\d$", r) for r in rows
+    )
 
 
 def test_verify_exits_0_when_the_views_match_the_events(

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from language import width
 from tests.conftest import BACKENDS, POSTGRES_URL, drop_postgres_schema, need_postgres
+from tests.integration.processes import run_pm_order
 from tests.integration.report_scenario import DAYS, PROJ_A_SUMMARY, record_orders
 
 
@@ -155,3 +157,41 @@ def test_the_help_names_every_format(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "{table,csv,json,html}" in result.stdout
     assert "days in UTC" in result.stdout
+
+
+def test_with_pm_order_language_zh_cn_the_table_is_chinese_and_aligned(
+    database_url: str, tmp_path: Path
+) -> None:
+    # when
+    result = run_pm_order(
+        "--database-url", database_url, "report", cwd=tmp_path,
+        env={"PM_ORDER_LANGUAGE": "zh_CN"},
+    )  # fmt: skip
+    # then
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "全部项目，2026-11-23 至 2026-11-27（按 UTC 计日）"
+    header = lines[2]
+    assert header.split() == [
+        "项目", "已申请", "已接受", "已拒绝", "未完成", "迁入", "迁出", "警告",
+        "已决定", "中位数", "P95",
+    ]  # fmt: skip
+    proj_a = next(line for line in lines if line.startswith("proj-a "))
+    assert proj_a.split() == [
+        "proj-a", "5", "3", "1", "1", "2", "3", "0", "4", "15分50秒", "1小时19分"
+    ]  # fmt: skip
+    # numbers end under the end of their heading, Chinese characters two columns wide
+    assert width(proj_a) == width(header)
+    assert (
+        lines[-1]
+        == "迁入、迁出：当天迁入和迁出的服务器。中位数、P95：从申请到决定的时间。"
+    )
+
+
+def test_the_default_language_keeps_the_english_table(
+    database_url: str, tmp_path: Path
+) -> None:
+    # when
+    text = report(database_url, tmp_path)
+    # then
+    assert text.splitlines()[2].split()[:3] == ["PROJECT", "REQUESTED", "ACCEPTED"]

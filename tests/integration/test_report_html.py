@@ -21,6 +21,7 @@ from typing import Final
 
 import pytest
 
+from tests.integration.devtools import DrawnText, drawn_texts, missing_glyphs
 from tests.integration.report_scenario import (
     DAYS,
     DAYS_WITH_ACCEPTED,
@@ -126,14 +127,21 @@ class Dom(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML report of report_scenario, made by the command."""
+def report_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store holding report_scenario's orders."""
     chromium()  # before any work: skip (or fail in CI) at once
     folder = tmp_path_factory.mktemp("report-html")
     url = f"sqlite:///{folder}/report.sqlite3"
     record_orders(url)
-    page = folder / "report.html"
+    return url
+
+
+def make_page(url: str, folder: Path, language: str | None = None) -> Path:
+    """The HTML report made by the command, in `language` (the default if None)."""
+    page = folder / f"report-{language or 'default'}.html"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    if language is not None:
+        clean["PM_ORDER_LANGUAGE"] = language
     result = subprocess.run(
         [sys.executable, "-m", "cli", "--database-url", url, "report",
          "--format", "html", "--output", str(page)],
@@ -144,12 +152,35 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dom(report_page: Path) -> Dom:
-    """The page as Chromium rendered it."""
-    result = run_chromium(report_page.parent, "--dump-dom", report_page.as_uri())
+def report_page(report_database: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML report of report_scenario, in the default language."""
+    return make_page(report_database, tmp_path_factory.mktemp("report-page"))
+
+
+@pytest.fixture(scope="module")
+def chinese_page(
+    report_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The same report with PM_ORDER_LANGUAGE=zh_CN."""
+    return make_page(report_database, tmp_path_factory.mktemp("zh-page"), "zh_CN")
+
+
+def rendered(page: Path) -> Dom:
+    result = run_chromium(page.parent, "--dump-dom", page.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     assert "<svg" in result.stdout, result.stderr[-2000:]
     return Dom(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def dom(report_page: Path) -> Dom:
+    """The page as Chromium rendered it."""
+    return rendered(report_page)
+
+
+@pytest.fixture(scope="module")
+def chinese_dom(chinese_page: Path) -> Dom:
+    return rendered(chinese_page)
 
 
 def test_the_orders_chart_has_a_stacked_bar_for_every_day(dom: Dom) -> None:
@@ -215,3 +246,102 @@ def test_the_page_renders_to_a_screenshot_outside_the_repository(
     header = screenshot.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == WINDOW
+
+
+# -- in Chinese (PM_ORDER_LANGUAGE=zh_CN) ---------------------------------------------
+
+
+def test_the_default_page_is_english(dom: Dom) -> None:
+    (html,) = dom.find("html")
+    assert html.attrs["lang"] == "en"
+    assert [h.text for h in dom.find("h1")] == ["Transfer orders report"]
+
+
+def test_the_chinese_page_says_its_language_and_has_chinese_headings(
+    chinese_dom: Dom,
+) -> None:
+    # then
+    (html,) = chinese_dom.find("html")
+    assert html.attrs["lang"] == "zh-CN"
+    assert [h.text for h in chinese_dom.find("h1")] == ["服务器转移订单报告"]
+    assert [h.text for h in chinese_dom.find("h2")] == [
+        "每日订单及其结果",
+        "决定耗时",
+        "按项目",
+        "按项目和日期",
+        "数字的含义",
+    ]
+    assert [t.text for t in chinese_dom.find("title") if t.attrs.get("id")] == [
+        "每日订单及其结果",
+        "决定耗时",
+    ]
+    assert [li.text for li in chinese_dom.find("li")] == ["已接受", "已拒绝", "未完成"]
+    labels = [c.text for c in chinese_dom.find("div", "label")]
+    assert labels[:2] == ["申请的订单", "已接受"]
+    terms = [t.text for t in chinese_dom.find("dt")]
+    assert terms[0] == "已申请、已接受、已拒绝、未完成"
+
+
+def test_the_chinese_charts_label_days_and_bins_in_chinese(chinese_dom: Dom) -> None:
+    # when
+    days = chinese_dom.by_id("orders-per-day")
+    bins = chinese_dom.by_id("decision-histogram")
+    # then the same bars as in English, labelled in Chinese
+    day_labels = [
+        chinese_dom.find("text", within=g)[-1].text
+        for g in chinese_dom.find("g", "day", within=days)
+    ]
+    assert day_labels == ["11月23日", "11月24日", "11月25日", "11月26日", "11月27日"]
+    bin_labels = [
+        chinese_dom.find("text", within=g)[-1].text
+        for g in chinese_dom.find("g", "bin", within=bins)
+    ]
+    assert bin_labels[0] == "< 1 分钟"
+    assert bin_labels[-1] == "≥ 7 天"
+    bars = chinese_dom.find("rect", "bin", within=bins)
+    assert [int(bar.attrs["data-count"]) for bar in bars] == BIN_COUNTS
+
+
+def cjk(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+@pytest.fixture(scope="module")
+def chinese_drawn(chinese_page: Path) -> list[DrawnText]:
+    """Every text of the Chinese page with the fonts Chromium drew it with."""
+    import asyncio
+
+    profile = chinese_page.parent / "profile-devtools"
+    return asyncio.run(drawn_texts(chromium(), chinese_page.as_uri(), profile))
+
+
+def test_every_character_of_the_chinese_page_is_drawn_with_a_font_that_has_it(
+    chinese_drawn: list[DrawnText],
+) -> None:
+    # then no text fell back to blank boxes (fonts-noto-cjk installed)
+    chinese = [d for d in chinese_drawn if cjk(d.text)]
+    assert len(chinese) > 50
+    assert [
+        (d.text, missing_glyphs(d)) for d in chinese_drawn if missing_glyphs(d)
+    ] == []
+    # and the Chinese texts were drawn with a CJK font
+    assert {f for d in chinese for f in d.families if "CJK" in f} != set()
+    assert [d.text for d in chinese if not any("CJK" in f for f in d.families)] == []
+
+
+def test_the_glyph_check_sees_a_character_no_installed_font_has(
+    tmp_path: Path,
+) -> None:
+    # given a page with a private-use character (no font draws it) beside Chinese
+    import asyncio
+
+    page = tmp_path / "boxes.html"
+    page.write_text(
+        '<!DOCTYPE html><html lang="zh-CN"><meta charset="utf-8">'
+        "<body><p>订单 \U0010fffd</p></body></html>",
+        encoding="utf-8",
+    )
+    # when
+    drawn = asyncio.run(drawn_texts(chromium(), page.as_uri(), tmp_path / "profile"))
+    # then
+    assert [missing_glyphs(d) for d in drawn if d.tag == "p"] == ["\U0010fffd"]
