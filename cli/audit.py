@@ -132,26 +132,19 @@ def _order_step(
     moved_to: str | None
     project: str | None
     warning: int | None = None
+    names = {"snids": listed, "source": source, "destination": dest}
     match event:
         case Order.Requested():
             user, project, moved_to = event.user, source, dest
             change = _(
-                "reserved {snids} to move from {source} to {destination}",
-                snids=listed,
-                source=source,
-                destination=dest,
+                "reserved {snids} to move from {source} to {destination}", **names
             )
         case Order.Accepted():
             user, project, moved_to = event.by, dest, dest
-            change = _(
-                "moved {snids} from {source} to {destination}",
-                snids=listed,
-                source=source,
-                destination=dest,
-            )
+            change = _("moved {snids} from {source} to {destination}", **names)
         case Order.Rejected():
             user, project, moved_to = event.by, dest, source
-            change = _("freed {snids} back to {source}", snids=listed, source=source)
+            change = _("freed {snids} back to {source}", **names)
         case Order.WarningRaised():
             user, project, warning = SERVICE_ACTOR, None, event.count
             snids, moved_from, moved_to = (), None, None
