@@ -208,27 +208,26 @@ class OrderLists(ReadModel):
     def fold(self, event: Any, changes: Changes) -> None:
         """An order requested in the page is inserted as its last event left it;
         one requested before gets one update. Counts and versions are summed."""
+        order: OrderRow | None
         match event:
             case Order.Requested():
                 at, number = event.at.timestamp(), event.number
                 source, dest = event.resource_project, event.dest_project
-                changes.insert(
-                    ORDERS,
-                    OrderRow(
-                        id=number,
-                        snids=",".join(event.snids),
-                        resource_project=source,
-                        dest_project=dest,
-                        user=event.user,
-                        state=workflow.UNFINISHED,
-                        mailto=",".join(event.mailto),
-                        decided_by=None,
-                        warning_count=0,
-                        warned_at=None,
-                        created_at=at,
-                        updated_at=at,
-                    ),
+                order = OrderRow(
+                    id=number,
+                    snids=",".join(event.snids),
+                    resource_project=source,
+                    dest_project=dest,
+                    user=event.user,
+                    state=workflow.UNFINISHED,
+                    mailto=",".join(event.mailto),
+                    decided_by=None,
+                    warning_count=0,
+                    warned_at=None,
+                    created_at=at,
+                    updated_at=at,
                 )
+                changes.insert(ORDERS, order)
                 changes.insert(
                     ENTRIES, ListEntry(source, number, SOURCE, workflow.UNFINISHED)
                 )
@@ -239,7 +238,7 @@ class OrderLists(ReadModel):
                 changes.add(COUNTS, ListCount(source, ALL, 1))
                 changes.add(COUNTS, ListCount(dest, INBOX, 1))
                 changes.add(COUNTS, ListCount(dest, ALL, 1))
-                _stamp_versions(changes, number)
+                _stamp_versions(changes, number, order)
             case Order.WarningRaised():
                 at, number = event.at.timestamp(), event.number
                 if (order := changes.inserted(ORDERS, number)) is not None:
@@ -253,7 +252,7 @@ class OrderLists(ReadModel):
                         warned_at=at,
                         updated_at=at,
                     )
-                _stamp_versions(changes, number)
+                _stamp_versions(changes, number, order)
             case Order.Accepted() | Order.Rejected():
                 # A decision is always taken from unfinished (the workflow says
                 # so) and records the state it led to: no read needed.
@@ -286,7 +285,7 @@ class OrderLists(ReadModel):
                     changes.add_through(
                         COUNTS, _ITS_DESTINATION, number, list_type=into, n=1
                     )
-                _stamp_versions(changes, number)
+                _stamp_versions(changes, number, order)
 
     # -- queries ---------------------------------------------------------------
 
@@ -370,10 +369,10 @@ class OrderLists(ReadModel):
             return [int(order_id) for (order_id,) in cursor.fetchall()]
 
 
-def _stamp_versions(changes: Changes, number: int) -> None:
-    """Add one to the versions of both parties of order `number`: the readers'
-    caches compare them."""
-    if (order := changes.inserted(ORDERS, number)) is not None:
+def _stamp_versions(changes: Changes, number: int, order: OrderRow | None) -> None:
+    """Add one to the versions of both parties of order `number` (`order`, if
+    requested in the page): the readers' caches compare them."""
+    if order is not None:
         changes.add(VERSIONS, ListsVersion(order.resource_project, 1))
         changes.add(VERSIONS, ListsVersion(order.dest_project, 1))
     else:

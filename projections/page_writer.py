@@ -13,7 +13,17 @@ the table's description, never written twice.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from collections.abc import (
+    Set as AbstractSet,
+)
 from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache
@@ -117,9 +127,23 @@ class Table(Generic[R]):
         self.keep_first = keep_first
         self._fields_of: Callable[[R], tuple[Any, ...]] = attrgetter(*self.fields)
         # Whether some column holds its value in another form (a day as text).
-        self._converted = any(c.stored is not _same for c in self.columns)
+        self.converted = any(c.stored is not _same for c in self.columns)
+        self.getters = [attrgetter(f) for f in self.fields]
+        # A row's values as the database holds them, in column order.
+        self.values: Callable[[R], tuple[Any, ...]] = (
+            self._stored_values if self.converted else self._fields_of
+        )
         self.key_of: Callable[[R], Any] = attrgetter(*self.key)
         self._by_field = {c.field: c for c in self.columns}
+        self._in_order: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Adds the counts of one row to another's (`add`): compiled once.
+        self.sum_into: Callable[[R, R], None] = _summing(self.counted)
+        # A table of one count after its key (a counter): its count, for `add`
+        # to sum by key without keeping rows.
+        self.count_of: Callable[[R], int] | None = None
+        if self.fields == (*self.key, *self.counted[:1]):
+            (count,) = self.counted
+            self.count_of = attrgetter(count)
 
     def __repr__(self) -> str:
         return f"Table({self.name!r})"
@@ -131,11 +155,24 @@ class Table(Generic[R]):
         except KeyError:
             raise ValueError(f"{self.name} has no column for {field!r}") from None
 
-    def check(self, *named: Iterable[str]) -> None:
+    def check(self, named: AbstractSet[str]) -> None:
         """ValueError unless every field `named` is one of the row's."""
-        for fields_ in named:
-            for field in fields_:
+        if not self._by_field.keys() >= named:
+            for field in named:
                 self.column(field)
+
+    def in_order(self, named: tuple[str, ...]) -> tuple[str, ...]:
+        """The fields `named`, in the row's order."""
+        if (ordered := self._in_order.get(named)) is None:
+            ordered = tuple(f for f in self.fields if f in named)
+            self._in_order[named] = ordered
+        return ordered
+
+    def stored(self, named: Sequence[str], values: Sequence[Any]) -> Sequence[Any]:
+        """The `values` of the fields `named`, as the database holds them."""
+        if not self.converted:
+            return values
+        return [self.column(f).stored(v) for f, v in zip(named, values, strict=True)]
 
     def sql(self, fields: Iterable[str], prefix: str = "") -> list[str]:
         """The column names of `fields`, each after `prefix`."""
@@ -160,21 +197,18 @@ class Table(Generic[R]):
 
     def row_of(self, values: Sequence[Any]) -> R:
         """The row that a SELECT of `selected` read."""
-        if self._converted:
+        if self.converted:
             return self.row(
                 *(c.loaded(v) for c, v in zip(self.columns, values, strict=True))
             )
         return self.row(*values)
 
-    def values(self, row: R) -> tuple[Any, ...]:
-        """The row's values as the database holds them, in column order."""
-        values = self._fields_of(row)
-        if self._converted:
-            return tuple(c.stored(v) for c, v in zip(self.columns, values, strict=True))
-        return values
+    def _stored_values(self, row: R) -> tuple[Any, ...]:
+        return tuple(self.stored(self.fields, self._fields_of(row)))
 
 
-@dataclass(frozen=True)
+# Compared by identity: each is a module constant, used as a key on every change.
+@dataclass(frozen=True, eq=False)
 class Lookup:
     """Columns of a change that the database finds in another table's row, by
     that row's `by` column: for changes about rows written before the page, which
@@ -192,61 +226,74 @@ class Changes:
     """What a page's events change, folded in log order: each row once."""
 
     def __init__(self) -> None:
-        self._inserts: dict[Table[Any], dict[Any, Any]] = {}
-        self._found: dict[Table[Any], dict[Any, Any]] = {}
-        self._updates: dict[Table[Any], dict[tuple[Any, ...], dict[str, Any]]] = {}
-        self._adds: dict[Table[Any], dict[Any, Any]] = {}
-        self._looked_up: dict[
+        # Per table, by key: the rows to insert, the rows read for the fold, the
+        # columns to set, the counts to add; per kind, table and lookup, the
+        # changes that look up another table's row.
+        self._inserts: defaultdict[Table[Any], dict[Any, Any]] = defaultdict(dict)
+        self._found: defaultdict[Table[Any], dict[Any, Any]] = defaultdict(dict)
+        self._updates: defaultdict[Table[Any], dict[Any, dict[str, Any]]] = defaultdict(
+            dict
+        )
+        self._adds: defaultdict[Table[Any], dict[Any, Any]] = defaultdict(dict)
+        self._counts: defaultdict[Table[Any], Counter[Any]] = defaultdict(Counter)
+        self._looked_up: defaultdict[
             tuple[str, Table[Any], Lookup], dict[tuple[Any, ...], dict[str, Any]]
-        ] = {}
+        ] = defaultdict(dict)
 
     def insert(self, table: Table[R], row: R) -> None:
         """Insert `row` (the fold may change it until the page is written)."""
-        self._inserts.setdefault(table, {})[table.key_of(row)] = row
+        self._inserts[table][table.key_of(row)] = row
 
     def inserted(self, table: Table[R], key: Any) -> R | None:
         """The row with `key` that this page inserts, if it does."""
-        rows = self._inserts.get(table)
-        return None if rows is None else rows.get(key)
+        found: R | None = self._inserts[table].get(key)
+        return found
 
     def found(self, table: Table[R], rows: Iterable[R]) -> None:
         """Rows written before the page, read for the fold (not written again)."""
-        self._found.setdefault(table, {}).update((table.key_of(r), r) for r in rows)
+        self._found[table].update((table.key_of(r), r) for r in rows)
 
     def known(self, table: Table[R], key: Any) -> R | None:
         """The row with `key` that this page inserts, or that was `found`."""
         if (row := self.inserted(table, key)) is not None:
             return row
-        rows = self._found.get(table)
-        return None if rows is None else rows.get(key)
+        found: R | None = self._found[table].get(key)
+        return found
 
     def add(self, table: Table[R], row: R) -> None:
         """Add the counts of `row` to those of the row with its key (inserted
         with them if there is none)."""
-        rows = self._adds.setdefault(table, {})
+        if table.count_of is not None:  # one count, after the key: summed apart
+            self._counts[table][table.key_of(row)] += table.count_of(row)
+            return
+        rows = self._adds[table]
         key = table.key_of(row)
         if (summed := rows.get(key)) is None:
             rows[key] = row
-            return
-        for name in table.counted:
-            setattr(summed, name, getattr(summed, name) + getattr(row, name))
+        else:
+            table.sum_into(summed, row)
 
     def update(
         self, table: Table[Any], where: Mapping[str, Any], **values: Any
     ) -> None:
         """Set `values` on the rows written before the page that match `where`."""
-        table.check(where, values)
+        table.check(where.keys())
+        table.check(values.keys())
+        rows = self._updates[table]
         key = (tuple(where), tuple(where.values()))
-        self._updates.setdefault(table, {}).setdefault(key, {}).update(values)
+        if (merged := rows.get(key)) is None:
+            rows[key] = values
+        else:
+            merged.update(values)
 
     def add_through(
         self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
     ) -> None:
         """`add`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key`."""
-        table.check(values)
-        rows = self._looked_up.setdefault(("add", table, lookup), {})
-        given = (key, *(values[n] for n in table.key if n in values))
+        table.check(values.keys())
+        rows = self._looked_up["add", table, lookup]
+        given = (key, *[values.get(n) for n in table.key])
         if (summed := rows.get(given)) is None:
             rows[given] = values
             return
@@ -259,35 +306,37 @@ class Changes:
     ) -> None:
         """`insert`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key` (nothing when there is no such row)."""
-        table.check(values)
-        given = (key, *(values.get(n) for n in table.key))
-        self._looked_up.setdefault(("insert", table, lookup), {})[given] = values
+        table.check(values.keys())
+        given = (key, *[values.get(n) for n in table.key])
+        self._looked_up["insert", table, lookup][given] = values
 
     def write(self, cursor: Cursor, db: ViewDatabase) -> None:
         """One statement per kind of change to each table: rows first, then the
         updates and counts, then the changes that look up rows already written."""
         for table, rows in self._inserts.items():
-            _run(
-                cursor, db, _insert(table, db.arrays), map(table.values, rows.values())
-            )
+            _write_rows(cursor, db, _insert(table, db.arrays), table, rows.values())
         for table, changed in self._updates.items():
             # Rows that set the same columns share a statement.
             shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
             for (where, keys), values in changed.items():
-                setting = tuple(n for n in table.fields if n in values)
+                setting = table.in_order(tuple(values))
                 params = (
-                    *(table.column(n).stored(values[n]) for n in setting),
-                    *(
-                        table.column(n).stored(v)
-                        for n, v in zip(where, keys, strict=True)
-                    ),
+                    *table.stored(setting, [values[n] for n in setting]),
+                    *table.stored(where, keys),
                 )
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
                 statement = _update(table, setting, where, db.arrays)
                 _run(cursor, db, statement, params_of_rows)
         for table, summed in self._adds.items():
-            _run(cursor, db, _add(table, db.arrays), map(table.values, summed.values()))
+            _write_rows(cursor, db, _add(table, db.arrays), table, summed.values())
+        for table, counts in self._counts.items():
+            one_key = len(table.key) == 1
+            counted = [
+                (*table.stored(table.key, (key,) if one_key else key), n)
+                for key, n in counts.items()
+            ]
+            _run(cursor, db, _add(table, db.arrays), counted)
         for (kind, table, lookup), changes in self._looked_up.items():
             found = {name for name, _ in lookup.columns}
             given = tuple(n for n in table.fields if n not in found)
@@ -296,11 +345,40 @@ class Changes:
                 cursor,
                 db,
                 statement,
-                (
-                    (*(table.column(n).stored(values[n]) for n in given), key)
+                [
+                    (*table.stored(given, [values[n] for n in given]), key)
                     for (key, *_), values in changes.items()
-                ),
+                ],
             )
+
+
+def _summing(counted: tuple[str, ...]) -> Callable[[Any, Any], None]:
+    if len(counted) == 1:
+        (name,) = counted
+        get = attrgetter(name)
+
+        def sum_one(summed: Any, row: Any) -> None:
+            setattr(summed, name, get(summed) + get(row))
+
+        return sum_one
+
+    def sum_each(summed: Any, row: Any) -> None:
+        for name in counted:
+            setattr(summed, name, getattr(summed, name) + getattr(row, name))
+
+    return sum_each
+
+
+def _write_rows(
+    cursor: Cursor, db: ViewDatabase, statement: str, table: Table[R], rows: Iterable[R]
+) -> None:
+    """Run `statement` over whole rows of `table`."""
+    if not db.arrays or table.converted:
+        _run(cursor, db, statement, map(table.values, rows))
+    elif rows := list(rows):
+        # Read column by column: no tuple per row to take apart again.
+        columns = [list(map(get, rows)) for get in table.getters]
+        cursor.execute(db.sql(statement), list(map(array_literal, columns)))
 
 
 def _run(
