@@ -17,6 +17,7 @@ from api.context import BACKGROUND, CONFIG, STATUS
 from api.errors import RETRY_AFTER_SECONDS
 from api.responses import json_ok
 from service.config import Config
+from service.postgres_url import hosts_report, libpq_parameters
 from service.status import Sample
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     sample = await request.app[STATUS].sample()
     checks = {
-        "store": _store_check(sample),
+        "store": await _store_check(sample, config),
         "views": _views_check(sample, config, time.time()),
         "listener": _listener_check(request.app),
     }
@@ -73,9 +74,15 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def _store_check(sample: Sample) -> dict[str, Any]:
+async def _store_check(sample: Sample, config: Config) -> dict[str, Any]:
     if sample.error:
-        return {"ok": False, "detail": f"the store does not answer: {sample.error}"}
+        detail = f"the store does not answer: {sample.error}"
+        if config.database_url.startswith(("postgresql:", "postgres:")):
+            # Say which host is down and which not yet promoted: the failover's
+            # progress, from each host itself.
+            hosts = await hosts_report(libpq_parameters(config.database_url)[0])
+            detail += f" ({hosts})"
+        return {"ok": False, "detail": detail}
     return {"ok": True, "detail": f"answers; the log's head is {sample.head}"}
 
 

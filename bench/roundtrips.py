@@ -93,7 +93,7 @@ async def proxy(counting: Counting, upstream: tuple[str, int]) -> asyncio.Server
 async def measure(requests: int) -> None:
     settings = postgres_settings(POSTGRES_URL)
     counting = Counting()
-    server = await proxy(counting, (settings.host, settings.port))
+    server = await proxy(counting, (settings.host, int(settings.port)))
     port = server.sockets[0].getsockname()[1]
     with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
         store = open_store(schema.url)

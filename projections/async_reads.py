@@ -13,7 +13,11 @@ import asyncio
 import contextlib
 from typing import Any
 
-from projections.database import PostgresViews, read_attempts
+from projections.database import (
+    POOL_RECONNECT_SECONDS,
+    PostgresViews,
+    read_attempts,
+)
 from projections.order_lists import OrderLists, OrderPage
 
 
@@ -29,6 +33,7 @@ class AsyncListReads:
             min_size=1,
             max_size=max_size,
             timeout=views.connect_timeout,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             kwargs={
                 **views.connect_kwargs,
                 "autocommit": True,

@@ -294,6 +294,11 @@ def check_database_url(url: str) -> str:
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return url
     if url.startswith(("postgresql://", "postgres://")):
+        # Checked as libpq would, so that a bad URL stops a process at start,
+        # before `serve --workers` forks (imported here: it needs ConfigError).
+        from service.postgres_url import libpq_parameters
+
+        libpq_parameters(url)
         return url
     raise ConfigError(
         f"PM_ORDER_DATABASE_URL={without_password(url)!r} must be sqlite:///PATH or "

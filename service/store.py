@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
@@ -11,7 +10,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import psycopg
@@ -46,6 +44,7 @@ from projections.view import View
 from service.config import ConfigError
 from service.following import IDLE_POLL_SECONDS, Following
 from service.observed_application import CountedOrderApplication
+from service.postgres_url import LibpqPostgresFactory, libpq_parameters
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,31 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             "SELECT setval({name}::regclass,"
             " GREATEST(%s, (SELECT last_value FROM {schema}.{sequence})))"
         ).format(name=self.order_numbers_name, schema=schema, sequence=sequence)
-        self._notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        self._insert_in_one_message = SQL("; ").join(
+            [
+                SQL("BEGIN"),
+                SQL("SET LOCAL synchronous_commit = off"),
+                *self.lock_table_statements,
+                SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+                SQL(
+                    "INSERT INTO {schema}.{table}"
+                    " (originator_id, originator_version, topic, state)"
+                    " SELECT * FROM unnest(%s::{id_type}[], %s::bigint[],"
+                    " %s::text[], %s::bytea[]) RETURNING notification_id"
+                ).format(
+                    schema=schema,
+                    table=table,
+                    id_type=Identifier(self.datastore.originator_id_type),
+                ),
+                SQL("COMMIT"),
+                # A transaction that writes to the log (a message for logical
+                # decoding, which nothing here decodes), committed as configured:
+                # it returns once the log is on disk (and on a synchronous
+                # standby) up to it, the insert's commit included. (A transaction
+                # that only takes an xid writes nothing, and does not wait.)
+                SQL("SELECT pg_logical_emit_message(true, 'pm-order', '')"),
+            ]
+        )
         self._order_numbers_started = SQL(
             "SELECT is_called FROM {schema}.{sequence}"
         ).format(schema=schema, sequence=sequence)
@@ -175,37 +198,49 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """The library's insert (the table lock, NOTIFY, the rows, in one
-        transaction), sent with its BEGIN and COMMIT in one round trip.
+        transaction), sent as one message, and durable when it returns.
 
         The table lock orders commits as notification ids (a reader of the log
-        never passes a gap that fills later): it is held from LOCK to the end of
-        COMMIT. Sent at once, it is held for the statements and the commit's disk
-        write alone, never for a round trip, nor for this process's threads to be
-        scheduled between them; so other processes' writes wait less.
+        never passes a gap that fills later), so it is held to the end of the
+        commit, and writers take turns. Two things keep each turn short:
+        - one message: the lock is never held for a round trip, nor while this
+          process's Python prepares the next statement (under load, waiting for
+          the GIL);
+        - the commit does not wait for the disk under the lock. The message's
+          last statement is a transaction of its own that does (it writes to
+          the log): the log is flushed in order, so once it returns, the insert is on disk
+          (and, with a synchronous standby, there too). Those waits, outside the
+          lock, share one disk write among every writer waiting at once.
+        The rows are visible to readers a disk write before they are durable:
+        should the database crash in between, they are lost with everything
+        written after them (the views included), and nobody was told they were
+        stored.
         """
         if not stored_events:
             return []
-        rows = [
-            self.construct_pg_stored_event(
-                e.originator_id, e.originator_version, e.topic, e.state
-            )
-            for e in stored_events
-        ]
-        with self.datastore.get_connection() as conn:
-            inserting = conn.cursor()
+        with (
+            self.datastore.get_connection() as conn,
+            psycopg.ClientCursor(conn) as inserting,
+        ):
             try:
-                with conn.pipeline():
-                    conn.execute("BEGIN")
-                    for statement in self.lock_table_statements:
-                        conn.execute(statement, prepare=True)
-                    conn.execute(self._notify_statement)
-                    inserting.execute(self.insert_events_statement, (rows,))
-                    conn.execute("COMMIT")
+                # Client-side binding: statements with parameters in one message.
+                inserting.execute(
+                    self._insert_in_one_message,
+                    (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ),
+                )
             except psycopg.Error:
-                # A failed statement leaves the transaction block open, failed.
+                # An error skips the rest of the message and leaves the
+                # transaction block open, failed.
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 raise
+            while not (inserting.statusmessage or "").startswith("INSERT"):
+                inserting.nextset()
             return [row["notification_id"] for row in inserting.fetchall()]
 
     select_events = _with_fewer_retries(PostgresApplicationRecorder.select_events)
@@ -526,12 +561,16 @@ def sqlite_path(url: str) -> Path:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    host: str
-    port: int
+    """Where the store is: libpq's connection parameters and pm-order's schema."""
+
+    host: str  # one host, or several separated by commas (libpq's multi-host form)
+    port: str  # one port for every host, or one each
     user: str
     password: str
     dbname: str
     schema: str | None
+    # libpq's other parameters: target_session_attrs, keepalives, sslmode...
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def conninfo(self) -> str:
@@ -543,14 +582,16 @@ class PostgresSettings:
             user=self.user,
             password=self.password or None,
             dbname=self.dbname,
+            **dict(self.options),
         )
 
     def env(self, create_tables: bool) -> dict[str, str]:
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": get_topic(LibpqPostgresFactory),
+            LibpqPostgresFactory.CONNINFO: self.conninfo,
             "APPLICATION_RECORDER_TOPIC": get_topic(FailFastPostgresRecorder),
             "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_PORT": self.port,
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_DBNAME": self.dbname,
@@ -570,22 +611,18 @@ class PostgresSettings:
 
 
 def postgres_settings(url: str) -> PostgresSettings:
-    parts = urlsplit(url)
-    schemas = parse_qs(parts.query).get("schema")
-    schema = schemas[0] if schemas else None
-    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise ConfigError(
-            f"PM_ORDER_DATABASE_URL: schema {schema!r} must be a plain identifier"
-        )
-    if not parts.path.strip("/"):
-        raise ConfigError(f"PM_ORDER_DATABASE_URL={url!r} names no database")
+    """The settings of a postgresql:// URL (libpq's, one host or several);
+    ConfigError for one that libpq would refuse."""
+    params, own = libpq_parameters(url)
+    named = ("host", "port", "user", "password", "dbname")
     return PostgresSettings(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=unquote(parts.path.strip("/")),
-        schema=schema,
+        host=params["host"],
+        port=params.get("port", "5432"),
+        user=params["user"],
+        password=params.get("password", ""),
+        dbname=params["dbname"],
+        schema=own.get("schema"),
+        options=tuple((k, v) for k, v in params.items() if k not in named),
     )
 
 

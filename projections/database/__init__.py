@@ -6,10 +6,15 @@ from __future__ import annotations
 from projections.database.arrays import array_literal
 from projections.database.interface import Cursor, ViewDatabase, ViewDatabaseUnavailable
 from projections.database.leadership import AdvisoryLock, Leadership, SoleLeader
-from projections.database.postgres import PostgresViews, read_attempts
+from projections.database.postgres import (
+    POOL_RECONNECT_SECONDS,
+    PostgresViews,
+    read_attempts,
+)
 from projections.database.sqlite import SQLiteViews
 
 __all__ = [
+    "POOL_RECONNECT_SECONDS",
     "AdvisoryLock",
     "Cursor",
     "Leadership",

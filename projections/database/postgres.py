@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from projections.database.interface import (
     Cursor,
@@ -15,6 +15,12 @@ from projections.database.interface import (
     ViewDatabaseUnavailable,
 )
 from projections.database.leadership import AdvisoryLock, Leadership
+
+# A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
+# after an outage of a minute, the first connection to a promoted standby would
+# come up to a minute late. Giving up early bounds the backoff; the next
+# request that finds the pool empty starts a new attempt at once.
+POOL_RECONNECT_SECONDS: Final = 2.0
 
 
 class PostgresViews(ViewDatabase):
@@ -32,6 +38,7 @@ class PostgresViews(ViewDatabase):
         statement_timeout_ms: int = 10_000,
     ) -> None:
         import psycopg_pool
+        from psycopg.conninfo import conninfo_to_dict
 
         self.conninfo = conninfo
         self.schema = schema
@@ -39,10 +46,10 @@ class PostgresViews(ViewDatabase):
         options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
         if schema:
             options += f" -c search_path={schema}"
-        self.connect_kwargs: dict[str, Any] = {
-            "connect_timeout": max(1, int(connect_timeout)),
-            "options": options,
-        }
+        self.connect_kwargs: dict[str, Any] = {"options": options}
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            # (the database URL's own, if it has one, is the operator's choice)
+            self.connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
         # Autocommit: a lone read is one round trip; writing() opens a transaction.
         pool_kwargs = {**self.connect_kwargs, "autocommit": True}
         self._pool = psycopg_pool.ConnectionPool(
@@ -51,6 +58,7 @@ class PostgresViews(ViewDatabase):
             max_size=max_size,
             timeout=connect_timeout,
             kwargs=pool_kwargs,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             open=True,
         )
 

@@ -17,6 +17,7 @@ from tests.conftest import (
     need_postgres,
 )
 from tests.integration.processes import ThrowawayPostgres
+from tests.integration.smtp_server import Mailbox, SmtpServer
 
 
 @pytest.fixture
@@ -57,3 +58,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     schema = f"cli_{uuid.uuid4().hex[:12]}"
     yield f"{POSTGRES_URL}?schema={schema}"
     drop_postgres_schema(schema)
+
+
+@pytest.fixture
+def smtp_up() -> Iterator[SmtpServer]:
+    """A real SMTP server on a loopback port, started (and stopped afterwards)."""
+    server = SmtpServer(Mailbox())
+    server.start()
+    yield server
+    server.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 from domain.order import Order
 from domain.server import Server
 from projections.projector import tracked_position
-from service.store import Store
+from service.store import Store, open_store
 from tests.integration.processes import run_pm_order
 
 PAGE = 1000
@@ -315,3 +315,21 @@ def views_differing_from_a_rebuild(database_url: str, cwd: Path) -> list[str]:
     if result.returncode != 0 and not problems:
         problems.append(f"projections verify exited 1: {result.stdout}")
     return problems
+
+
+def every_problem(
+    database_url: str, ledger: Ledger, cwd: Path
+) -> tuple[Facts, list[str]]:
+    """The store's facts once every view has caught up, and every problem found:
+    in the store, in the promises made to the clients, in the views against a
+    rebuild."""
+    store = open_store(database_url, create_tables=False)
+    try:
+        facts = caught_up_facts(store)
+    finally:
+        store.close()
+    return facts, [
+        *store_problems(facts),
+        *broken_promises(facts, ledger),
+        *views_differing_from_a_rebuild(database_url, cwd),
+    ]

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -115,34 +116,88 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 class ThrowawayPostgres:
     """A PostgreSQL cluster in a temporary folder, on a free port, that tests may
-    stop and start at will."""
+    stop and start at will: a new one, or (`standby_of`) a streaming standby of
+    another, made by `pg_basebackup -R`. `settings` are given to the server at
+    each start; `checksums` makes a new cluster with data checksums (which
+    pg_rewind needs, as it needs wal_log_hints otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, str] | None = None,
+        standby_of: ThrowawayPostgres | None = None,
+        checksums: bool = False,
+    ) -> None:
         bin_dir = _postgres_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL server binaries are not installed")
         self.bin = bin_dir
+        self.settings = dict(settings or {})
         self.folder = Path(tempfile.mkdtemp(prefix="pm-order-pg-"))
         self.data = self.folder / "data"
         self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(self.bin / "initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
+        if standby_of is None:
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                *(["--data-checksums"] if checksums else []),
+            )
+        else:
+            self._run(
+                "pg_basebackup",
+                "-D",
+                str(self.data),
+                "-d",
+                standby_of.conninfo,
+                "-R",
+                "--checkpoint=fast",
+                "--no-sync",
+            )
+        self.start()
+
+    @property
+    def conninfo(self) -> str:
+        """libpq's keywords for this cluster alone (for replication and pg_rewind)."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        finished = subprocess.run(
+            _as_postgres([str(self.bin / tool), *args]),
+            check=False,
             capture_output=True,
+            text=True,
+        )
+        if finished.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {finished.stderr}")
+
+    def promote(self) -> None:
+        """Make this standby a primary (`pg_ctl promote`), waiting until it is."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "30", "promote")
+
+    def rewind_as_standby_of(self, primary: ThrowawayPostgres) -> None:
+        """Turn this stopped former primary into a standby of `primary`: undo what
+        it wrote after their histories parted (pg_rewind, which needs data
+        checksums or wal_log_hints), then follow `primary` (-R)."""
+        # A promoted server writes its new timeline to its control file only at
+        # its next checkpoint; until then pg_rewind sees one timeline, and
+        # finds nothing to rewind.
+        self._run("psql", "-d", primary.conninfo, "-c", "CHECKPOINT")
+        self._run(
+            "pg_rewind",
+            "-D",
+            str(self.data),
+            f"--source-server={primary.conninfo}",
+            "-R",
+            "--no-sync",
         )
         self.start()
 
@@ -164,7 +219,8 @@ class ThrowawayPostgres:
                     str(self.folder / "server.log"),
                     "-o",
                     f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-                    " -c fsync=off",
+                    " -c fsync=off"
+                    + "".join(f" -c {k}={v}" for k, v in self.settings.items()),
                     "start",
                 ]
             ),

@@ -15,7 +15,7 @@ import asyncio
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import pytest
@@ -24,11 +24,8 @@ from service.store import open_store
 from tests.integration.invariants import (
     Attempt,
     Ledger,
-    broken_promises,
-    caught_up_facts,
+    every_problem,
     read_facts,
-    store_problems,
-    views_differing_from_a_rebuild,
 )
 from tests.integration.processes import (
     ApiServer,
@@ -36,7 +33,7 @@ from tests.integration.processes import (
     ThrowawayPostgres,
     run_pm_order,
 )
-from tests.integration.waiting import in_thread, until
+from tests.integration.waiting import in_thread, readiness, until
 from tests.integration.write_load import TOKENS, Belief, WriteLoad, inventory
 
 pytestmark = pytest.mark.postgres
@@ -50,20 +47,6 @@ OUTAGE_503S: Final = 3
 RECOVERY_SECONDS: Final = 45.0
 PROJECTING: Final = "projecting order_lists"
 PROBE: Final = "SN-PROBE"
-
-
-async def readiness(
-    session: aiohttp.ClientSession, base_url: str, wanted: int
-) -> dict[str, Any]:
-    """/readyz's answer once it is `wanted` (200 or 503), within RECOVERY_SECONDS."""
-    deadline = time.monotonic() + RECOVERY_SECONDS
-    while True:
-        async with session.get(f"{base_url}/readyz") as response:
-            status, body = response.status, await response.json()
-        if status == wanted:
-            return body
-        assert time.monotonic() < deadline, f"/readyz never answered {wanted}: {body}"
-        await asyncio.sleep(0.1)
 
 
 async def probe_write(
@@ -195,7 +178,7 @@ async def test_an_immediate_restart_under_load_is_survived_without_a_restart(
                         assert response.headers["Retry-After"].isdigit()
                         assert (await response.json())["code"] == 503
                     # and /readyz says why: the store is down
-                    body = await readiness(session, api.base_url, 503)
+                    body = await readiness(session, api.base_url, 503, RECOVERY_SECONDS)
                     assert "store" in body["failed"], body
 
                 # When: it starts again
@@ -213,7 +196,7 @@ async def test_an_immediate_restart_under_load_is_survived_without_a_restart(
             assert [p.process.poll() for p in [worker, *apis]] == [None] * 3
             for api in apis:
                 # and every API process says it is ready again, listener included
-                body = await readiness(session, api.base_url, 200)
+                body = await readiness(session, api.base_url, 200, RECOVERY_SECONDS)
                 assert body["checks"]["listener"]["ok"] is not False, body
 
             # and the worker is woken by NOTIFY again, not only by its 30 s poll
@@ -231,16 +214,7 @@ async def test_an_immediate_restart_under_load_is_survived_without_a_restart(
 
         # and every promise holds: no order half-written, every acknowledged
         # write stored, the views equal to a rebuild
-        store = await in_thread(partial(open_store, url, create_tables=False))
-        try:
-            facts = await in_thread(caught_up_facts, store)
-        finally:
-            await in_thread(store.close)
-        problems = [
-            *store_problems(facts),
-            *broken_promises(facts, ledger),
-            *await in_thread(views_differing_from_a_rebuild, url, tmp_path),
-        ]
+        facts, problems = await in_thread(every_problem, url, ledger, tmp_path)
         print(f"{len(facts.orders)} orders, {dict(ledger.statuses)}")
         assert not problems, "\n".join(problems)
         assert set(ledger.server_errors()) <= {"POST 503", "PUT 503", "GET 503"}

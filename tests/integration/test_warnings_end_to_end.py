@@ -3,7 +3,6 @@ unanswered order is warned about, and every party on its `mailto` hears of it.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -18,7 +17,7 @@ from domain.service import OrderService
 from service.store import Store
 from tests.conftest import INVENTORY, Api, FakeClock
 from tests.integration.processes import ApiServer
-from tests.integration.smtp_server import Mailbox, SmtpServer
+from tests.integration.smtp_server import SmtpServer
 
 ZONE: Final = ZoneInfo("Asia/Shanghai")
 SENDER: Final = "pm-order@example.com"
@@ -28,14 +27,6 @@ ORDER: Final = {
     "dest_project": "proj-b",
     "mailto": ",".join(PARTIES),
 }
-
-
-@pytest.fixture
-def smtp_up() -> Iterator[SmtpServer]:
-    server = SmtpServer(Mailbox())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
