@@ -218,13 +218,14 @@ class OrderService:
         """Judge each request against the store and the ones before it, then save
         the accepted ones in one transaction; decide each request only once saved."""
         now = self.clock()
-        servers = self._servers(
-            list(dict.fromkeys(s for p in batch for s in p.request.snids))
-        )
         # A number for each request, taken before judging them (a refusal names
         # the order holding a server, one of this batch's included): a refused
         # request's number is left unused.
-        numbers = iter(self._numbers.take(len(batch)))
+        servers, taken = self._servers_and_numbers(
+            list(dict.fromkeys(s for p in batch for s in p.request.snids)),
+            len(batch),
+        )
+        numbers = iter(taken)
         verdicts: list[tuple[_Pending, int | DomainError]] = []
         orders: list[Order] = []
         reserved: dict[str, Server] = {}
@@ -393,6 +394,20 @@ class OrderService:
         found = self._aggregates(Server, [server_aggregate_id(s) for s in snids])
         return {s: found[server_aggregate_id(s)] for s in snids}
 
+    def _servers_and_numbers(
+        self, snids: list[str], count: int
+    ) -> tuple[dict[str, Server | None], list[int]]:
+        """The servers `snids`, and `count` numbers for new orders: in one round
+        trip where the store counts the numbers and can read both at once."""
+        both = getattr(self.app.recorder, "select_events_of_taking_numbers", None)
+        if both is None or not isinstance(self._numbers, CountedOrderNumbers):
+            return self._servers(snids), self._numbers.take(count)
+        ids = [server_aggregate_id(s) for s in snids]
+        with self._store_errors():
+            stored, numbers = both(ids, count)
+        found = self._decoded(Server, ids, stored)
+        return {s: found[server_aggregate_id(s)] for s in snids}, numbers
+
     def _aggregates(
         self, kind: type[T], aggregate_ids: Sequence[UUID]
     ) -> dict[UUID, T | None]:
@@ -403,6 +418,15 @@ class OrderService:
             return {i: self._get(kind, i) for i in aggregate_ids}
         with self._store_errors():
             stored: Sequence[StoredEvent] = select_events_of(aggregate_ids)
+        return self._decoded(kind, aggregate_ids, stored)
+
+    def _decoded(
+        self,
+        kind: type[T],
+        aggregate_ids: Sequence[UUID],
+        stored: Sequence[StoredEvent],
+    ) -> dict[UUID, T | None]:
+        """The aggregates `aggregate_ids` (None: none) from their `stored` events."""
         events: dict[UUID, list[StoredEvent]] = {i: [] for i in aggregate_ids}
         for record in stored:
             events[UUID(str(record.originator_id))].append(record)

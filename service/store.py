@@ -161,6 +161,29 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             return sorted(int(row["nextval"]) for row in curs.fetchall())
 
     @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
+    def select_events_of_taking_numbers(
+        self, originator_ids: Sequence[UUID], count: int
+    ) -> tuple[list[StoredEvent], list[int]]:
+        """`select_events_of(originator_ids)` and `take_order_numbers(count)`, sent
+        together: one round trip for a batch of requests' reads."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor() as events,
+            conn.cursor() as numbers,
+        ):
+            with conn.pipeline():
+                events.execute(
+                    self.select_events_of_statement,
+                    (list(originator_ids),),
+                    prepare=True,
+                )
+                numbers.execute(self._take_order_numbers, (count,), prepare=True)
+            return (
+                _stored_events(events.fetchall()),
+                sorted(int(row["nextval"]) for row in numbers.fetchall()),
+            )
+
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def advance_order_numbers(self, last: int) -> None:
         """The next number given is after `last` (numbers up to it are taken)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -183,15 +206,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(
                 self.select_events_of_statement, (list(originator_ids),), prepare=True
             )
-            return [
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
-                )
-                for row in curs.fetchall()
-            ]
+            return _stored_events(curs.fetchall())
 
     @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def insert_events(
@@ -208,9 +223,9 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
           the GIL);
         - the commit does not wait for the disk under the lock. The message's
           last statement is a transaction of its own that does (it writes to
-          the log): the log is flushed in order, so once it returns, the insert is on disk
-          (and, with a synchronous standby, there too). Those waits, outside the
-          lock, share one disk write among every writer waiting at once.
+          the log): the log is flushed in order, so once it returns, the insert
+          is on disk (and, with a synchronous standby, there too). Those waits,
+          outside the lock, share one disk write among every writer waiting.
         The rows are visible to readers a disk write before they are durable:
         should the database crash in between, they are lost with everything
         written after them (the views included), and nobody was told they were
@@ -250,6 +265,18 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
     max_notification_id = _with_fewer_retries(
         PostgresApplicationRecorder.max_notification_id
     )
+
+
+def _stored_events(rows: Sequence[Any]) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        for row in rows
+    ]
 
 
 class BatchReadingSQLiteRecorder(SQLiteApplicationRecorder):

@@ -162,6 +162,10 @@ def run_before_reading(
     recorder = service.app.recorder
     read = repository.get
     read_many = recorder.select_events_of  # type: ignore[attr-defined]
+    # PostgreSQL: a batch's servers are read with its order numbers.
+    read_many_taking_numbers = getattr(
+        recorder, "select_events_of_taking_numbers", None
+    )
     pending = [action]
 
     def get(wanted: UUID, *args: Any, **kwargs: Any) -> Any:
@@ -174,8 +178,18 @@ def run_before_reading(
             pending.pop()()
         return read_many(wanted)
 
+    def select_events_of_taking_numbers(wanted: Sequence[UUID], count: int) -> Any:
+        if aggregate_id in wanted and pending:
+            pending.pop()()
+        assert read_many_taking_numbers is not None
+        return read_many_taking_numbers(wanted, count)
+
     monkeypatch.setattr(repository, "get", get)
     monkeypatch.setattr(recorder, "select_events_of", select_events_of)
+    if read_many_taking_numbers is not None:
+        monkeypatch.setattr(
+            recorder, "select_events_of_taking_numbers", select_events_of_taking_numbers
+        )
 
 
 def run_before_saving(
