@@ -27,7 +27,7 @@ from collections.abc import (
 from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import (
     Annotated,
     Any,
@@ -162,8 +162,10 @@ class Table(Generic[R]):
                 self.column(field)
 
     def in_order(self, named: tuple[str, ...]) -> tuple[str, ...]:
-        """The fields `named`, in the row's order."""
+        """The fields `named`, in the row's order; ValueError if one is not the
+        row's. (Checked once for each set of names: a page's changes repeat a few.)"""
         if (ordered := self._in_order.get(named)) is None:
+            self.check(set(named))
             ordered = tuple(f for f in self.fields if f in named)
             self._in_order[named] = ordered
         return ordered
@@ -277,8 +279,6 @@ class Changes:
         self, table: Table[Any], where: Mapping[str, Any], **values: Any
     ) -> None:
         """Set `values` on the rows written before the page that match `where`."""
-        table.check(where.keys())
-        table.check(values.keys())
         rows = self._updates[table]
         key = (tuple(where), tuple(where.values()))
         if (merged := rows.get(key)) is None:
@@ -291,9 +291,8 @@ class Changes:
     ) -> None:
         """`add`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key`."""
-        table.check(values.keys())
         rows = self._looked_up["add", table, lookup]
-        given = (key, *[values.get(n) for n in table.key])
+        given = (key, *map(values.get, table.key))
         if (summed := rows.get(given)) is None:
             rows[given] = values
             return
@@ -306,24 +305,27 @@ class Changes:
     ) -> None:
         """`insert`, with the columns of `lookup` taken from the other table's row
         whose `lookup.by` is `key` (nothing when there is no such row)."""
-        table.check(values.keys())
-        given = (key, *[values.get(n) for n in table.key])
+        given = (key, *map(values.get, table.key))
         self._looked_up["insert", table, lookup][given] = values
 
     def write(self, cursor: Cursor, db: ViewDatabase) -> None:
         """One statement per kind of change to each table: rows first, then the
-        updates and counts, then the changes that look up rows already written."""
+        updates and counts, then the changes that look up rows already written.
+        A change naming a field its table lacks is refused here (ValueError),
+        in the page's transaction: the page changes nothing."""
         for table, rows in self._inserts.items():
             _write_rows(cursor, db, _insert(table, db.arrays), table, rows.values())
         for table, changed in self._updates.items():
             # Rows that set the same columns share a statement.
             shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
+            in_order: dict[tuple[str, ...], tuple[tuple[str, ...], _Values]] = {}
             for (where, keys), values in changed.items():
-                setting = table.in_order(tuple(values))
-                params = (
-                    *table.stored(setting, [values[n] for n in setting]),
-                    *table.stored(where, keys),
-                )
+                names = tuple(values)
+                if (known := in_order.get(names)) is None:
+                    setting = table.in_order(names)
+                    known = in_order[names] = (setting, _values_of(table, setting))
+                setting, values_of = known
+                params = values_of(values) + tuple(table.stored(where, keys))
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
                 statement = _update(table, setting, where, db.arrays)
@@ -341,15 +343,31 @@ class Changes:
             found = {name for name, _ in lookup.columns}
             given = tuple(n for n in table.fields if n not in found)
             statement = _through(kind, table, lookup, given, db.arrays)
-            _run(
-                cursor,
-                db,
-                statement,
-                [
-                    (*table.stored(given, [values[n] for n in given]), key)
-                    for (key, *_), values in changes.items()
-                ],
-            )
+            looked_up: list[tuple[Any, ...]] = []
+            values_of, right = _values_of(table, given), {given}
+            for (key, *_), values in changes.items():
+                if (names := tuple(values)) not in right:
+                    if table.in_order(names) != given:
+                        raise ValueError(
+                            f"{table.name}: a change through {lookup.table.name}"
+                            f" gives {', '.join(values)}, not {', '.join(given)}"
+                        )
+                    right.add(names)
+                looked_up.append((*values_of(values), key))
+            _run(cursor, db, statement, looked_up)
+
+
+_Values = Callable[[Mapping[str, Any]], tuple[Any, ...]]
+
+
+def _values_of(table: Table[Any], named: tuple[str, ...]) -> _Values:
+    """Reads the fields `named` from a change's values, as the database holds them."""
+    if table.converted:
+        return lambda values: tuple(table.stored(named, [values[n] for n in named]))
+    if len(named) == 1:
+        (name,) = named
+        return lambda values: (values[name],)
+    return itemgetter(*named)
 
 
 def _summing(counted: tuple[str, ...]) -> Callable[[Any, Any], None]:
