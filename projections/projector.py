@@ -277,7 +277,7 @@ class Projector:
                     ]
                     if events:
                         view.apply_page(cursor, db, events)
-                db.announce_progress(cursor)
+                db.announce_progress(cursor, [v.name for v in self.views], page.end)
 
     def catch_up(
         self, stop: int | None = None, progress: Callable[[int], None] | None = None

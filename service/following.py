@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
-from projections.database import PostgresViews, ViewDatabase
+from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
 from projections.projector import ProjectionConflict, Projector, tracked_position
 from service.election import Election
@@ -101,7 +101,9 @@ class Following:
         self.listener: NotifyListener | None = None
         if isinstance(db, PostgresViews):
             channels = [db.progress_channel]
-            if events_channel:
+            # New events wake a projector: where none runs here, not hearing of
+            # them spares this process (and the database) a notification per write.
+            if events_channel and run_projectors:
                 channels.append(events_channel)
             self.listener = NotifyListener(db, executor, channels, self._heard)
         self.elections = {p.name: self._election(p) for p in self.projectors}
@@ -244,11 +246,16 @@ class Following:
                 await wake.wait()
         wake.clear()
 
-    def _heard(self, channel: str) -> None:
-        if self.listener is not None and channel == self.listener.db.progress_channel:
-            self._progress.set()  # a projector moved: read the positions
-        else:
+    def _heard(self, channel: str, payload: str) -> None:
+        if self.listener is None or channel != self.listener.db.progress_channel:
             self.wake()  # new events stored
+        elif progress := progress_of(payload):
+            position, views = progress
+            for view in views:
+                if view in self._positions:
+                    self._advance(view, position)
+        else:
+            self._progress.set()  # the waiters' poll reads the positions
 
     async def _poll_while_waited(self) -> None:
         """Read the views' positions while requests wait on another process's

@@ -30,8 +30,9 @@ _RETRY_AFTER_ERROR: Final = 1.0
 
 async def notifications(
     db: PostgresViews, channels: Sequence[str]
-) -> AsyncIterator[str]:
-    """The channel of each NOTIFY received; ends when the connection breaks."""
+) -> AsyncIterator[tuple[str, str]]:
+    """The channel and payload of each NOTIFY received; ends when the
+    connection breaks."""
     import psycopg
     from psycopg import sql
 
@@ -44,20 +45,21 @@ async def notifications(
                 sql.SQL("LISTEN {}").format(sql.Identifier(channel))
             )
         async for notify in connection.notifies():
-            yield notify.channel
+            yield notify.channel, notify.payload
     finally:
         await connection.close()
 
 
 class NotifyListener:
-    """Listens on `channels` and calls `heard(channel)` for each notification."""
+    """Listens on `channels` and calls `heard(channel, payload)` for each
+    notification."""
 
     def __init__(
         self,
         db: PostgresViews,
         executor: Executor,
         channels: Sequence[str],
-        heard: Callable[[str], None],
+        heard: Callable[[str, str], None],
     ) -> None:
         self.db = db
         self.executor = executor
@@ -82,11 +84,11 @@ class NotifyListener:
         this = asyncio.current_task()
         while True:
             try:
-                async for channel in notifications(self.db, self.channels):
+                async for channel, payload in notifications(self.db, self.channels):
                     self.listening = True
                     self.failures = 0
                     self.heard_at = time.time()
-                    self.heard(channel)
+                    self.heard(channel, payload)
                 self.error = "the connection ended"
             except asyncio.CancelledError:
                 raise

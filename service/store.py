@@ -444,8 +444,12 @@ class Store:
         self.app.close()
 
 
-def open_store(url: str, *, create_tables: bool = True) -> Store:
-    """Open the store at `url` (sqlite:///PATH or postgresql://...)."""
+def open_store(url: str, *, create_tables: bool = True, upgrade: bool = False) -> Store:
+    """Open the store at `url` (sqlite:///PATH or postgresql://...).
+
+    With `create_tables`, the tables are made where the schema mark says they are
+    not this version's; with `upgrade` (`pm-order db upgrade`), whatever it says.
+    """
     if url.startswith("sqlite:///"):
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -460,13 +464,13 @@ def open_store(url: str, *, create_tables: bool = True) -> Store:
         views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
         return _with_tables(Store(app=app, views=views), create_tables)
     settings = postgres_settings(url)
-    if create_tables and not tables_current(settings):
+    if upgrade or (create_tables and not tables_current(settings)):
         # Processes starting together on a fresh (or older) database would race
         # to create the same tables: they take turns, and the ones after the
         # first find the tables made.
         with tables_lock(settings):
             for attempt in range(1, DDL_ATTEMPTS + 1):
-                if tables_current(settings):
+                if tables_current(settings) and not upgrade:
                     break
                 try:
                     return _opened_postgres(settings, create_tables=True)

@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import logging
 import signal
-from dataclasses import replace
 from typing import Any
 
-from service.bootstrap import composed
 from service.config import Config, ConfigError
+from service.store import open_store
 
 log = logging.getLogger("pm_order")
 
@@ -136,7 +135,8 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def upgrade_database(config: Config, args: argparse.Namespace) -> int:
-    with composed(replace(config, create_tables=True)):
-        pass
+    # Tables only, made whatever the schema mark says: no service to build.
+    store = open_store(config.database_url, create_tables=True, upgrade=True)
+    store.close()
     print(config.language.gettext("tables are up to date"))
     return 0

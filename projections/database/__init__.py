@@ -9,6 +9,7 @@ from projections.database.leadership import AdvisoryLock, Leadership, SoleLeader
 from projections.database.postgres import (
     POOL_RECONNECT_SECONDS,
     PostgresViews,
+    progress_of,
     read_attempts,
 )
 from projections.database.sqlite import SQLiteViews
@@ -24,5 +25,6 @@ __all__ = [
     "ViewDatabase",
     "ViewDatabaseUnavailable",
     "array_literal",
+    "progress_of",
     "read_attempts",
 ]

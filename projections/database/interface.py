@@ -63,8 +63,11 @@ class ViewDatabase(ABC):
         """Who may run the projector of view `name`: this process or another."""
         return SoleLeader()
 
-    def announce_progress(self, cursor: Cursor) -> None:
-        """Tell other processes, on commit, that a view moved (PostgreSQL only)."""
+    def announce_progress(
+        self, cursor: Cursor, views: Sequence[str] = (), position: int = 0
+    ) -> None:
+        """Tell other processes, on commit, that views moved (PostgreSQL only):
+        that `views` reached `position`, when given (see `progress_of`)."""
         return  # one process on SQLite: nobody to tell
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:

@@ -123,11 +123,17 @@ class PostgresViews(ViewDatabase):
         # again from the event log, which is always committed durably.
         cursor.execute(_PAGE_SETTINGS)
 
-    def announce_progress(self, cursor: Cursor) -> None:
+    def announce_progress(
+        self, cursor: Cursor, views: Sequence[str] = (), position: int = 0
+    ) -> None:
         from psycopg import sql
 
+        # The payload spares every listener a read of the tracking table.
         cursor.execute(
-            sql.SQL("NOTIFY {}").format(sql.Identifier(self.progress_channel))
+            sql.SQL("NOTIFY {}, {}").format(
+                sql.Identifier(self.progress_channel),
+                sql.Literal(" ".join([str(position), *views]) if views else ""),
+            )
         )
 
     def scratch(self, label: str) -> PostgresViews:
@@ -184,6 +190,14 @@ class PostgresViews(ViewDatabase):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def progress_of(payload: str) -> tuple[int, list[str]] | None:
+    """(position, views) announced by a projector's NOTIFY payload; None for an
+    announcement that names none (a heartbeat, a rebuild's switch: read the
+    tracking table)."""
+    position, *views = payload.split() or [""]
+    return (int(position), views) if views and position.isdigit() else None
 
 
 class ReadAttempt:
