@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domain.service import OrderService
 from language import ljust
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import opened_store
 
 
 def register(commands: Any) -> Any:
@@ -32,10 +31,10 @@ def register(commands: Any) -> Any:
 
 def import_machines(config: Config, args: argparse.Namespace) -> int:
     rows = read_inventory(args.file)
-    with opened_store(config) as store:
-        written = OrderService(store.app).register_servers(rows)
-        store.catch_up()
-        store.after_bulk_write(len(rows))
+    with composed(config) as root:
+        written = root.service.register_servers(rows)
+        root.store.catch_up()
+        root.store.after_bulk_write(len(rows))
     print(
         config.language.ngettext(
             "{count} row read; the log is at {position}",
@@ -48,9 +47,9 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
 
 
 def list_machines(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        servers = store.server_ownership.servers(store.views, args.project)
+    with composed(config) as root:
+        root.store.catch_up()
+        servers = root.store.server_ownership.servers(root.store.views, args.project)
     if args.json:
         for server in servers:
             print(

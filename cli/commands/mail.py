@@ -11,8 +11,8 @@ from typing import Any
 from language import ljust, rjust
 from mail import ledger
 from mail.ledger import DeliveryLedger
+from service.bootstrap import composed
 from service.config import Config
-from service.store import opened_store
 
 
 def register(commands: Any) -> None:
@@ -46,9 +46,9 @@ def register(commands: Any) -> None:
 
 
 def list_mail(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        messages = DeliveryLedger.messages(store.views, args.state)
+    with composed(config) as root:
+        root.store.catch_up()
+        messages = DeliveryLedger.messages(root.store.views, args.state)
     if args.json:
         for m in messages:
             print(
@@ -85,15 +85,15 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
     message = args.message_id
     if message is not None and not message.startswith("<"):
         message = f"<{message}>"
-    with opened_store(config) as store:
-        count = DeliveryLedger.retry_failed(store.views, time.time(), message)
+    with composed(config) as root:
+        count = DeliveryLedger.retry_failed(root.store.views, time.time(), message)
     language = config.language
     print(
         language.ngettext(
             "{count} message back in line at {moment}",
             "{count} messages back in line at {moment}",
             count,
-            moment=language.moment(datetime.now().astimezone()),
+            moment=language.moment(datetime.now(config.timezone)),
         )
     )
     return 0 if count or args.message_id is None else 1
