@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from functools import partial
 from typing import Final
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from api.context import (
     ASYNC_READS,
     AUTHENTICATOR,
     BACKGROUND,
+    COMPOSITION,
     CONFIG,
     EXECUTOR,
     FOLLOWING,
@@ -49,15 +49,14 @@ from api.rate_limit import (
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
 from api.server import without_versions
-from domain.service import OrderService, utc_now
+from domain.service import utc_now
 from projections.async_reads import AsyncListReads
 from projections.database import PostgresViews
 from projections.executor import in_pool
-from projections.order_lists import OrderLists
-from service.background import Background
+from service.bootstrap import compose, open_configured_store
 from service.config import Config
 from service.status import StoreStatus
-from service.store import Store, open_store
+from service.store import Store
 
 # Routes whose callers must show a token for the project in the URL.
 PROJECT_ROUTES: Final = frozenset({"orders", "report"})
@@ -144,23 +143,11 @@ def _store(given: Store | None, clock: Callable[[], datetime]) -> Lifetime:
     async def store(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         if given is None:
-            app[STORE] = await in_pool(
-                app[EXECUTOR],
-                open_store,
-                config.database_url,
-                create_tables=config.create_tables,
-            )
+            app[STORE] = await in_pool(app[EXECUTOR], open_configured_store, config)
         else:
             app[STORE] = given
-        app[SERVICE] = OrderService(
-            app[STORE].app,
-            approver_roles=config.approver_roles,
-            clock=clock,
-            limits=config.limits.orders(),
-            unfinished_orders=partial(
-                OrderLists.unfinished_as_source, app[STORE].views
-            ),
-        )
+        app[COMPOSITION] = compose(config, app[STORE], clock=clock)
+        app[SERVICE] = app[COMPOSITION].service
         app[STATUS] = StoreStatus(app[STORE], app[EXECUTOR])
         yield
         if given is None:
@@ -187,9 +174,7 @@ def _background(run_work: bool) -> Lifetime:
     the views other processes keep)."""
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        work = Background(
-            app[STORE], app[SERVICE], app[CONFIG], app[EXECUTOR], run_work=run_work
-        )
+        work = app[COMPOSITION].background(app[EXECUTOR], run_work=run_work)
         app[BACKGROUND] = work
         app[FOLLOWING] = work.following
         await work.start()

@@ -16,9 +16,10 @@ from api.page_cache import PageCache
 from domain.service import OrderService
 from projections.async_reads import AsyncListReads
 from projections.executor import in_pool
-from projections.following import Following
 from service.background import Background
+from service.bootstrap import Composition
 from service.config import Config
+from service.following import Following
 from service.status import StoreStatus
 from service.store import Store
 
@@ -29,6 +30,8 @@ T = TypeVar("T")
 CONFIG: Final = web.AppKey("config", Config)
 STORE: Final = web.AppKey("store", Store)
 SERVICE: Final = web.AppKey("service", OrderService)
+# What the composition root (service/bootstrap.py) built: the store and service.
+COMPOSITION: Final = web.AppKey("composition", Composition)
 FOLLOWING: Final = web.AppKey("following", Following)
 BACKGROUND: Final = web.AppKey("background", Background)
 STATUS: Final = web.AppKey("status", StoreStatus)

@@ -16,7 +16,7 @@ from aiohttp import web
 from api.context import BACKGROUND, CONFIG, STATUS
 from api.errors import RETRY_AFTER_SECONDS, ApiError, error_json
 from api.responses import json_ok
-from projections.rebuild import ViewStatus
+from projections.view_status import ViewStatus
 from service.config import Config
 from service.postgres_url import hosts_report, libpq_parameters
 from service.status import Sample

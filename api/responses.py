@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
 
+from domain.time_format import TIME_FORMAT
 from projections.order_lists import OrderPage, OrderRow
-
-TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 
 def json_ok(body: dict[str, Any]) -> web.Response:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -31,7 +30,6 @@ from psycopg.rows import tuple_row
 from domain.order import Order
 from domain.server import Server
 from domain.service import OrderApplication
-from projections.database import Row, RowsStatement, apply_rows_as_arrays
 from projections.order_lists import OrderLists
 from projections.projector import PAGE_SIZE as PAGE
 from projections.projector import Projector, set_position, view_contents
@@ -48,15 +46,13 @@ BATCH: Final = 500  # aggregates per save while filling the log
 
 class _QuestionMarks:
     """What OrderLists.apply_page asks of its database: `?` to `%s`, and its rows
-    applied as PostgreSQL's views apply them."""
+    written as arrays, as PostgreSQL's views write them."""
+
+    arrays = True
 
     @staticmethod
     def sql(statement: str) -> str:
         return statement.replace("?", "%s")
-
-    @staticmethod
-    def apply_rows(cursor: Any, statement: RowsStatement, rows: Sequence[Row]) -> None:
-        apply_rows_as_arrays(cursor, statement, rows)
 
 
 class OrderListsRecorder(PostgresTrackingRecorder):

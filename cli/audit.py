@@ -13,24 +13,37 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
 
+from domain.event_kinds import (
+    ACCEPTED,
+    KIND_OF,
+    REFUSED,
+    REGISTERED,
+    RELEASED,
+    REQUESTED,
+    RESERVED,
+    SERVICE_ACTOR,
+    TRANSFERRED,
+    WARNING,
+)
 from domain.exceptions import DomainError, OrdersNotFound
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
-from domain.service import OrderApplication, OrderService
+from domain.service import OrderApplication
+from domain.time_format import show_time
 from language import ENGLISH, Language
 
-# Who raises warnings: no person, the service itself.
-SERVICE_ACTOR = "pm-order"
-
-REQUESTED = "requested"
-ACCEPTED = "accepted"
-REFUSED = "refused"
-WARNING = "warning"
-
-REGISTERED = "registered"
-RESERVED = "reserved"
-TRANSFERRED = "transferred"
-RELEASED = "released"
+# The words of each kind of event, as the audit shows them (and its tests read).
+__all__ = [
+    "ACCEPTED",
+    "REFUSED",
+    "REGISTERED",
+    "RELEASED",
+    "REQUESTED",
+    "RESERVED",
+    "TRANSFERRED",
+    "WARNING",
+    "show_time",
+]
 
 E = TypeVar("E")
 
@@ -56,12 +69,6 @@ class OrderNotYetRequested(OrdersNotFound):
 
 class ServerNotFound(DomainError):
     """No server with this serial number was ever registered."""
-
-
-def show_time(moment: datetime, zone: tzinfo | None = None) -> str:
-    """`YYYY-MM-DD HH:MM:SS` in `zone` (default: as recorded), as the API shows."""
-    shown = moment if zone is None else moment.astimezone(zone)
-    return shown.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # -- an order's timeline -----------------------------------------------------------
@@ -121,71 +128,45 @@ def _order_step(
     snids = tuple(order.snids)
     listed = ", ".join(snids)
     source, dest = order.resource_project, order.dest_project
-    if isinstance(event, Order.Requested):
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=REQUESTED,
-            user=event.user,
-            project=source,
-            state_before=before,
-            state_after=order.state,
-            snids=snids,
-            from_project=source,
-            to_project=dest,
-            warning=None,
-            change=_(
-                "reserved {snids} to move from {source} to {destination}",
-                snids=listed,
-                source=source,
-                destination=dest,
-            ),
-        )
-    if isinstance(event, Order.Accepted | Order.Rejected):
-        accepted = isinstance(event, Order.Accepted)
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=ACCEPTED if accepted else REFUSED,
-            user=event.by,
-            project=dest,
-            state_before=before,
-            state_after=order.state,
-            snids=snids,
-            from_project=source,
-            to_project=dest if accepted else source,
-            warning=None,
-            change=(
-                _(
-                    "moved {snids} from {source} to {destination}",
-                    snids=listed,
-                    source=source,
-                    destination=dest,
-                )
-                if accepted
-                else _("freed {snids} back to {source}", snids=listed, source=source)
-            ),
-        )
-    if isinstance(event, Order.WarningRaised):
-        return OrderStep(
-            version=event.originator_version,
-            at=event.at,
-            event=WARNING,
-            user=SERVICE_ACTOR,
-            project=None,
-            state_before=before,
-            state_after=order.state,
-            snids=(),
-            from_project=None,
-            to_project=None,
-            warning=event.count,
-            change=_(
+    moved_from: str | None = source
+    moved_to: str | None
+    project: str | None
+    warning: int | None = None
+    names = {"snids": listed, "source": source, "destination": dest}
+    match event:
+        case Order.Requested():
+            user, project, moved_to = event.user, source, dest
+            change = _(
+                "reserved {snids} to move from {source} to {destination}", **names
+            )
+        case Order.Accepted():
+            user, project, moved_to = event.by, dest, dest
+            change = _("moved {snids} from {source} to {destination}", **names)
+        case Order.Rejected():
+            user, project, moved_to = event.by, dest, source
+            change = _("freed {snids} back to {source}", **names)
+        case Order.WarningRaised():
+            user, project, warning = SERVICE_ACTOR, None, event.count
+            snids, moved_from, moved_to = (), None, None
+            change = _(
                 "warning {count}: still waiting for {destination} to decide",
                 count=event.count,
                 destination=dest,
-            ),
-        )
-    raise TypeError(f"not an order event: {type(event).__qualname__}")
+            )
+        case _:
+            raise TypeError(f"not an order event: {type(event).__qualname__}")
+    return OrderStep(
+        **_what_and_when(event),
+        user=user,
+        project=project,
+        state_before=before,
+        state_after=order.state,
+        snids=snids,
+        from_project=moved_from,
+        to_project=moved_to,
+        warning=warning,
+        change=change,
+    )
 
 
 # -- an order at a moment ----------------------------------------------------------
@@ -233,7 +214,7 @@ def order_as_of(
     if not done:
         raise OrderNotYetRequested(number, as_of or times[0][1], times[0][1])
     version, updated_at = done[-1]
-    order = OrderService(app).order(number, version)
+    order = _order(app, number, version)
     return OrderAsOf(
         number=number,
         version=version,
@@ -288,7 +269,7 @@ def machine_history(
 
     def order(number: int) -> Order:
         if number not in orders:
-            orders[number] = OrderService(app).order(number)
+            orders[number] = _order(app, number)
         return orders[number]
 
     server: Server | None = None
@@ -326,70 +307,52 @@ def _server_step(
 ) -> ServerStep:
     """One event of a server; its `change` in `language`."""
     _ = language.gettext
-    if isinstance(event, Server.Registered):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=REGISTERED,
-            owner=owner,
-            order_id=None,
-            from_project=None,
-            to_project=owner,
-            user=None,
-            change=_("registered to {owner}", owner=owner),
-        )
-    if isinstance(event, Server.Reserved):
-        held = order(event.order_id)
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=RESERVED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=owner,
-            to_project=held.dest_project,
-            user=held.user,
-            change=_(
+    order_id: int | None = None
+    user: str | None = None
+    moved_from: str | None
+    moved_to: str | None
+    match event:
+        case Server.Registered():
+            moved_from, moved_to = None, owner
+            change = _("registered to {owner}", owner=owner)
+        case Server.Reserved():
+            held = order(event.order_id)
+            order_id, user = event.order_id, held.user
+            moved_from, moved_to = owner, held.dest_project
+            change = _(
                 "reserved by order {order} ({owner} -> {destination})",
-                order=event.order_id,
+                order=order_id,
                 owner=owner,
                 destination=held.dest_project,
-            ),
-        )
-    if isinstance(event, Server.Transferred):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=TRANSFERRED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=event.from_project,
-            to_project=event.to_project,
-            user=order(event.order_id).decided_by,
-            change=_(
+            )
+        case Server.Transferred():
+            order_id, user = event.order_id, order(event.order_id).decided_by
+            moved_from, moved_to = event.from_project, event.to_project
+            change = _(
                 "moved from {source} to {destination} by order {order}",
                 source=event.from_project,
                 destination=event.to_project,
-                order=event.order_id,
-            ),
-        )
-    if isinstance(event, Server.Released):
-        return ServerStep(
-            version=event.originator_version,
-            at=event.at,
-            event=RELEASED,
-            owner=owner,
-            order_id=event.order_id,
-            from_project=owner_before,
-            to_project=owner,
-            user=order(event.order_id).decided_by,
-            change=_(
+                order=order_id,
+            )
+        case Server.Released():
+            order_id, user = event.order_id, order(event.order_id).decided_by
+            moved_from, moved_to = owner_before, owner
+            change = _(
                 "freed back to {owner} (order {order} refused)",
                 owner=owner,
-                order=event.order_id,
-            ),
-        )
-    raise TypeError(f"not a server event: {type(event).__qualname__}")
+                order=order_id,
+            )
+        case _:
+            raise TypeError(f"not a server event: {type(event).__qualname__}")
+    return ServerStep(
+        **_what_and_when(event),
+        owner=owner,
+        order_id=order_id,
+        from_project=moved_from,
+        to_project=moved_to,
+        user=user,
+        change=change,
+    )
 
 
 # -- reading the store ---------------------------------------------------------------
@@ -397,6 +360,22 @@ def _server_step(
 
 def _events_of(app: OrderApplication, aggregate_id: UUID) -> Iterator[Any]:
     return iter(app.events.get(aggregate_id))
+
+
+def _what_and_when(event: Any) -> dict[str, Any]:
+    """What every step says of its event: its version, its time, its kind."""
+    return {
+        "version": event.originator_version,
+        "at": event.at,
+        "event": KIND_OF[type(event)],
+    }
+
+
+def _order(app: OrderApplication, number: int, version: int | None = None) -> Order:
+    """Order `number` at `version` (default: its last), by the domain's own rules."""
+    order: Any = app.repository.get(order_aggregate_id(number), version=version)
+    assert isinstance(order, Order)
+    return order
 
 
 def _mutated(event: Any, aggregate: E | None, kind: type[E]) -> E:

@@ -29,6 +29,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import get_topic
 
+from domain.event_kinds import ORDER_EVENTS, SERVER_EVENTS
 from domain.exceptions import DomainError
 from domain.order import Order, order_aggregate_id
 from domain.server import Server, server_aggregate_id
@@ -46,14 +47,8 @@ _ENVELOPE: Final = frozenset(
 
 # The only classes an import builds: a file names them, it never picks code to run.
 _AGGREGATES: Final[dict[type[Any], type[Any]]] = {
-    Order.Requested: Order,
-    Order.Accepted: Order,
-    Order.Rejected: Order,
-    Order.WarningRaised: Order,
-    Server.Registered: Server,
-    Server.Reserved: Server,
-    Server.Transferred: Server,
-    Server.Released: Server,
+    **dict.fromkeys(ORDER_EVENTS, Order),
+    **dict.fromkeys(SERVER_EVENTS, Server),
 }
 _CLASSES: Final = {get_topic(cls): cls for cls in _AGGREGATES}
 _CREATED: Final = frozenset({Order.Requested, Server.Registered})

@@ -16,7 +16,7 @@ from typing import Any
 from projections.database import (
     POOL_RECONNECT_SECONDS,
     PostgresViews,
-    ViewDatabaseUnavailable,
+    read_attempts,
 )
 from projections.order_lists import OrderLists, OrderPage
 
@@ -102,23 +102,14 @@ class AsyncListReads:
             self._reader = None
 
     async def _rows(self, statement: str, params: list[Any]) -> list[Any]:
-        import psycopg
-        import psycopg_pool
-
         statement = self.views.sql(statement)
-        for attempt in (1, 2):
-            try:
+        for attempt in read_attempts():
+            with attempt:
                 async with self._pool.connection() as connection:
                     cursor = await connection.execute(statement, params)
                     rows: list[Any] = await cursor.fetchall()
                     return rows
-            except psycopg.OperationalError as error:
-                # A connection from before a database restart: its idle siblings
-                # are as dead; replace them and read once more.
-                with contextlib.suppress(Exception):
-                    await self._pool.check()
-                if attempt == 2:
-                    raise ViewDatabaseUnavailable(str(error)) from error
-            except psycopg_pool.PoolTimeout as error:
-                raise ViewDatabaseUnavailable(str(error)) from error
+            with contextlib.suppress(Exception):
+                await self._pool.check()
+            attempt.unless_last()
         raise AssertionError("unreachable")

@@ -11,77 +11,76 @@ resent message carries the same Message-ID as the first try.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
-from eventsourcing.utils import get_topic
-
+from domain.event_kinds import (
+    ACCEPTED,
+    KIND_OF,
+    ORDER_TOPICS,
+    REFUSED,
+    REQUESTED,
+    SERVICE_ACTOR,
+)
+from domain.event_kinds import WARNING as WARNED
 from domain.order import Order
-from projections.database import Cursor, RowsStatement, ViewDatabase
-from projections.view import Events, TablesFromDdl
+from projections.page_writer import Changes, Int32, Lookup, Table
+from projections.view import ReadModel
 
 NAME: Final = "mail_outbox"
 
-REQUESTED: Final = "requested"
-WARNED: Final = "warning"
-ACCEPTED: Final = "accepted"
-REFUSED: Final = "refused"
+# The kinds of message, as mail/messages.py words them: the event kinds.
+__all__ = ["ACCEPTED", "REFUSED", "REQUESTED", "WARNED", "MailOutbox", "message_id"]
 
-_DDL: Final = (
-    "CREATE TABLE IF NOT EXISTS mail_orders ("
-    " order_id BIGINT PRIMARY KEY,"
-    " snids TEXT NOT NULL,"
-    " resource_project TEXT NOT NULL,"
-    " dest_project TEXT NOT NULL,"
-    " user_name TEXT NOT NULL,"
-    " mailto TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS mail_outbox ("
-    " message_id TEXT PRIMARY KEY,"
-    " order_id BIGINT NOT NULL,"
-    " kind TEXT NOT NULL,"
-    " actor TEXT NOT NULL,"
-    " warning_count INTEGER NOT NULL,"
-    " happened_at DOUBLE PRECISION NOT NULL,"
-    " recipients TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS mail_outbox_by_time"
-    " ON mail_outbox (happened_at, message_id)",
+
+@dataclass(slots=True)
+class MailOrder:
+    """What a message needs to know of its order."""
+
+    order_id: int
+    snids: str
+    resource_project: str
+    dest_project: str
+    user: str
+    mailto: str
+
+
+@dataclass(slots=True)
+class Message:
+    """One message to send: about which event of which order, to whom."""
+
+    message_id: str
+    order_id: int
+    kind: str
+    actor: str
+    warning_count: Int32
+    happened_at: float
+    recipients: str
+
+
+# Rows inserted again (a replayed event) are left as they were.
+ORDERS: Final = Table(
+    "mail_orders",
+    MailOrder,
+    key=["order_id"],
+    keep_first=True,
+    stored_as={"user": "user_name"},  # a word PostgreSQL reserves
 )
-_INSERT_ORDERS: Final = RowsStatement(
-    each="INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
-    " user_name, mailto) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING",
-    arrays="INSERT INTO mail_orders (order_id, snids, resource_project, dest_project,"
-    " user_name, mailto) SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[],"
-    " ?::text[], ?::text[], ?::text[]) ON CONFLICT (order_id) DO NOTHING",
-)
-_INSERT_MESSAGES: Final = RowsStatement(
-    each="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
-    " happened_at, recipients) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (message_id) DO NOTHING",
-    arrays="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
-    " happened_at, recipients) SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[],"
-    " ?::text[], ?::integer[], ?::double precision[], ?::text[])"
-    " ON CONFLICT (message_id) DO NOTHING",
+OUTBOX: Final = Table(
+    "mail_outbox",
+    Message,
+    key=["message_id"],
+    keep_first=True,
+    indexes=[
+        "CREATE INDEX IF NOT EXISTS mail_outbox_by_time"
+        " ON mail_outbox (happened_at, message_id)",
+    ],
 )
 # A later event's message goes to its order's `mailto`, as its request recorded
 # it: found by the statement itself (no read among the page's pipelined writes).
-_INSERT_LATER_MESSAGES: Final = RowsStatement(
-    each="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
-    " happened_at, recipients) SELECT ?, order_id, ?, ?, ?, ?, mailto FROM mail_orders"
-    " WHERE order_id = ? AND mailto <> '' ON CONFLICT (message_id) DO NOTHING",
-    arrays="INSERT INTO mail_outbox (message_id, order_id, kind, actor, warning_count,"
-    " happened_at, recipients) SELECT m.message_id, o.order_id, m.kind, m.actor,"
-    " m.warning_count, m.happened_at, o.mailto"
-    " FROM unnest(?::text[], ?::text[], ?::text[], ?::integer[],"
-    " ?::double precision[], ?::bigint[])"
-    " AS m (message_id, kind, actor, warning_count, happened_at, order_id)"
-    " JOIN mail_orders o ON o.order_id = m.order_id WHERE o.mailto <> ''"
-    " ON CONFLICT (message_id) DO NOTHING",
+_ITS_RECIPIENTS: Final = Lookup(
+    ORDERS, "order_id", (("recipients", "mailto"),), where="o.mailto <> ''"
 )
-_KIND_OF: Final = {
-    get_topic(Order.Requested): REQUESTED,
-    get_topic(Order.WarningRaised): WARNED,
-    get_topic(Order.Accepted): ACCEPTED,
-    get_topic(Order.Rejected): REFUSED,
-}
 
 
 def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
@@ -89,65 +88,67 @@ def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
     return f"<order-{order_id}.event-{version}@{domain}>"
 
 
-class MailOutbox(TablesFromDdl):
+class MailOutbox(ReadModel):
     """Projects Order events into messages to send."""
 
     name = NAME
-    ddl = _DDL
     # A function of the log alone. What the mailer did with each message is in
     # its ledger (mail/ledger.py), which a replay or a rebuild leaves be.
-    tables: tuple[str, ...] = ("mail_orders", "mail_outbox")
-    topics = frozenset(_KIND_OF)
+    layout = (ORDERS, OUTBOX)
+    topics = ORDER_TOPICS
 
-    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
-        """Three statements a page: the orders, their requests' messages, the
-        messages of later events (after the orders they need)."""
-        orders: list[tuple[Any, ...]] = []
-        requested: list[tuple[Any, ...]] = []
-        later: list[tuple[Any, ...]] = []
-        for event in events:
-            match event:
-                case Order.Requested():
-                    mailto = ",".join(event.mailto)
-                    orders.append(
-                        (
-                            event.number,
-                            ",".join(event.snids),
-                            event.resource_project,
-                            event.dest_project,
-                            event.user,
-                            mailto,
-                        )
+    def fold(self, event: Any, changes: Changes) -> None:
+        match event:
+            case Order.Requested():
+                mailto = ",".join(event.mailto)
+                changes.insert(
+                    ORDERS,
+                    MailOrder(
+                        order_id=event.number,
+                        snids=",".join(event.snids),
+                        resource_project=event.resource_project,
+                        dest_project=event.dest_project,
+                        user=event.user,
+                        mailto=mailto,
+                    ),
+                )
+                if event.mailto:
+                    changes.insert(
+                        OUTBOX,
+                        Message(
+                            message_id=message_id(
+                                event.number, event.originator_version
+                            ),
+                            order_id=event.number,
+                            kind=REQUESTED,
+                            actor=event.user,
+                            warning_count=0,
+                            happened_at=event.at.timestamp(),
+                            recipients=mailto,
+                        ),
                     )
-                    if event.mailto:
-                        requested.append(
-                            (
-                                message_id(event.number, event.originator_version),
-                                event.number,
-                                REQUESTED,
-                                event.user,
-                                0,
-                                event.at.timestamp(),
-                                mailto,
-                            )
-                        )
-                case Order.Accepted(by=by) | Order.Rejected(by=by):
-                    later.append(_later(event, by, 0))
-                case Order.WarningRaised(count=count):
-                    later.append(_later(event, "pm-order", count))
-        db.apply_rows(cursor, _INSERT_ORDERS, orders)
-        db.apply_rows(cursor, _INSERT_MESSAGES, requested)
-        db.apply_rows(cursor, _INSERT_LATER_MESSAGES, later)
+            case Order.Accepted(by=by) | Order.Rejected(by=by):
+                _later(changes, event, by, 0)
+            case Order.WarningRaised(count=count):
+                _later(changes, event, SERVICE_ACTOR, count)
 
 
 def _later(
-    event: Order.Accepted | Order.Rejected | Order.WarningRaised, actor: str, count: int
-) -> tuple[Any, ...]:
-    return (
-        message_id(event.number, event.originator_version),
-        _KIND_OF[get_topic(type(event))],
-        actor,
-        count,
-        event.at.timestamp(),
+    changes: Changes,
+    event: Order.Accepted | Order.Rejected | Order.WarningRaised,
+    actor: str,
+    count: int,
+) -> None:
+    """The message of an event after the request, to the request's `mailto`
+    (none when it was empty)."""
+    changes.insert_through(
+        OUTBOX,
+        _ITS_RECIPIENTS,
         event.number,
+        message_id=message_id(event.number, event.originator_version),
+        order_id=event.number,
+        kind=KIND_OF[type(event)],
+        actor=actor,
+        warning_count=count,
+        happened_at=event.at.timestamp(),
     )

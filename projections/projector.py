@@ -15,10 +15,8 @@ from functools import cache
 from typing import Any, Final
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
-from eventsourcing.utils import get_topic
 
-from domain.order import Order
-from domain.server import Server
+from domain.event_kinds import LOG_TOPICS
 from projections.database import Cursor, ViewDatabase
 from projections.view import View
 
@@ -26,23 +24,6 @@ PAGE_SIZE: Final = 1000
 # A filtered projector's first select of a page reads this many pages' worth of
 # notification ids.
 _WINDOW_PAGES: Final = 4
-
-# The topics of the events the service writes. A projector whose views read all of
-# them reads the log unfiltered; any other asks the database for its views'
-# topics alone. (An event missing here is still read, just not filtered out.)
-LOG_TOPICS: Final = frozenset(
-    get_topic(e)
-    for e in (
-        Order.Requested,
-        Order.Accepted,
-        Order.Rejected,
-        Order.WarningRaised,
-        Server.Registered,
-        Server.Reserved,
-        Server.Transferred,
-        Server.Released,
-    )
-)
 
 _TRACKING_DDL: Final = (
     "CREATE TABLE IF NOT EXISTS projection_tracking ("
@@ -99,7 +80,10 @@ def tracking_of(db: ViewDatabase, view: str) -> tuple[int, float | None]:
     with db.reading() as cursor:
         cursor.execute(db.sql(_SELECT_TRACKING), (view,))
         row = cursor.fetchone()
-    return (int(row[0]), float(row[1])) if row else (0, None)
+    if row is None:
+        return (0, None)
+    position, moved_at = row
+    return (int(position), float(moved_at))
 
 
 def set_position(cursor: Cursor, db: ViewDatabase, view: str, position: int) -> None:
@@ -127,7 +111,10 @@ def position_in(cursor: Cursor, db: ViewDatabase, view: str) -> int:
     """`view`'s position, read within `cursor`'s transaction."""
     cursor.execute(db.sql(_SELECT_POSITION), (view,))
     row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    if row is None:
+        return 0
+    (position,) = row
+    return int(position)
 
 
 def has_tracking(db: ViewDatabase, view: str) -> bool:
@@ -164,16 +151,11 @@ class Projector:
             *(v.topics for v in self.views)
         )
         # Read from the database only the events some view reads (none skipped in
-        # Python), unless the views read every kind the service writes.
+        # Python), unless the views read every kind the service writes. (An event
+        # missing from LOG_TOPICS is still read, just not filtered out.)
         self._filter: list[str] | None = (
             None if self._topics >= LOG_TOPICS else sorted(self._topics)
         )
-
-    @property
-    def view(self) -> View:
-        """The view of a one-view projector."""
-        [view] = self.views
-        return view
 
     @property
     def name(self) -> str:
@@ -264,23 +246,6 @@ class Projector:
                 if n.topic in topics
             ],
             end,
-        )
-
-    def apply_page(
-        self,
-        start: int | dict[str, int],
-        notifications: Sequence[Notification],
-        end: int | None = None,
-    ) -> None:
-        """Apply `notifications` to each view past its position (`start`), and move
-        every view's tracking to the page's end (`end`, by default the last
-        notification's id), all in one transaction."""
-        positions = (
-            start if isinstance(start, dict) else {v.name: start for v in self.views}
-        )
-        self._apply(
-            positions,
-            self._decoded(notifications, notifications[-1].id if end is None else end),
         )
 
     def _apply(self, positions: dict[str, int], page: _Page) -> None:

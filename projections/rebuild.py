@@ -11,11 +11,9 @@ re-applies from there.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -28,7 +26,6 @@ from projections.projector import (
     read_contents,
     set_position,
     tracked_position,
-    tracking_of,
 )
 from projections.view import View
 
@@ -117,41 +114,6 @@ def verify(
     finally:
         scratch.discard()
     return _differences(computed, live_rows)
-
-
-@dataclass(frozen=True)
-class ViewStatus:
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    moved_at: float | None
-
-
-def status(
-    recorder: ApplicationRecorder, mapper: Mapper[Any], live: ViewDatabase, view: View
-) -> ViewStatus:
-    """How far `view` is behind the log, in notification ids and in seconds."""
-    head = recorder.max_notification_id() or 0
-    position, moved_at = tracking_of(live, view.name)
-    lag_seconds = 0.0
-    if position < head:
-        first = recorder.select_notifications(
-            start=position, limit=1, inclusive_of_start=False
-        )
-        if first:
-            event = mapper.to_domain_event(first[0])
-            waiting_since: datetime = getattr(event, "timestamp")  # noqa: B009
-            lag_seconds = max(0.0, time.time() - waiting_since.timestamp())
-    return ViewStatus(
-        name=view.name,
-        position=position,
-        head=head,
-        lag_events=head - position,
-        lag_seconds=lag_seconds,
-        moved_at=moved_at,
-    )
 
 
 def _differences(computed: Contents, live: Contents) -> list[Difference]:

@@ -31,25 +31,18 @@ from fractions import Fraction
 from operator import attrgetter
 from typing import Any, Final, Generic, TypeVar
 
-from eventsourcing.utils import get_topic
-
 from domain import workflow
+from domain.event_kinds import ACCEPTED, ORDER_TOPICS, REFUSED
 from domain.order import Order
-from projections.database import (
-    Cursor,
-    RowsStatement,
-    ViewDatabase,
-    array_literal,
-)
-from projections.view import Events, TablesFromDdl
+from projections.database import Cursor, ViewDatabase, array_literal
+from projections.page_writer import Changes, Table
+from projections.view import Events, ReadModel
 
 NAME: Final = "reports"
 
 Row = TypeVar("Row")
 
 UNFINISHED: Final = "unfinished"
-ACCEPTED: Final = "accepted"
-REFUSED: Final = "refused"
 # An order's outcome in the reports' words, from the state the workflow gave it.
 _OUTCOME_OF_STATE: Final = {
     workflow.UNFINISHED: UNFINISHED,
@@ -62,118 +55,24 @@ _EARLIEST: Final = "0001-01-01"
 _LATEST: Final = "9999-12-31"
 _DAY_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-_DDL: Final = (
-    "CREATE TABLE IF NOT EXISTS reports_days ("
-    " project TEXT NOT NULL,"
-    " day TEXT NOT NULL,"
-    " requested BIGINT NOT NULL,"
-    " accepted BIGINT NOT NULL,"
-    " refused BIGINT NOT NULL,"
-    " servers_in BIGINT NOT NULL,"
-    " servers_out BIGINT NOT NULL,"
-    " warnings BIGINT NOT NULL,"
-    " PRIMARY KEY (project, day))",
-    # Reports over every project for a date range.
-    "CREATE INDEX IF NOT EXISTS reports_days_by_day ON reports_days (day, project)",
-    "CREATE TABLE IF NOT EXISTS reports_orders ("
-    " order_id BIGINT PRIMARY KEY,"
-    " project TEXT NOT NULL,"
-    " dest_project TEXT NOT NULL,"
-    " servers BIGINT NOT NULL,"
-    " requested_at DOUBLE PRECISION NOT NULL,"
-    " requested_day TEXT NOT NULL,"
-    " outcome TEXT NOT NULL,"
-    " decision_seconds DOUBLE PRECISION)",
-    "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
-    " ON reports_orders (project, requested_day)",
-    "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
-    " ON reports_orders (requested_day, project)",
-)
 
-_SUM_INTO_DAY: Final = (
-    " ON CONFLICT (project, day) DO UPDATE SET"
-    " requested = reports_days.requested + excluded.requested,"
-    " accepted = reports_days.accepted + excluded.accepted,"
-    " refused = reports_days.refused + excluded.refused,"
-    " servers_in = reports_days.servers_in + excluded.servers_in,"
-    " servers_out = reports_days.servers_out + excluded.servers_out,"
-    " warnings = reports_days.warnings + excluded.warnings"
-)
-# Each (project, day) once per statement: summed over the page beforehand.
-_ADD_TO_DAYS: Final = RowsStatement(
-    each="INSERT INTO reports_days (project, day, requested, accepted, refused,"
-    " servers_in, servers_out, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    + _SUM_INTO_DAY,
-    arrays="INSERT INTO reports_days (project, day, requested, accepted, refused,"
-    " servers_in, servers_out, warnings) SELECT * FROM unnest(?::text[], ?::text[],"
-    " ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[])"
-    + _SUM_INTO_DAY,
-)
-_INSERT_ORDERS: Final = RowsStatement(
-    each="INSERT INTO reports_orders (order_id, project, dest_project, servers,"
-    " requested_at, requested_day, outcome, decision_seconds)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    arrays="INSERT INTO reports_orders (order_id, project, dest_project, servers,"
-    " requested_at, requested_day, outcome, decision_seconds)"
-    " SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::bigint[],"
-    " ?::double precision[], ?::text[], ?::text[], ?::double precision[])",
-)
-_SELECT_ORDERS: Final = (
-    "SELECT order_id, project, dest_project, servers, requested_at, requested_day"
-    " FROM reports_orders WHERE order_id IN ({marks})"
-)
-_SELECT_ORDERS_ARRAY: Final = (
-    "SELECT order_id, project, dest_project, servers, requested_at, requested_day"
-    " FROM reports_orders WHERE order_id = ANY(?::bigint[])"
-)
-# Ids a read of orders asks for at once (SQLite's limit on parameters is 999 in
-# old builds).
-_READ_AT_ONCE: Final = 500
-_DECIDE_ORDERS: Final = RowsStatement(
-    each="UPDATE reports_orders SET outcome = ?, decision_seconds = ?"
-    " WHERE order_id = ?",
-    arrays="UPDATE reports_orders r SET outcome = d.outcome,"
-    " decision_seconds = d.decision_seconds"
-    " FROM unnest(?::text[], ?::double precision[], ?::bigint[])"
-    " AS d (outcome, decision_seconds, order_id) WHERE r.order_id = d.order_id",
-)
-# Where each figure is in a day's counters.
-_REQUESTED_AT, _ACCEPTED_AT, _REFUSED_AT, _IN_AT, _OUT_AT, _WARNINGS_AT = range(6)
-# And each field in an order's row (as inserted, and as read back).
-_PROJECT, _DEST, _SERVERS, _REQUESTED_TIME, _REQUESTED_DAY = 1, 2, 3, 4, 5
-_OUTCOME, _DECISION_SECONDS = 6, 7
+@dataclass(slots=True)
+class ReportedOrder:
+    """An order as the reports need it: who asked, when, and what became of it."""
 
-_DAY_COLUMNS: Final = (
-    "project, day, requested, accepted, refused, servers_in, servers_out, warnings"
-)
-_SELECT_DAYS: Final = (
-    f"SELECT {_DAY_COLUMNS} FROM reports_days"
-    " WHERE day >= ? AND day <= ? ORDER BY project, day"
-)
-_SELECT_DAYS_OF_PROJECT: Final = (
-    f"SELECT {_DAY_COLUMNS} FROM reports_days"
-    " WHERE project = ? AND day >= ? AND day <= ? ORDER BY day"
-)
-_SELECT_DURATIONS: Final = (
-    "SELECT project, decision_seconds FROM reports_orders"
-    " WHERE requested_day >= ? AND requested_day <= ?"
-    " AND decision_seconds IS NOT NULL"
-)
-_SELECT_DURATIONS_OF_PROJECT: Final = (
-    "SELECT project, decision_seconds FROM reports_orders"
-    " WHERE project = ? AND requested_day >= ? AND requested_day <= ?"
-    " AND decision_seconds IS NOT NULL"
-)
-
-_REQUESTED: Final = get_topic(Order.Requested)
-_ACCEPTED: Final = get_topic(Order.Accepted)
-_REJECTED: Final = get_topic(Order.Rejected)
-_WARNING_RAISED: Final = get_topic(Order.WarningRaised)
+    order_id: int
+    project: str
+    dest_project: str
+    servers: int
+    requested_at: float
+    requested_day: date
+    outcome: str
+    decision_seconds: float | None
 
 
-def utc_day(moment: datetime) -> str:
-    """The UTC calendar day of `moment`, as YYYY-MM-DD."""
-    return moment.astimezone(UTC).date().isoformat()
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of `moment`."""
+    return moment.astimezone(UTC).date()
 
 
 def parse_day(text: str) -> date:
@@ -201,18 +100,18 @@ def percentile(ordered: Sequence[float], percent: int) -> float | None:
     return float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DayFigures:
-    """One project's figures for one UTC day."""
+    """One project's figures for one UTC day: a row of `reports_days`."""
 
     project: str
     day: date
-    requested: int
-    accepted: int
-    refused: int
-    servers_in: int
-    servers_out: int
-    warnings: int
+    requested: int = 0
+    accepted: int = 0
+    refused: int = 0
+    servers_in: int = 0
+    servers_out: int = 0
+    warnings: int = 0
 
     @property
     def unfinished(self) -> int:
@@ -220,6 +119,57 @@ class DayFigures:
 
     def as_json(self) -> dict[str, Any]:
         return {c.key: c.data(self) for c in DAY_COLUMNS}
+
+
+DAYS: Final = Table(
+    "reports_days",
+    DayFigures,
+    key=["project", "day"],
+    indexes=[
+        # Reports over every project for a date range.
+        "CREATE INDEX IF NOT EXISTS reports_days_by_day ON reports_days (day, project)",
+    ],
+)
+ORDERS: Final = Table(
+    "reports_orders",
+    ReportedOrder,
+    key=["order_id"],
+    indexes=[
+        "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
+        " ON reports_orders (project, requested_day)",
+        "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
+        " ON reports_orders (requested_day, project)",
+    ],
+)
+
+_SELECT_ORDERS: Final = (
+    f"SELECT {ORDERS.selected} FROM reports_orders WHERE order_id IN ({{marks}})"
+)
+_SELECT_ORDERS_ARRAY: Final = (
+    f"SELECT {ORDERS.selected} FROM reports_orders WHERE order_id = ANY(?::bigint[])"
+)
+# Ids a read of orders asks for at once (SQLite's limit on parameters is 999 in
+# old builds).
+_READ_AT_ONCE: Final = 500
+
+_SELECT_DAYS: Final = (
+    f"SELECT {DAYS.selected} FROM reports_days"
+    " WHERE day >= ? AND day <= ? ORDER BY project, day"
+)
+_SELECT_DAYS_OF_PROJECT: Final = (
+    f"SELECT {DAYS.selected} FROM reports_days"
+    " WHERE project = ? AND day >= ? AND day <= ? ORDER BY day"
+)
+_SELECT_DURATIONS: Final = (
+    "SELECT project, decision_seconds FROM reports_orders"
+    " WHERE requested_day >= ? AND requested_day <= ?"
+    " AND decision_seconds IS NOT NULL"
+)
+_SELECT_DURATIONS_OF_PROJECT: Final = (
+    "SELECT project, decision_seconds FROM reports_orders"
+    " WHERE project = ? AND requested_day >= ? AND requested_day <= ?"
+    " AND decision_seconds IS NOT NULL"
+)
 
 
 @dataclass(frozen=True)
@@ -264,12 +214,12 @@ class Column(Generic[Row]):
     heading: str
     short: str
     value: Callable[[Row], Any]
-    # A duration in seconds: milliseconds in JSON and CSV, readable for people.
+    # A duration: seconds to the millisecond in JSON and CSV, readable for people.
     seconds: bool = False
 
     def data(self, row: Row) -> Any:
         value = self.value(row)
-        return _to_milliseconds(value) if self.seconds else value
+        return _to_the_millisecond(value) if self.seconds else value
 
 
 def _counts(kind: type[Row]) -> list[Column[Row]]:
@@ -338,83 +288,18 @@ class Figures:
         return ProjectSummary(project)
 
 
-class Reports(TablesFromDdl):
+class Reports(ReadModel):
     """Projects Order events into per-project, per-day figures; answers reports."""
 
     name = NAME
-    ddl = _DDL
-    tables: tuple[str, ...] = ("reports_days", "reports_orders")
-    topics = frozenset({_REQUESTED, _ACCEPTED, _REJECTED, _WARNING_RAISED})
+    layout = (DAYS, ORDERS)
+    topics = ORDER_TOPICS
 
-    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
-        """Apply a page with one read and four writes.
-
-        The orders the page's decisions and warnings are about, if requested
-        before the page, are read first (on a cursor of their own: the writes are
-        pipelined). The events are then folded in log order: an order requested in
-        the page is inserted as its last event left it, the day counters are
-        summed, and each row is written once.
-        """
-        new: dict[int, list[Any]] = {}
-        earlier = self._orders_before(cursor, db, events)
-        decided: dict[int, tuple[Any, ...]] = {}
-        days: dict[tuple[str, str], list[int]] = {}
-
-        def add(project: str, day: str, figure: int, n: int) -> None:
-            counters = days.get((project, day))
-            if counters is None:
-                counters = days[project, day] = [0] * 6
-            counters[figure] += n
-
-        for event in events:
-            match event:
-                case Order.Requested():
-                    day = utc_day(event.at)
-                    new[event.number] = [
-                        event.number,
-                        event.resource_project,
-                        event.dest_project,
-                        len(event.snids),
-                        event.at.timestamp(),
-                        day,
-                        UNFINISHED,
-                        None,
-                    ]
-                    add(event.resource_project, day, _REQUESTED_AT, 1)
-                case Order.Accepted() | Order.Rejected():
-                    inserted = new.get(event.number)
-                    order = inserted or earlier[event.number]
-                    outcome = _OUTCOME_OF_STATE[event.state]
-                    # Rounded to the microsecond `at` holds: no float noise.
-                    seconds = round(event.at.timestamp() - order[_REQUESTED_TIME], 6)
-                    if inserted is not None:
-                        inserted[_OUTCOME] = outcome
-                        inserted[_DECISION_SECONDS] = seconds
-                    else:
-                        decided[event.number] = (outcome, seconds, event.number)
-                    project, requested_day = order[_PROJECT], order[_REQUESTED_DAY]
-                    if outcome != ACCEPTED:
-                        add(project, requested_day, _REFUSED_AT, 1)
-                        continue
-                    add(project, requested_day, _ACCEPTED_AT, 1)
-                    day, servers = utc_day(event.at), order[_SERVERS]
-                    add(order[_DEST], day, _IN_AT, servers)
-                    add(project, day, _OUT_AT, servers)
-                case Order.WarningRaised():
-                    order = new.get(event.number) or earlier[event.number]
-                    add(order[_PROJECT], utc_day(event.at), _WARNINGS_AT, 1)
-        db.apply_rows(cursor, _INSERT_ORDERS, list(new.values()))
-        db.apply_rows(cursor, _DECIDE_ORDERS, list(decided.values()))
-        db.apply_rows(
-            cursor, _ADD_TO_DAYS, [(*key, *counts) for key, counts in days.items()]
-        )
-
-    @staticmethod
-    def _orders_before(
-        cursor: Cursor, db: ViewDatabase, events: Events
-    ) -> dict[int, Sequence[Any]]:
-        """The rows of the orders that `events` decide or warn about and that
-        were requested before them, by order id."""
+    def read_before(
+        self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes
+    ) -> None:
+        """The orders that `events` decide or warn about and that were requested
+        before them (on a cursor of their own: the writes are pipelined)."""
         requested = {e.number for e in events if isinstance(e, Order.Requested)}
         wanted = sorted(
             {
@@ -425,7 +310,7 @@ class Reports(TablesFromDdl):
             - requested
         )
         if not wanted:
-            return {}
+            return
         rows: list[Any] = []
         with db.reader(cursor) as reader:
             if db.arrays:
@@ -437,7 +322,59 @@ class Reports(TablesFromDdl):
                     marks = ", ".join("?" * len(ids))
                     reader.execute(db.sql(_SELECT_ORDERS.format(marks=marks)), ids)
                     rows += reader.fetchall()
-        return {int(row[0]): row for row in rows}
+        changes.found(ORDERS, map(ORDERS.row_of, rows))
+
+    def fold(self, event: Any, changes: Changes) -> None:
+        """An order requested in the page is inserted as its last event left it;
+        the day counters are summed."""
+        match event:
+            case Order.Requested():
+                day = utc_day(event.at)
+                changes.insert(
+                    ORDERS,
+                    ReportedOrder(
+                        order_id=event.number,
+                        project=event.resource_project,
+                        dest_project=event.dest_project,
+                        servers=len(event.snids),
+                        requested_at=event.at.timestamp(),
+                        requested_day=day,
+                        outcome=UNFINISHED,
+                        decision_seconds=None,
+                    ),
+                )
+                changes.add(DAYS, DayFigures(event.resource_project, day, requested=1))
+            case Order.Accepted() | Order.Rejected():
+                order = changes.known(ORDERS, event.number)
+                assert order is not None, f"order {event.number} was never requested"
+                outcome = _OUTCOME_OF_STATE[event.state]
+                # Rounded to the microsecond `at` holds: no float noise.
+                seconds = round(event.at.timestamp() - order.requested_at, 6)
+                if changes.inserted(ORDERS, event.number) is not None:
+                    order.outcome, order.decision_seconds = outcome, seconds
+                else:
+                    changes.update(
+                        ORDERS,
+                        {"order_id": event.number},
+                        outcome=outcome,
+                        decision_seconds=seconds,
+                    )
+                project, requested_day = order.project, order.requested_day
+                if outcome != ACCEPTED:
+                    changes.add(DAYS, DayFigures(project, requested_day, refused=1))
+                    return
+                changes.add(DAYS, DayFigures(project, requested_day, accepted=1))
+                day, servers = utc_day(event.at), order.servers
+                changes.add(
+                    DAYS, DayFigures(order.dest_project, day, servers_in=servers)
+                )
+                changes.add(DAYS, DayFigures(project, day, servers_out=servers))
+            case Order.WarningRaised():
+                order = changes.known(ORDERS, event.number)
+                assert order is not None, f"order {event.number} was never requested"
+                changes.add(
+                    DAYS, DayFigures(order.project, utc_day(event.at), warnings=1)
+                )
 
     # -- queries ---------------------------------------------------------------
 
@@ -462,10 +399,7 @@ class Reports(TablesFromDdl):
                     db.sql(_SELECT_DURATIONS_OF_PROJECT), (tenant, low, high)
                 )
             duration_rows = cursor.fetchall()
-        days = [
-            DayFigures(str(p), date.fromisoformat(d), *map(int, counts))
-            for p, d, *counts in day_rows
-        ]
+        days = [DAYS.row_of(row) for row in day_rows]
         days_of: dict[str, list[DayFigures]] = {}
         for figures in days:
             days_of.setdefault(figures.project, []).append(figures)
@@ -486,7 +420,7 @@ class Reports(TablesFromDdl):
         )
 
 
-def _to_milliseconds(seconds: float | None) -> float | None:
+def _to_the_millisecond(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 

@@ -3,12 +3,14 @@ changes its tables."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from eventsourcing.domain import DomainEventProtocol
 
 from projections.database import Cursor, ViewDatabase
+from projections.page_writer import Changes, Table
 
 Events = Sequence[DomainEventProtocol[Any]]
 
@@ -17,10 +19,13 @@ class View(Protocol):
     """A read model, filled by the projector and rebuilt from the log at will."""
 
     name: str
-    # Every table of the view (compared by `verify`, replaced by `rebuild`).
-    tables: tuple[str, ...]
     # The topics of the events it reads; the projector hands it no others.
     topics: frozenset[str]
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Every table of the view (compared by `verify`, replaced by `rebuild`)."""
+        ...
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None: ...
 
@@ -29,11 +34,43 @@ class View(Protocol):
         ...
 
 
-class TablesFromDdl:
-    """For a view whose tables are made by its `ddl` statements (idempotent)."""
+class ReadModel(ABC):
+    """A view whose tables are described by their rows (`layout`), and whose fold
+    says what each event changes; the page writer writes a page's changes."""
 
-    ddl: tuple[str, ...]
+    name: str
+    topics: frozenset[str]
+    layout: tuple[Table[Any], ...]
+    # Statements run after the tables are made (idempotent).
+    after_tables: tuple[str, ...] = ()
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(table.name for table in self.layout)
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        for statement in self.ddl:
+        for table in self.layout:
+            for statement in table.ddl():
+                cursor.execute(statement)
+        for statement in self.after_tables:
             cursor.execute(statement)
+
+    def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
+        """Fold the page's events, in log order, then write what they changed:
+        each row once, as applying the events one by one would have left it."""
+        changes = Changes()
+        self.read_before(cursor, db, events, changes)
+        for event in events:
+            self.fold(event, changes)
+        changes.write(cursor, db)
+
+    def read_before(
+        self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes
+    ) -> None:
+        """Read, for the fold, rows written before the page (`changes.found`):
+        most views need none, their changes look them up in the database."""
+        return
+
+    @abstractmethod
+    def fold(self, event: Any, changes: Changes) -> None:
+        """Say in `changes` what `event` changes."""

@@ -16,10 +16,10 @@ from typing import Final
 
 from domain.service import OrderService
 from mail.mailer import DEFAULT_BACKOFF, Backoff, Mailer
-from projections.election import Election
 from projections.executor import in_pool
-from projections.following import STOP_GRACE_SECONDS, Following, stop_tasks
 from service.config import Config
+from service.election import Election
+from service.following import STOP_GRACE_SECONDS, Following, stop_tasks
 from service.store import Store
 from service.warning_scheduler import WarningScheduler
 

@@ -26,9 +26,12 @@ class CountedOrderApplication(OrderApplication):
         self.events_appended: Counter[str] = Counter()
         self.conflicts = 0
 
-    def _record(self, processing_event: Any) -> Any:
+    # The library's public `save` (not its private `_record`, which `save` calls):
+    # a conflict raises from it before anything is stored, and it returns what
+    # was stored.
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
         try:
-            recordings = super()._record(processing_event)
+            recordings = super().save(*objs, **kwargs)
         except IntegrityError:
             with self._counting:
                 self.conflicts += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from mail.outbox_counts import outbox_by_state
-from projections import rebuild
+from projections import view_status
 from projections.executor import in_pool
 from service.logs import redact
 from service.store import Store
@@ -30,7 +30,7 @@ class Sample:
     """The store's answers at `taken_at`, or why it gave none."""
 
     taken_at: float
-    views: list[rebuild.ViewStatus] = field(default_factory=list)
+    views: list[view_status.ViewStatus] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -83,7 +83,7 @@ class StoreStatus:
     def _read(self) -> Sample:
         app = self.store.app
         views = [
-            rebuild.status(app.recorder, app.mapper, self.store.views, view)
+            view_status.status(app.recorder, app.mapper, self.store.views, view)
             for view in self.store.all_views
         ]
         return Sample(

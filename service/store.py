@@ -35,14 +35,14 @@ from projections.database import (
     ViewDatabase,
     ViewDatabaseUnavailable,
 )
-from projections.following import IDLE_POLL_SECONDS, Following
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
-from service.config import Config, ConfigError
+from service.config import ConfigError
+from service.following import IDLE_POLL_SECONDS, Following
 from service.observed_application import CountedOrderApplication
 from service.postgres_url import LibpqPostgresFactory, libpq_parameters
 
@@ -668,13 +668,3 @@ def create_schema(settings: PostgresSettings) -> None:
                 sql.Identifier(settings.schema or "public")
             )
         )
-
-
-@contextmanager
-def opened_store(config: Config) -> Iterator[Store]:
-    """The configured store, open for one command."""
-    store = open_store(config.database_url, create_tables=config.create_tables)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -7,11 +7,9 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from domain.service import OrderService
 from projections.executor import in_pool
-from service.background import Background
+from service.bootstrap import compose, open_configured_store
 from service.config import Config
-from service.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +18,8 @@ async def work(config: Config, stop: asyncio.Event | None = None) -> None:
     """Run the background work on the configured store until `stop` or a signal."""
     stop = stop or _stop_on_signals()
     executor = ThreadPoolExecutor(4, thread_name_prefix="pm-order-worker")
-    store = await in_pool(
-        executor, open_store, config.database_url, create_tables=config.create_tables
-    )
-    service = OrderService(store.app, approver_roles=config.approver_roles)
-    work = Background(store, service, config, executor)
+    store = await in_pool(executor, open_configured_store, config)
+    work = compose(config, store).background(executor)
     try:
         await work.start()
         log.info("worker started")

@@ -11,10 +11,11 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from cli import audit
-from cli.audit import OrderAsOf, OrderHistory, ServerHistory, show_time
+from cli.audit import OrderAsOf, OrderHistory, ServerHistory
+from domain.time_format import show_time
 from language import ENGLISH, Language, ljust, width
+from service.bootstrap import composed
 from service.config import Config
-from service.store import opened_store
 
 
 def register(commands: Any, machine_actions: Any) -> None:
@@ -77,8 +78,8 @@ def register(commands: Any, machine_actions: Any) -> None:
 def order_history_command(config: Config, args: argparse.Namespace) -> int:
     language = _language(config, args)
     _ = language.gettext
-    with opened_store(config) as store:
-        history = audit.order_history(store.app, args.order_id, language)
+    with composed(config) as root:
+        history = audit.order_history(root.store.app, args.order_id, language)
     zone = config.timezone
     if args.json:
         _print_json(_history_json(history, zone))
@@ -152,9 +153,9 @@ def order_show_command(config: Config, args: argparse.Namespace) -> int:
     as_of: datetime | None = args.as_of
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=zone)
-    with opened_store(config) as store:
+    with composed(config) as root:
         try:
-            order = audit.order_as_of(store.app, args.order_id, as_of)
+            order = audit.order_as_of(root.store.app, args.order_id, as_of)
         except audit.OrderNotYetRequested as error:
             print(f"pm-order: {error.describe(zone)}", file=sys.stderr)
             return 1
@@ -224,8 +225,8 @@ def _order_json(order: OrderAsOf, zone: tzinfo) -> dict[str, Any]:
 def machine_history_command(config: Config, args: argparse.Namespace) -> int:
     language = _language(config, args)
     _ = language.gettext
-    with opened_store(config) as store:
-        history = audit.machine_history(store.app, args.snid, language)
+    with composed(config) as root:
+        history = audit.machine_history(root.store.app, args.snid, language)
     zone = config.timezone
     if args.json:
         _print_json(_machine_json(history, zone))

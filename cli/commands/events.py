@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cli.event_archive import export_events, import_events
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import opened_store
 
 
 def register(commands: Any) -> None:
@@ -90,8 +90,8 @@ def register(commands: Any) -> None:
 
 
 def export_command(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        records = export_events(store.app, after=args.after, tenant=args.tenant)
+    with composed(config) as root:
+        records = export_events(root.store.app, after=args.after, tenant=args.tenant)
         if args.output is None:
             return _to_standard_output(records)
         with _replaced(args.output) as file:
@@ -146,8 +146,8 @@ def _replaced(path: Path) -> Iterator[TextIO]:
 
 
 def import_command(config: Config, args: argparse.Namespace) -> int:
-    with _input_file(args.file) as path, opened_store(config) as store:
-        imported = import_events(store, path, send_mail=args.send_mail)
+    with _input_file(args.file) as path, composed(config) as root:
+        imported = import_events(root.store, path, send_mail=args.send_mail)
     if args.json:
         print(
             json.dumps(

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from domain.service import OrderService
 from language import ljust
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import opened_store
 
 
 def register(commands: Any) -> Any:
@@ -39,15 +38,16 @@ def register(commands: Any) -> Any:
 
 def import_machines(config: Config, args: argparse.Namespace) -> int:
     rows = read_inventory(args.file)
-    with opened_store(config) as store:
+    with composed(config) as root:
         wanted = rows
         if args.new_only:
-            store.catch_up()
-            known = {s.snid for s in store.server_ownership.servers(store.views, None)}
+            root.store.catch_up()
+            views = root.store.views
+            known = {s.snid for s in root.store.server_ownership.servers(views, None)}
             wanted = [row for row in rows if row[0] not in known]
-        written = OrderService(store.app).register_servers(wanted)
-        store.catch_up()
-        store.after_bulk_write(len(wanted))
+        written = root.service.register_servers(wanted)
+        root.store.catch_up()
+        root.store.after_bulk_write(len(wanted))
     print(
         config.language.ngettext(
             "{count} row read; the log is at {position}",
@@ -62,9 +62,9 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
 
 
 def list_machines(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        servers = store.server_ownership.servers(store.views, args.project)
+    with composed(config) as root:
+        root.store.catch_up()
+        servers = root.store.server_ownership.servers(root.store.views, args.project)
     if args.json:
         for server in servers:
             print(

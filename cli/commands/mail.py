@@ -12,8 +12,8 @@ from domain.exceptions import DomainError
 from language import ljust, rjust
 from mail import ledger
 from mail.ledger import DeliveryLedger
+from service.bootstrap import composed
 from service.config import Config
-from service.store import opened_store
 
 
 class MessageUnknown(DomainError):
@@ -55,9 +55,9 @@ def register(commands: Any) -> None:
 
 
 def list_mail(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
-        store.catch_up()
-        messages = DeliveryLedger.messages(store.views, args.state)
+    with composed(config) as root:
+        root.store.catch_up()
+        messages = DeliveryLedger.messages(root.store.views, args.state)
     if args.json:
         for m in messages:
             print(
@@ -94,24 +94,25 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
     message = args.message_id
     if message is not None and not message.startswith("<"):
         message = f"<{message}>"
-    with opened_store(config) as store:
+    with composed(config) as root:
+        views = root.store.views
         if message is not None:
-            store.catch_up()
-            known = {m.message_id: m for m in DeliveryLedger.messages(store.views)}
+            root.store.catch_up()
+            known = {m.message_id: m for m in DeliveryLedger.messages(views)}
             if message not in known:
                 raise MessageUnknown(f"no such message: {message}")
             if known[message].state != ledger.FAILED:
                 raise MessageUnknown(
                     f"{message} is {known[message].state}, not failed: nothing to retry"
                 )
-        count = DeliveryLedger.retry_failed(store.views, time.time(), message)
+        count = DeliveryLedger.retry_failed(views, time.time(), message)
     language = config.language
     print(
         language.ngettext(
             "{count} message back in line at {moment}",
             "{count} messages back in line at {moment}",
             count,
-            moment=language.moment(datetime.now().astimezone()),
+            moment=language.moment(datetime.now(config.timezone)),
         )
     )
     return 0

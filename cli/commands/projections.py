@@ -12,13 +12,15 @@ from typing import Any, Final, TextIO
 
 from language import Language, ljust, rjust, width
 from projections import rebuild as rebuilding
+from projections import view_status
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import Store, opened_store
+from service.store import Store
 
 # Every view, by name, in the order they are projected and shown.
 VIEW_NAMES: Final = tuple(
@@ -50,9 +52,10 @@ def register(commands: Any) -> None:
 
 
 def show_status(config: Config, args: argparse.Namespace) -> int:
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         rows = [
-            rebuilding.status(store.app.recorder, store.app.mapper, store.views, view)
+            view_status.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
         ]
     if args.json:
@@ -70,7 +73,7 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
     )
     for row in rows:
         moved = (
-            language.moment(datetime.fromtimestamp(row.moved_at).astimezone())
+            language.moment(datetime.fromtimestamp(row.moved_at, config.timezone))
             if row.moved_at is not None
             else _("never")
         )
@@ -84,7 +87,8 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
     _ = config.language.gettext
     failed = False
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         views = _chosen(store, args.name)
         head = store.app.recorder.max_notification_id() or 0
         for view in views:
@@ -137,7 +141,8 @@ def progress_for(name: str, total: int, out: TextIO) -> ProgressBar | ProgressLi
 def verify_views(config: Config, args: argparse.Namespace) -> int:
     equal = True
     report: dict[str, Any] = {}
-    with opened_store(config) as store:
+    with composed(config) as root:
+        store = root.store
         for view in _chosen(store, args.name):
             differences = rebuilding.verify(
                 store.app.recorder, store.app.mapper, store.views, view

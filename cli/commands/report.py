@@ -22,8 +22,8 @@ from projections.reports import (
     Reports,
     parse_day,
 )
+from service.bootstrap import composed
 from service.config import Config, ConfigError
-from service.store import opened_store
 
 _DESCRIPTION: Final = """\
 Per project and per day (days in UTC): orders requested (as the source) and
@@ -70,9 +70,9 @@ def make_report(config: Config, args: argparse.Namespace) -> int:
     until = _day_option(args.until, "--until")
     if since and until and since > until:
         raise ConfigError(f"--since {since} is after --until {until}")
-    with opened_store(config) as store:
-        store.catch_up()  # no server may be keeping the views up to date
-        figures = Reports.figures(store.views, args.tenant, since, until)
+    with composed(config) as root:
+        root.store.catch_up()  # no server may be keeping the views up to date
+        figures = Reports.figures(root.store.views, args.tenant, since, until)
     text = RENDERERS[args.format](figures, config.language)
     if args.output is None:
         sys.stdout.write(text)

@@ -161,6 +161,7 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def upgrade_database(config: Config, args: argparse.Namespace) -> int:
+    # Tables only, made whatever the schema mark says: no service to build.
     store = open_store(config.database_url, create_tables=True, upgrade=True)
     store.close()
     print(config.language.gettext("tables are up to date"))

@@ -6,6 +6,7 @@ import pytest
 
 from domain.service import OrderService
 from projections import rebuild as rebuilding
+from projections import view_status
 from projections.projector import (
     Projector,
     set_position,
@@ -125,7 +126,7 @@ def test_verify_finds_a_row_the_view_should_not_have(busy_store: Store) -> None:
 def test_status_tells_the_lag_in_events_and_seconds(
     busy_store: Store, service: OrderService
 ) -> None:
-    caught_up = rebuilding.status(
+    caught_up = view_status.status(
         busy_store.app.recorder,
         busy_store.app.mapper,
         busy_store.views,
@@ -142,7 +143,7 @@ def test_status_tells_the_lag_in_events_and_seconds(
         dest_project="proj-a",
         mailto=[],
     )
-    behind = rebuilding.status(
+    behind = view_status.status(
         busy_store.app.recorder,
         busy_store.app.mapper,
         busy_store.views,

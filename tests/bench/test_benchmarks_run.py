@@ -79,7 +79,7 @@ def test_a_benchmark_prints_its_figures(
 def test_growth_and_list_on_its_store_print_their_figures(tmp_path: Path) -> None:
     """Together, list measures on the store growth kept (as in `make bench`)."""
     output, table = run_benchmarks("growth,list", tmp_path)
-    assert len(verdict_rows(table, "5. growth")) == 3, table
+    assert len(verdict_rows(table, "5. growth")) == 4, table
     assert len(verdict_rows(table, "2. list")) == 2, table
     # Growth's table has a row for each size; list says whose store it measured.
     for size in ("| 100 |", "| 300 |"):

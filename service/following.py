@@ -16,16 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from projections.database import PostgresViews, ViewDatabase, progress_of
-from projections.election import Election
 from projections.executor import in_pool
 from projections.projector import ProjectionConflict, Projector, tracked_position
+from service.election import Election
+from service.notify_listener import NotifyListener
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +41,8 @@ _WAIT_POLL_MOST: Final = 0.05
 # it moved; this timer only bounds the wait should an announcement be lost.
 _WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
-# The listener NOTIFYs itself when it heard nothing for a heartbeat; hearing
-# nothing for longer than "stale" (or a lost connection) makes it dead.
-LISTENER_HEARTBEAT_SECONDS: Final = 5.0
-LISTENER_STALE_SECONDS: Final = 3 * LISTENER_HEARTBEAT_SECONDS
-_HEARTBEAT_CHECK_SECONDS: Final = 1.0
 # How long stop() lets a projector finish the page it is applying.
 STOP_GRACE_SECONDS: Final = 10.0
-
-
-@dataclass
-class Listener:
-    """The state of the PostgreSQL LISTEN connection that wakes this process."""
-
-    listening: bool = False  # connected and subscribed, as far as we know
-    heard: int = 0  # notifications received
-    heard_at: float | None = None  # time.time() of the latest
-    failures: int = 0  # connections lost or refused in a row
-    error: str | None = None  # why the latest connection ended
 
 
 def tracked_positions(db: ViewDatabase, views: Sequence[str]) -> dict[str, int]:
@@ -114,9 +97,15 @@ class Following:
         self.run_projectors = run_projectors
         self.idle_poll = idle_poll
         self.standby_poll = standby_poll
-        self.events_channel = events_channel
         # None on SQLite: one process, woken by its own writes.
-        self.listener = Listener() if isinstance(db, PostgresViews) else None
+        self.listener: NotifyListener | None = None
+        if isinstance(db, PostgresViews):
+            channels = [db.progress_channel]
+            # New events wake a projector: where none runs here, not hearing of
+            # them spares this process (and the database) a notification per write.
+            if events_channel and run_projectors:
+                channels.append(events_channel)
+            self.listener = NotifyListener(db, executor, channels, self._heard)
         self.elections = {p.name: self._election(p) for p in self.projectors}
         self._positions = dict.fromkeys(self.views, 0)
         self._leading = dict.fromkeys(self.views, False)
@@ -144,16 +133,9 @@ class Following:
         return all(self._leading.values())
 
     def listener_alive(self, now: float | None = None) -> bool | None:
-        """Whether the NOTIFY listener is connected and hears (its own heartbeat
-        at least) lately; None where there is no listener (SQLite)."""
-        if self.listener is None:
-            return None
-        heard_at = self.listener.heard_at
-        return (
-            self.listener.listening
-            and heard_at is not None
-            and (now or time.time()) - heard_at <= LISTENER_STALE_SECONDS
-        )
+        """Whether the NOTIFY listener hears lately; None where there is no
+        listener (SQLite)."""
+        return None if self.listener is None else self.listener.alive(now)
 
     async def start(self) -> None:
         for view in self.views:
@@ -163,9 +145,9 @@ class Following:
                 self._projecting.append(
                     self._spawn(self._follow(projector), f"project {projector.name}")
                 )
-        if isinstance(self.db, PostgresViews):
-            self._spawn(self._listen(self.db), "listen")
-            self._spawn(self._heartbeat(self.db), "listener heartbeat")
+        if self.listener is not None:
+            self._spawn(self.listener.listen(), "listen")
+            self._spawn(self.listener.heartbeat(), "listener heartbeat")
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each projector finish the page it is applying (within `grace`
@@ -264,66 +246,16 @@ class Following:
                 await wake.wait()
         wake.clear()
 
-    async def _listen(self, db: PostgresViews) -> None:
-        channels = [db.progress_channel]
-        # New events wake a projector: where none runs here, not hearing of them
-        # spares this process (and the database) a notification per write.
-        if self.events_channel and self.run_projectors:
-            channels.append(self.events_channel)
-        listener = self.listener
-        assert listener is not None
-        this = asyncio.current_task()
-        while True:
-            try:
-                async for channel, payload in db.notifications(channels):
-                    listener.listening = True
-                    listener.failures = 0
-                    listener.heard += 1
-                    listener.heard_at = time.time()
-                    if channel != db.progress_channel:
-                        self.wake()
-                    elif progress := progress_of(payload):
-                        position, views = progress
-                        for view in views:
-                            if view in self._positions:
-                                self._advance(view, position)
-                    else:
-                        self._progress.set()  # the waiters' poll reads them
-                listener.error = "the connection ended"
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - the listener must outlive any failure
-                listener.failures += 1
-                listener.error = str(error) or type(error).__name__
-                # Said once per outage; polling covers the gap meanwhile.
-                (log.warning if listener.failures == 1 else log.debug)(
-                    "listening for notifications failed: %s", error
-                )
-            finally:
-                listener.listening = False
-            if this is not None and this.cancelling():
-                # The driver turned our cancellation into an ordinary end: honour it.
-                raise asyncio.CancelledError
-            await asyncio.sleep(_RETRY_AFTER_ERROR)
-
-    async def _heartbeat(self, db: PostgresViews) -> None:
-        """NOTIFY ourselves when nothing was heard for a while, so that a listener
-        that stopped hearing is told apart from a quiet database."""
-
-        def announce() -> None:
-            with db.writing() as cursor:
-                db.announce_progress(cursor)
-
-        listener = self.listener
-        assert listener is not None
-        while True:
-            heard_at = listener.heard_at
-            if heard_at is None or time.time() - heard_at >= LISTENER_HEARTBEAT_SECONDS:
-                try:
-                    await self._run(announce)
-                except Exception as error:  # noqa: BLE001 - the listener reports it
-                    log.debug("cannot send the listener's heartbeat: %s", error)
-            await asyncio.sleep(_HEARTBEAT_CHECK_SECONDS)
+    def _heard(self, channel: str, payload: str) -> None:
+        if self.listener is None or channel != self.listener.db.progress_channel:
+            self.wake()  # new events stored
+        elif progress := progress_of(payload):
+            position, views = progress
+            for view in views:
+                if view in self._positions:
+                    self._advance(view, position)
+        else:
+            self._progress.set()  # the waiters' poll reads the positions
 
     async def _poll_while_waited(self) -> None:
         """Read the views' positions while requests wait on another process's

@@ -1,0 +1,252 @@
+"""The read models in PostgreSQL, through a psycopg 3 connection pool: pipelined
+pages, progress announced by NOTIFY, scratch schemas, reads retried once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
+from typing import Any, Final
+
+from projections.database.interface import (
+    Cursor,
+    ViewDatabase,
+    ViewDatabaseUnavailable,
+)
+from projections.database.leadership import AdvisoryLock, Leadership
+
+# A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
+# after an outage of a minute, the first connection to a promoted standby would
+# come up to a minute late. Giving up early bounds the backoff; the next
+# request that finds the pool empty starts a new attempt at once.
+POOL_RECONNECT_SECONDS: Final = 2.0
+
+
+class PostgresViews(ViewDatabase):
+    """Read models in PostgreSQL, through a psycopg 3 connection pool."""
+
+    arrays = True
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str | None = None,
+        max_size: int = 8,
+        connect_timeout: float = 5.0,
+        statement_timeout_ms: int = 10_000,
+    ) -> None:
+        import psycopg_pool
+        from psycopg.conninfo import conninfo_to_dict
+
+        self.conninfo = conninfo
+        self.schema = schema
+        self.connect_timeout = connect_timeout
+        options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
+        if schema:
+            options += f" -c search_path={schema}"
+        self.connect_kwargs: dict[str, Any] = {"options": options}
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            # (the database URL's own, if it has one, is the operator's choice)
+            self.connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
+        # Autocommit: a lone read is one round trip; writing() opens a transaction.
+        pool_kwargs = {**self.connect_kwargs, "autocommit": True}
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout,
+            kwargs=pool_kwargs,
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
+            open=True,
+        )
+
+    @contextmanager
+    def writing(self) -> Iterator[Cursor]:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with (
+                self._pool.connection() as connection,
+                connection.transaction(),
+                connection.cursor() as cursor,
+            ):
+                yield cursor
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
+            self._replace_dead_connections()
+            raise ViewDatabaseUnavailable(str(error)) from error
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        with self.writing() as cursor:
+            yield cursor
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        for attempt in read_attempts():
+            with attempt, self._pool.connection() as connection:
+                return connection.execute(self.sql(statement), params).fetchall()
+            self._replace_dead_connections()
+            attempt.unless_last()
+        raise AssertionError("unreachable")
+
+    def _replace_dead_connections(self) -> None:
+        # Checking on every use would cost a round trip per read; checking after
+        # a failure costs nothing while all is well.
+        with contextlib.suppress(Exception):
+            self._pool.check()
+
+    def sql(self, statement: str) -> str:
+        return _to_format_params(statement)
+
+    @property
+    def progress_channel(self) -> str:
+        return f"{self.schema or 'public'}_pm_order_projected"
+
+    def leadership(self, name: str) -> Leadership:
+        return AdvisoryLock(self, f"pm-order:{self.schema or 'public'}:{name}")
+
+    def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
+        return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
+
+    def for_a_page(self, cursor: Cursor) -> None:
+        # Without statistics, a join of a page's thousand keys with a table of
+        # millions is planned as a hash join over the whole table: every page
+        # would scan it. (SET LOCAL: until the transaction ends.)
+        #
+        # A page commits without waiting for its WAL to reach the disk: it is
+        # visible to every process (and announced) at once, a disk write sooner,
+        # which is most of a page's wait. The views and their tracking are one
+        # transaction, so a database crash can only lose the last pages whole
+        # (at most about 3 x wal_writer_delay), and the projector applies them
+        # again from the event log, which is always committed durably.
+        cursor.execute(_PAGE_SETTINGS)
+
+    def announce_progress(
+        self, cursor: Cursor, views: Sequence[str] = (), position: int = 0
+    ) -> None:
+        from psycopg import sql
+
+        # The payload spares every listener a read of the tracking table.
+        cursor.execute(
+            sql.SQL("NOTIFY {}, {}").format(
+                sql.Identifier(self.progress_channel),
+                sql.Literal(" ".join([str(position), *views]) if views else ""),
+            )
+        )
+
+    def scratch(self, label: str) -> PostgresViews:
+        from psycopg import sql
+
+        schema = f"{self.schema or 'public'}_{label}"[:63]
+        with self.writing() as cursor:
+            cursor.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(schema)
+                )
+            )
+            cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        return PostgresViews(
+            self.conninfo,
+            schema=schema,
+            max_size=2,
+            connect_timeout=self.connect_timeout,
+        )
+
+    def copy_tables_from(
+        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+    ) -> None:
+        from psycopg import sql
+
+        assert isinstance(scratch, PostgresViews)
+        assert scratch.schema
+        for table in tables:
+            cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            cursor.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}.{}").format(
+                    sql.Identifier(table),
+                    sql.Identifier(scratch.schema),
+                    sql.Identifier(table),
+                )
+            )
+
+    def discard(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        schema = self.schema
+        assert schema, "only a scratch schema is discarded"
+        self.close()
+
+        with psycopg.connect(
+            self.conninfo, autocommit=True, **self.connect_kwargs
+        ) as c:
+            c.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(schema)
+                )
+            )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def progress_of(payload: str) -> tuple[int, list[str]] | None:
+    """(position, views) announced by a projector's NOTIFY payload; None for an
+    announcement that names none (a heartbeat, a rebuild's switch: read the
+    tracking table)."""
+    position, *views = payload.split() or [""]
+    return (int(position), views) if views and position.isdigit() else None
+
+
+class ReadAttempt:
+    """One attempt at a read through a connection pool.
+
+    A lost connection is likely one from before a database restart, and the
+    pool's other idle ones are as dead: the caller replaces them and reads once
+    more (the attempt ends quietly). No connection free in time, or a second
+    lost one: ViewDatabaseUnavailable.
+    """
+
+    def __init__(self, last: bool) -> None:
+        self.last = last
+        self.error: Exception | None = None
+
+    def __enter__(self) -> ReadAttempt:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(error, psycopg_pool.PoolTimeout):
+            raise ViewDatabaseUnavailable(str(error)) from error
+        if isinstance(error, psycopg.OperationalError):
+            self.error = error
+            return True
+        return False
+
+    def unless_last(self) -> None:
+        """After the dead connections are replaced: give up if this was the last."""
+        if self.last and self.error is not None:
+            raise ViewDatabaseUnavailable(str(self.error)) from self.error
+
+
+def read_attempts() -> Iterator[ReadAttempt]:
+    """The attempts at a read: the first, and one more after a lost connection."""
+    yield ReadAttempt(last=False)
+    yield ReadAttempt(last=True)
+
+
+_PAGE_SETTINGS = (
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true),"
+    " set_config('enable_mergejoin', 'off', true),"
+    " set_config('synchronous_commit', 'off', true)"
+)
+
+
+@lru_cache(maxsize=512)
+def _to_format_params(statement: str) -> str:
+    return statement.replace("?", "%s")
