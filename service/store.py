@@ -66,6 +66,12 @@ DDL_ATTEMPTS: Final = 5
 
 
 def _with_fewer_retries(method: Any) -> Any:
+    """The library's `method` retrying twice instead of ten times.
+
+    The library offers no setting for it: its methods are wrapped by its own
+    `retry` decorator (functools.wraps, hence `__wrapped__`), which this takes
+    off and puts back with fewer attempts. eventsourcing is pinned below 9.6 in
+    setup.cfg; a release that renames these methods fails the recorder tests."""
     return retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)(
         method.__wrapped__
     )
@@ -581,6 +587,9 @@ def _is_lock_contention(error: BaseException) -> bool:
 
 
 def _is_missing_table(error: BaseException) -> bool:
+    # The library turns every driver error into its own classes, by kind only
+    # (ProgrammingError, OperationalError): what is missing is in the message,
+    # in SQLite's words and PostgreSQL's.
     text = str(error).lower()
     return "no such table" in text or "does not exist" in text
 
