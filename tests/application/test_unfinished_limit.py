@@ -73,3 +73,59 @@ def outcome(service: OrderService, snid: str) -> Written | TooManyUnfinishedOrde
         return service.request_transfer(**request(snid))
     except TooManyUnfinishedOrders as error:
         return error
+
+
+def entries_count(store: Store, tenant: str) -> int:
+    """The unfinished orders `tenant` asked for, counted in the lists' entries."""
+    [(n,)] = store.views.query(
+        "SELECT COUNT(*) FROM order_lists_entries"
+        " WHERE tenant = ? AND role = 'source' AND state = 'unfinished'",
+        [tenant],
+    )
+    return int(n)
+
+
+def test_the_kept_count_follows_requests_and_decisions_in_any_page(
+    store: Store, clock: FakeClock
+) -> None:
+    # given: orders requested and decided in one page, and across pages
+    service = limited(store, clock, 100)
+    numbers = [
+        service.request_transfer(**request(f"SN-A-{n:03d}")).order_id
+        for n in range(1, 6)
+    ]
+    decided = [n for n in numbers[:2] if n is not None]
+    service.decide(
+        tenant="proj-c", user="c", roles=frozenset(), order_ids=decided, accept=True
+    )
+    store.catch_up()  # requests and decisions in one page
+    later = [n for n in numbers[2:4] if n is not None]
+    service.decide(
+        tenant="proj-c", user="c", roles=frozenset(), order_ids=later, accept=False
+    )
+    store.catch_up()  # decisions of orders requested in an earlier page
+    # then: the count kept by the projector is the entries' count
+    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 1
+    assert entries_count(store, "proj-a") == 1
+    assert OrderLists.unfinished_as_source(store.views, "proj-c") == 0
+
+
+def test_lists_from_before_the_kept_count_get_it_from_their_entries(
+    store: Store, clock: FakeClock
+) -> None:
+    # given: three unfinished orders of proj-a, on a database whose counts predate
+    # the kept count (its rows removed)
+    service = limited(store, clock, 100)
+    for n in range(1, 4):
+        service.request_transfer(**request(f"SN-A-{n:03d}"))
+    store.catch_up()
+    with store.views.writing() as cursor:
+        cursor.execute("DELETE FROM order_lists_counts WHERE list_type = -1")
+    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 0
+    # when: the tables are made again (an upgrade)
+    store.create_tables()
+    # then: the count is back, and goes on from there
+    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 3
+    service.request_transfer(**request("SN-A-004"))
+    store.catch_up()
+    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 4
