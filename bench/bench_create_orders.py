@@ -61,6 +61,15 @@ class Run:
     def per_second(self) -> float:
         return self.count / self.seconds
 
+    @staticmethod
+    def joined(runs: list[Run]) -> Run:
+        """Several runs as one: their orders over their time together."""
+        return Run(
+            sum(r.count for r in runs),
+            sum(r.seconds for r in runs),
+            [latency for r in runs for latency in r.latencies],
+        )
+
     def latency_text(self) -> str:
         p50 = percentile(self.latencies, 50) * 1000
         p99 = percentile(self.latencies, 99) * 1000
@@ -209,9 +218,13 @@ def run(orders: int, clients: int, baseline_seconds: float) -> Report:
     )
     report.note(machine_line())
     each = WARM_UP + orders
-    # Each set-up orders the servers of a project of its own: every set-up starts
-    # with no unfinished order (a project's count of them is part of each POST).
-    sources = [f"{SOURCE}-{n}" for n in range(len(SETUPS))]
+    # The set-ups compared with each other run twice, alternately: the load on a
+    # shared machine drifts, and one run of a few seconds each would compare
+    # moments as much as set-ups.
+    order = [SETUPS[0], SETUPS[1], SETUPS[2], SETUPS[1], SETUPS[2]]
+    # Each run orders the servers of a project of its own: every run starts with
+    # no unfinished order (a project's count of them is part of each POST).
+    sources = [f"{SOURCE}-{n}" for n in range(len(order))]
     with fresh_schema() as schema, tempfile.TemporaryDirectory() as directory:
         began = time.perf_counter()
         snids = [
@@ -219,23 +232,25 @@ def run(orders: int, clients: int, baseline_seconds: float) -> Report:
             for n, source in enumerate(sources)
         ]
         report.note(
-            f"setup: {each * len(SETUPS):,} servers registered through OrderService"
+            f"setup: {each * len(order):,} servers registered through OrderService"
             f" in {time.perf_counter() - began:.1f}s"
         )
         tokens, token_of = tokens_file(Path(directory), [*sources, DEST])
         before = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
-        runs = {
-            setup[0]: measure(
-                schema.url,
-                tokens,
-                token_of[source],
-                source,
-                snids[n],
-                clients,
-                setup,
+        of_setup: dict[str, list[Run]] = {}
+        for n, (setup, source) in enumerate(zip(order, sources, strict=True)):
+            of_setup.setdefault(setup[0], []).append(
+                measure(
+                    schema.url,
+                    tokens,
+                    token_of[source],
+                    source,
+                    snids[n],
+                    clients,
+                    setup,
+                )
             )
-            for n, (setup, source) in enumerate(zip(SETUPS, sources, strict=True))
-        }
+        runs = {name: Run.joined(each_run) for name, each_run in of_setup.items()}
         batches = group_commits(schema)
         after = asyncio.run(bare_inserts(schema, clients, baseline_seconds))
     baseline = (before.per_second + after.per_second) / 2

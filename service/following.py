@@ -262,13 +262,20 @@ class Following:
         projector: when it announces progress (NOTIFY), and on a timer only while
         the announcements may not come (no listener, or one that hears nothing)."""
         delay = _WAIT_POLL_FIRST
+        # While the listener hears, the projector's announcements say how far the
+        # views got (they are read as they come, not here): the first read waits
+        # for a sign that they may not come (an announcement naming no position,
+        # or none for a while).
+        read = not self.listener_alive()
         while self._waiters:
             # Cleared before reading, so an announcement during the read is not lost.
             self._progress.clear()
-            for view, position in (await self._positions_now()).items():
-                self._advance(view, position)
-            if not self._waiters:
-                return
+            if read:
+                for view, position in (await self._positions_now()).items():
+                    self._advance(view, position)
+                if not self._waiters:
+                    return
+            read = True
             listening = self.listener_alive()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_WAIT_POLL_HEARING if listening else delay):

@@ -132,6 +132,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             "SELECT setval({name}::regclass,"
             " GREATEST(%s, (SELECT last_value FROM {schema}.{sequence})))"
         ).format(name=self.order_numbers_name, schema=schema, sequence=sequence)
+        self._insert_text: str | None = None
         self._insert_in_one_message = SQL("; ").join(
             [
                 SQL("BEGIN"),
@@ -247,8 +248,10 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         ):
             try:
                 # Client-side binding: statements with parameters in one message.
+                if self._insert_text is None:  # composed once, on a connection
+                    self._insert_text = self._insert_in_one_message.as_string(conn)
                 inserting.execute(
-                    self._insert_in_one_message,
+                    self._insert_text,
                     (
                         [e.originator_id for e in stored_events],
                         [e.originator_version for e in stored_events],
