@@ -151,9 +151,15 @@ class LibpqPostgresFactory(PostgresFactory):
 
         super().__init__(env)
         conninfo = self.env.get(self.CONNINFO)
+        kwargs: Any = self.datastore.pool.kwargs
         if conninfo:
-            kwargs: Any = self.datastore.pool.kwargs
             kwargs.update(conninfo_to_dict(conninfo))
+        # Every statement of the event store is a short lookup by key: compiling
+        # one (JIT) costs more than running it, and a plan made without statistics
+        # (a restored or bulk-loaded store) can cost enough to trigger it. (Set
+        # here, before anything opens the pool: its first connections are made
+        # with the recorder.)
+        kwargs["options"] = "-c jit=off"
         self.datastore.pool.reconnect_timeout = POOL_RECONNECT_SECONDS
 
 

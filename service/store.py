@@ -90,12 +90,6 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Every statement here is a short lookup by key: compiling one (JIT) costs
-        # more than running it, and a plan made without statistics (a restored or
-        # bulk-loaded store) can cost enough to trigger it.
-        connect_with = self.datastore.pool.kwargs
-        assert isinstance(connect_with, dict)  # the library passes a dict
-        connect_with["options"] = "-c jit=off"
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         # One index lookup per aggregate, whatever the planner knows of the table:
