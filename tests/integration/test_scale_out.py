@@ -278,3 +278,55 @@ def test_db_upgrade_makes_the_tables_whatever_the_schema_mark_says(
     open_store(postgres_schema_url, upgrade=True).close()
     # Then: the upgrade made it again
     assert indexed()
+
+
+def analysed(url: str, table: str) -> bool:
+    """Whether `table` of the URL's schema has planner statistics (ANALYZEd)."""
+    schema = str(postgres_settings(url).schema)
+    with psycopg.connect(url.split("?")[0]) as db:
+        row = db.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE schemaname = %s AND relname = %s",
+            (schema, table),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.parametrize(("rows", "analysed_after"), [(10, False), (1000, True)])
+def test_a_bulk_import_of_servers_refreshes_the_planners_statistics(
+    postgres_schema_url: str,
+    tokens_path: Path,
+    tmp_path: Path,
+    rows: int,
+    analysed_after: bool,
+) -> None:
+    # Given: a CSV of `rows` servers
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "snid,project_id\n" + "".join(f"SN-{n:05d},proj-a\n" for n in range(rows))
+    )
+    env = {
+        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_TOKENS_FILE": str(tokens_path),
+    }
+    # When: it is imported, as an operator does
+    pm_order("machines", "import", str(inventory), env=env)
+    # Then: a bulk (1,000 rows or more) leaves every table analysed, as autovacuum
+    # would later; a few rows leave that to autovacuum
+    for table in ("pm_order_events", "server_ownership", "order_lists_entries"):
+        assert analysed(postgres_schema_url, table) is analysed_after, table
+
+
+def test_the_event_stores_sessions_never_compile_statements(
+    postgres_schema_url: str,
+) -> None:
+    store = open_store(postgres_schema_url)
+    try:
+        recorder = store.app.recorder
+        assert isinstance(recorder, FailFastPostgresRecorder)
+        with recorder.datastore.get_connection() as conn:
+            row = conn.execute("SHOW jit").fetchone()
+        assert row is not None
+        assert row["jit"] == "off"
+    finally:
+        store.close()
