@@ -212,11 +212,11 @@ async def authentication_middleware(
     if request.headers.get("Sp-Agent") != SP_AGENT:
         raise ApiError(400, f"the Sp-Agent header must be {SP_AGENT!r}")
     tenant_id = match_info["tenant_id"]
-    if tenant_id != identity.project_id:
+    if tenant_id != identity.project:
         raise ApiError(
             400,
             f"Malformed request URL: URL's project_id '{tenant_id}' doesn't match "
-            f"Context's project_id '{identity.project_id}'",
+            f"Context's project_id '{identity.project}'",
             reason="Unauthorized",
         )
     request[IDENTITY] = identity

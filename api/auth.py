@@ -23,7 +23,7 @@ class Identity:
     """A user scoped to a project, as the token says."""
 
     user_name: str
-    project_id: str
+    project: str
     roles: frozenset[str]
 
 
@@ -113,7 +113,7 @@ def _load_tokens(path: Path) -> dict[str, _StaticToken]:
         tokens[_token_digest(entry, where, number)] = _StaticToken(
             identity=Identity(
                 user_name=_text(entry, "user_name", where, number),
-                project_id=_text(entry, "project_id", where, number),
+                project=_text(entry, "project_id", where, number),
                 roles=frozenset(_roles(entry, where, number)),
             ),
             expires_at=_expiry(entry, where, number),

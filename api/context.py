@@ -37,7 +37,7 @@ BACKGROUND: Final = web.AppKey("background", Background)
 STATUS: Final = web.AppKey("status", StoreStatus)
 # PostgreSQL only: list pages read on the event loop.
 ASYNC_READS: Final = web.AppKey("async_reads", AsyncListReads)
-# With ASYNC_READS: rendered pages, checked against the tenant's version.
+# With ASYNC_READS: rendered pages, checked against the project's version.
 PAGE_CACHE: Final = web.AppKey("page_cache", PageCache)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)

@@ -29,17 +29,17 @@ async def list_orders(request: web.Request) -> web.Response:
     """GET: one page of one of the caller's five lists."""
     reads = request.app.get(ASYNC_READS)
     if reads is not None:
-        tenant = request[IDENTITY].project_id
+        project = request[IDENTITY].project
         cache = request.app[PAGE_CACHE]
         # Only valid queries are cached: the same text is the same valid query.
-        key = (tenant, request.query_string)
+        key = (project, request.query_string)
         cached = cache.get(key)
         # Read after this request came: a write answered before it shows here.
-        if cached is not None and cached.version == await reads.version(tenant):
+        if cached is not None and cached.version == await reads.version(project):
             return responses.json_bytes(cached.body)
         query = requests.list_query(request)
         page = await reads.page(
-            tenant, query.list_type, limit=query.limit, marker=query.marker
+            project, query.list_type, limit=query.limit, marker=query.marker
         )
         body = responses.order_list_body(page, request.app[CONFIG].timezone)
         cache.put(key, page.version, body)
@@ -50,7 +50,7 @@ async def list_orders(request: web.Request) -> web.Response:
         request,
         OrderLists.page,
         store.views,
-        request[IDENTITY].project_id,
+        request[IDENTITY].project,
         query.list_type,
         limit=query.limit,
         marker=query.marker,
@@ -61,12 +61,12 @@ async def list_orders(request: web.Request) -> web.Response:
 async def request_transfer(request: web.Request) -> web.Response:
     """POST: order the move of the caller's servers to another project."""
     identity = request[IDENTITY]
-    body = await requests.transfer_request(request, identity.project_id)
+    body = await requests.transfer_request(request, identity.project)
     await refuse_writes_nobody_projects(request)
     # Queued for the next group commit: no thread of the pool waits meanwhile.
     written = await asyncio.wrap_future(
         request.app[SERVICE].request_transfer_later(
-            tenant=identity.project_id,
+            source_project=identity.project,
             user=identity.user_name,
             snids=body.snids,
             dest_project=body.dest_project,
@@ -86,7 +86,7 @@ async def decide_orders(request: web.Request) -> web.Response:
     written = await run(
         request,
         request.app[SERVICE].decide,
-        tenant=identity.project_id,
+        project=identity.project,
         user=identity.user_name,
         roles=identity.roles,
         order_ids=body.order_ids,

@@ -169,7 +169,7 @@ class KeystoneAuthenticator:
                 return _Answer(identity=None)
             identity = Identity(
                 user_name=_text(token["user"]["name"]),
-                project_id=_text(project["id"]),
+                project=_text(project["id"]),
                 roles=frozenset(_text(role["name"]) for role in token.get("roles", [])),
             )
         except (KeyError, TypeError, ValueError) as error:

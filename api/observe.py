@@ -54,7 +54,7 @@ def inbound_request_id(value: str | None) -> str | None:
 
 def route_of(request: web.Request) -> str:
     """The route's template (`/mana_api/pm_order/{tenant_id}`), never the path:
-    paths hold tenant ids, and would make a metric label per tenant."""
+    paths hold project ids, and would make a metric label per project."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
@@ -105,7 +105,7 @@ def _record(
     if not access_log.isEnabledFor(logging.INFO):
         return
     identity = request.get(IDENTITY)
-    project = identity.project_id if identity else None
+    project = identity.project if identity else None
     user = identity.user_name if identity else None
     client = client_address(request)
     version = request.version

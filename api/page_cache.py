@@ -1,6 +1,6 @@
-"""Rendered list pages kept in this process, each with the tenant's version it
+"""Rendered list pages kept in this process, each with the project's version it
 was read at; a page is answered from here only after one primary-key read of the
-tenant's current version finds it unchanged.
+project's current version finds it unchanged.
 
 The version is written by the projector in the same transaction as the rows and
 the tracking (projections/order_lists.py), so a write that any process answered
@@ -18,7 +18,7 @@ from typing import Final
 # the store's size.
 MAX_BYTES: Final = 24 * 1024 * 1024
 
-PageKey = tuple[str, str]  # tenant, the request's query string
+PageKey = tuple[str, str]  # project, the request's query string
 
 
 @dataclass(frozen=True)

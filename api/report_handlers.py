@@ -19,16 +19,16 @@ from projections.reports import Figures, Reports, parse_day
 
 async def project_report(request: web.Request) -> web.Response:
     """GET: the caller's project per day, with its summary."""
-    tenant = request[IDENTITY].project_id
+    project = request[IDENTITY].project
     since, until = _day_range(request)
     figures = await run(
-        request, Reports.figures, request.app[STORE].views, tenant, since, until
+        request, Reports.figures, request.app[STORE].views, project, since, until
     )
-    return json_ok(report_json(tenant, figures))
+    return json_ok(report_json(project, figures))
 
 
-def report_json(tenant: str, figures: Figures) -> dict[str, Any]:
-    summary = figures.summary_of(tenant).as_json()
+def report_json(project: str, figures: Figures) -> dict[str, Any]:
+    summary = figures.summary_of(project).as_json()
     del summary["project"]
     days = [day.as_json() for day in figures.days]
     for day in days:
@@ -36,7 +36,7 @@ def report_json(tenant: str, figures: Figures) -> dict[str, Any]:
     return {
         "code": 200,
         "msg": "",
-        "tenant_id": tenant,
+        "tenant_id": project,
         "days": days,
         "summary": summary,
     }

@@ -134,8 +134,8 @@ def scope_text(figures: Figures, language: Language = ENGLISH) -> str:
     """Which projects and days a report covers, in words."""
     _ = language.gettext
     who = (
-        _("Project {project}", project=figures.tenant)
-        if figures.tenant
+        _("Project {project}", project=figures.project)
+        if figures.project
         else _("All projects")
     )
     days = [f.day for f in figures.days]

@@ -23,6 +23,12 @@ def order_aggregate_id(number: int) -> UUID:
 class Order(Aggregate):
     """A transfer of servers from `resource_project` to `dest_project`."""
 
+    # Events' attribute names are the stored format, in the contract's words:
+    # `resource_project` and `dest_project` here, `project_id`, `from_project` and
+    # `to_project` in Server's. Renaming one would need an upcaster for every
+    # stored event, so code says `source_project`/`dest_project` and `project`
+    # everywhere but where an event (or the JSON) is read or written; the
+    # aggregates' attributes follow their events (the library ties them).
     class Requested(Aggregate.Created):
         number: int
         snids: list[str]

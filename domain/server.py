@@ -49,6 +49,7 @@ def check_orderable(servers: Mapping[str, Server | None], project: str) -> None:
 class Server(Aggregate):
     """One physical server, owned by one project, held by at most one open order."""
 
+    # `project_id` is the stored events' word for the owner (see Order's events).
     class Registered(Aggregate.Created):
         snid: str
         project_id: str

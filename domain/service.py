@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar, Unpack
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -68,18 +68,17 @@ class Written:
     order_id: int | None = None
 
 
-@dataclass(frozen=True)
-class _TransferRequest:
-    """One caller's request to move servers, as the service checked it."""
+class TransferRequest(TypedDict):
+    """One caller's request to move servers: the keywords of `request_transfer`."""
 
-    tenant: str
+    source_project: str
     user: str
     snids: list[str]
     dest_project: str
     mailto: list[str]
 
 
-_Pending = Pending[_TransferRequest, Written]
+_Pending = Pending[TransferRequest, Written]
 
 
 class _StaleRead(Exception):
@@ -112,7 +111,7 @@ class OrderService:
         self.clock = clock
         self.limits = limits
         self._unfinished_orders = unfinished_orders
-        self._transfers: GroupCommit[_TransferRequest, Written] = GroupCommit(
+        self._transfers: GroupCommit[TransferRequest, Written] = GroupCommit(
             self._request_batch
         )
         self._numbers = self._order_numbers()
@@ -130,21 +129,21 @@ class OrderService:
         servers change hands only through orders.
         """
         wanted: dict[str, str] = {}
-        for snid, project_id in rows:
+        for snid, project in rows:
             values.check_snid(snid)
-            values.check_project_id(project_id)
-            if wanted.setdefault(snid, project_id) != project_id:
+            values.check_project_id(project)
+            if wanted.setdefault(snid, project) != project:
                 raise InvalidInput(f"server {snid} is listed for two projects")
 
         def attempt() -> Written:
             now = self.clock()
             new: list[Server] = []
             servers = self._servers(list(wanted))
-            for snid, project_id in wanted.items():
+            for snid, project in wanted.items():
                 server = servers[snid]
                 if server is None:
-                    new.append(Server(snid=snid, project_id=project_id, at=now))
-                elif server.project_id != project_id:
+                    new.append(Server(snid=snid, project_id=project, at=now))
+                elif server.project_id != project:
                     raise InvalidInput(
                         f"server {snid} belongs to {server.project_id}: servers "
                         "change hands only through orders"
@@ -153,63 +152,34 @@ class OrderService:
 
         return self._retrying(attempt)
 
-    def request_transfer(
-        self,
-        *,
-        tenant: str,
-        user: str,
-        snids: list[str],
-        dest_project: str,
-        mailto: list[str],
-    ) -> Written:
-        """Order the move of `snids` from `tenant` to `dest_project`.
+    def request_transfer(self, **request: Unpack[TransferRequest]) -> Written:
+        """Order the move of `snids` from `source_project` to `dest_project`.
 
         Requests arriving together are saved together (group commit): one
         transaction for all of them, each still judged on its own.
         """
-        return self._transfers.submit(
-            self._transfer_request(tenant, user, snids, dest_project, mailto)
-        )
+        return self._transfers.submit(self._checked(request))
 
     def request_transfer_later(
-        self,
-        *,
-        tenant: str,
-        user: str,
-        snids: list[str],
-        dest_project: str,
-        mailto: list[str],
+        self, **request: Unpack[TransferRequest]
     ) -> Future[Written]:
         """`request_transfer` without waiting: the request is checked now (an
         InvalidInput is raised here), queued for the next batch, and its outcome
         comes as the future's result or exception."""
-        return self._transfers.submit_later(
-            self._transfer_request(tenant, user, snids, dest_project, mailto)
-        )
+        return self._transfers.submit_later(self._checked(request))
 
-    def _transfer_request(
-        self,
-        tenant: str,
-        user: str,
-        snids: list[str],
-        dest_project: str,
-        mailto: list[str],
-    ) -> _TransferRequest:
-        values.check_snids(snids, self.limits.max_servers_per_order)
-        values.check_project_id(dest_project, "dest_project")
-        if dest_project == tenant:
+    def _checked(self, request: TransferRequest) -> TransferRequest:
+        """`request` with its mail addresses cleaned; InvalidInput if a value is."""
+        values.check_snids(request["snids"], self.limits.max_servers_per_order)
+        values.check_project_id(request["dest_project"], "dest_project")
+        if request["dest_project"] == request["source_project"]:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"
             )
-        return _TransferRequest(
-            tenant=tenant,
-            user=user,
-            snids=snids,
-            dest_project=dest_project,
-            mailto=values.check_mailto(
-                mailto, self.limits.max_mailto, self.limits.mail_domains
-            ),
+        mailto = values.check_mailto(
+            request["mailto"], self.limits.max_mailto, self.limits.mail_domains
         )
+        return {**request, "mailto": mailto}
 
     def _request_batch(self, batch: list[_Pending]) -> None:
         self._retrying(lambda: self._try_batch(batch))
@@ -222,7 +192,7 @@ class OrderService:
         # the order holding a server, one of this batch's included): a refused
         # request's number is left unused.
         servers, taken = self._servers_and_numbers(
-            list(dict.fromkeys(s for p in batch for s in p.request.snids)),
+            list(dict.fromkeys(s for p in batch for s in p.request["snids"])),
             len(batch),
         )
         numbers = iter(taken)
@@ -237,11 +207,12 @@ class OrderService:
         )
         for pending in batch:
             request = pending.request
+            source_project, snids = request["source_project"], request["snids"]
             try:
                 # Servers reserved by requests earlier in the batch count as held.
-                check_orderable({s: servers[s] for s in request.snids}, request.tenant)
+                check_orderable({s: servers[s] for s in snids}, source_project)
                 if unfinished is not None:
-                    unfinished.check(request.tenant)
+                    unfinished.check(source_project)
             except (
                 ServersNotOwned,
                 ServersAlreadyOrdered,
@@ -250,23 +221,23 @@ class OrderService:
                 verdicts.append((pending, refusal))
                 continue
             if unfinished is not None:
-                unfinished.add(request.tenant)
+                unfinished.add(source_project)
             number = next(numbers)
             orders.append(
                 Order(
                     number=number,
-                    snids=request.snids,
-                    resource_project=request.tenant,
-                    dest_project=request.dest_project,
-                    user=request.user,
-                    mailto=request.mailto,
+                    snids=snids,
+                    resource_project=source_project,
+                    dest_project=request["dest_project"],
+                    user=request["user"],
+                    mailto=request["mailto"],
                     at=now,
                 )
             )
-            for snid in request.snids:
+            for snid in snids:
                 server = servers[snid]
                 assert server is not None
-                server.reserve(order_id=number, project=request.tenant, at=now)
+                server.reserve(order_id=number, project=source_project, at=now)
                 reserved[snid] = server
             verdicts.append((pending, number))
         used = [o.number for o in orders]
@@ -285,13 +256,13 @@ class OrderService:
     def decide(
         self,
         *,
-        tenant: str,
+        project: str,
         user: str,
         roles: frozenset[str],
         order_ids: list[int],
         accept: bool,
     ) -> Written:
-        """Accept or refuse orders addressed to `tenant`, all or none."""
+        """Accept or refuse orders addressed to `project`, all or none."""
         values.check_order_ids(order_ids)
         if self.approver_roles and not roles & self.approver_roles:
             raise NotAllowed(
@@ -303,11 +274,11 @@ class OrderService:
             now = self.clock()
             orders = {n: self._get(Order, order_aggregate_id(n)) for n in order_ids}
             missing = [
-                n for n, o in orders.items() if o is None or o.dest_project != tenant
+                n for n, o in orders.items() if o is None or o.dest_project != project
             ]
             if missing:
                 raise OrdersNotFound(
-                    f"orders not found for project {tenant}: "
+                    f"orders not found for project {project}: "
                     + ", ".join(map(str, missing))
                 )
             found = [o for o in orders.values() if o is not None]

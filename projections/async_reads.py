@@ -54,25 +54,25 @@ class AsyncListReads:
         await self._pool.close()
 
     async def page(
-        self, tenant: str, list_type: int, *, limit: int, marker: int | None
+        self, project: str, list_type: int, *, limit: int, marker: int | None
     ) -> OrderPage:
         """OrderLists.page, read on the event loop."""
         statement, params = OrderLists.page_query(
-            tenant, list_type, limit=limit, marker=marker
+            project, list_type, limit=limit, marker=marker
         )
         return OrderLists.page_of(await self._rows(statement, params), limit)
 
-    async def version(self, tenant: str) -> int | None:
+    async def version(self, project: str) -> int | None:
         """OrderLists.version, read on the event loop, by a read that starts after
         this call: whatever was committed before the call shows.
 
         Concurrent calls share their reads: those that come while a read is on
-        its way wait for the next one, which asks for all their tenants at once
+        its way wait for the next one, which asks for all their projects at once
         (one round trip for many requests, not one each).
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[int | None] = loop.create_future()
-        self._waiting.append((tenant, waiter))
+        self._waiting.append((project, waiter))
         if self._reader is None:
             self._reader = loop.create_task(self._read_versions())
         return await waiter
@@ -82,8 +82,8 @@ class AsyncListReads:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    tenants = sorted({tenant for tenant, _ in batch})
-                    rows = await self._rows(*OrderLists.versions_query(tenants))
+                    projects = sorted({project for project, _ in batch})
+                    rows = await self._rows(*OrderLists.versions_query(projects))
                 except Exception as error:  # noqa: BLE001 - each caller raises it (a 503)
                     for _, waiter in batch:
                         if not waiter.done():
@@ -94,10 +94,10 @@ class AsyncListReads:
                         waiter.cancel()
                     self._waiting = []
                     raise
-                found = {tenant: int(n) for tenant, n in rows}
-                for tenant, waiter in batch:
+                found = {project: int(n) for project, n in rows}
+                for project, waiter in batch:
                     if not waiter.done():
-                        waiter.set_result(found.get(tenant))
+                        waiter.set_result(found.get(project))
         finally:
             self._reader = None
 

@@ -1,9 +1,9 @@
-"""The order lists: the five list types of the API, per tenant, newest first.
+"""The order lists: the five list types of the API, per project, newest first.
 
 Every order is one row of `order_lists_orders` and one entry per party (source
 and destination) in `order_lists_entries`, indexed for each list type; counts per
-tenant and list type are kept in `order_lists_counts` so that `total_count`
-costs one row read whatever the list's length; per tenant, `order_lists_versions`
+project and list type are kept in `order_lists_counts` so that `total_count`
+costs one row read whatever the list's length; per project, `order_lists_versions`
 counts the events that changed its lists, so that a reader holding a rendered
 page (api/page_cache.py) checks it with one primary-key read.
 """
@@ -19,7 +19,7 @@ from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
 from projections.database import ViewDatabase
 from projections.page_writer import Changes, Int32, Lookup, Table
-from projections.view import ReadModel
+from projections.renamed_columns import RenamingReadModel
 
 NAME: Final = "order_lists"
 
@@ -27,12 +27,12 @@ SOURCE: Final = "source"
 DEST: Final = "dest"
 
 # The list types of the API (the contract's `type`).
-INBOX: Final = 0  # the tenant's unfinished orders, as their destination
+INBOX: Final = 0  # the project's unfinished orders, as their destination
 ACCEPTED_BY_ME: Final = 1
 REFUSED_BY_ME: Final = 2
 REQUESTED_BY_ME: Final = 3
 ALL: Final = 4
-# Not a list of the API: how many of the orders a tenant asked for are unfinished
+# Not a list of the API: how many of the orders a project asked for are unfinished
 # (the limit on them reads it for every batch of requests), kept beside the lists'
 # counts so that reading it is one row whatever the number of orders.
 SENT_UNFINISHED: Final = -1
@@ -73,7 +73,7 @@ class OrderRow:
 class ListEntry:
     """An order in the lists of one of its parties (its `role`: source or dest)."""
 
-    tenant: str
+    project: str
     order_id: int
     role: str
     state: str
@@ -81,20 +81,20 @@ class ListEntry:
 
 @dataclass(slots=True)
 class ListCount:
-    """How many orders `tenant`'s list `list_type` holds."""
+    """How many orders `project`'s list `list_type` holds."""
 
-    tenant: str
+    project: str
     list_type: Int32
     n: int
 
 
 @dataclass(slots=True)
 class ListsVersion:
-    """How many events changed `tenant`'s lists: a reader that cached a page
+    """How many events changed `project`'s lists: a reader that cached a page
     tells with one primary-key read whether the page may have changed. A count
     of events, not of pages: a rebuild (other pages) gives the same figures."""
 
-    tenant: str
+    project: str
     n: int
 
 
@@ -111,58 +111,70 @@ ORDERS: Final = Table(
         " WHERE state = 'unfinished'",
     ],
 )
+# The lists' `project` columns were called `tenant` before schema version 3.
 ENTRIES: Final = Table(
     "order_lists_entries",
     ListEntry,
-    key=["tenant", "order_id"],
+    key=["project", "order_id"],
+    renamed={"tenant": "project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role"
-        " ON order_lists_entries (tenant, role, order_id)",
+        " ON order_lists_entries (project, role, order_id)",
         # A decision updates both entries of its order.
         "CREATE INDEX IF NOT EXISTS order_lists_entries_by_order"
         " ON order_lists_entries (order_id)",
         "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role_state"
-        " ON order_lists_entries (tenant, role, state, order_id)",
+        " ON order_lists_entries (project, role, state, order_id)",
     ],
 )
-COUNTS: Final = Table("order_lists_counts", ListCount, key=["tenant", "list_type"])
-VERSIONS: Final = Table("order_lists_versions", ListsVersion, key=["tenant"])
+COUNTS: Final = Table(
+    "order_lists_counts",
+    ListCount,
+    key=["project", "list_type"],
+    renamed={"tenant": "project"},
+)
+VERSIONS: Final = Table(
+    "order_lists_versions",
+    ListsVersion,
+    key=["project"],
+    renamed={"tenant": "project"},
+)
 
 # Lists made before the versions were (an upgraded database) get the versions
 # their events would have stamped: per order, its request, each warning and its
 # decision. (Empty lists, or versions already there: nothing to do.)
 _BACKFILL_VERSIONS: Final = (
-    "INSERT INTO order_lists_versions (tenant, n)"
-    " SELECT e.tenant, SUM(1 + o.warning_count"
+    "INSERT INTO order_lists_versions (project, n)"
+    " SELECT e.project, SUM(1 + o.warning_count"
     " + CASE WHEN o.state = 'unfinished' THEN 0 ELSE 1 END)"
     " FROM order_lists_entries e JOIN order_lists_orders o ON o.id = e.order_id"
     " WHERE NOT EXISTS (SELECT 1 FROM order_lists_versions)"
-    " GROUP BY e.tenant"
+    " GROUP BY e.project"
 )
 
 # Databases whose counts predate SENT_UNFINISHED get it from their entries, once
 # (the fold keeps it from then on).
 _BACKFILL_SENT_UNFINISHED: Final = (
-    "INSERT INTO order_lists_counts (tenant, list_type, n)"
-    f" SELECT tenant, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_entries"
+    "INSERT INTO order_lists_counts (project, list_type, n)"
+    f" SELECT project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_entries"
     f" WHERE role = '{SOURCE}' AND state = '{workflow.UNFINISHED}'"
     " AND NOT EXISTS"
     f" (SELECT 1 FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED})"
-    " GROUP BY tenant"
+    " GROUP BY project"
 )
 
 # For an order requested before the page: its destination's counts, and both
 # its parties' versions, found by the statement itself (no read among the
 # page's pipelined writes).
-_ITS_DESTINATION: Final = Lookup(ORDERS, "id", (("tenant", "dest_project"),))
-_ITS_SOURCE: Final = Lookup(ORDERS, "id", (("tenant", "resource_project"),))
-_ITS_PARTIES: Final = Lookup(ENTRIES, "order_id", (("tenant", "tenant"),))
+_ITS_DESTINATION: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
+_ITS_SOURCE: Final = Lookup(ORDERS, "id", (("project", "resource_project"),))
+_ITS_PARTIES: Final = Lookup(ENTRIES, "order_id", (("project", "project"),))
 
 _SELECT_PAGE_COLUMNS: Final = ", ".join(f"o.{name}" for name in ORDERS.names)
 
 
 def _select_page(role: str | None, state: str | None) -> str:
-    where = "e.tenant = ?"
+    where = "e.project = ?"
     if role is not None:
         where += " AND e.role = ?"
     if state is not None:
@@ -171,10 +183,10 @@ def _select_page(role: str | None, state: str | None) -> str:
     # page's ids are chosen first on the entries index (so a marker deep in a long
     # list is a seek, not a walk), then joined; with no rows on the page, the outer
     # join still gives one row that carries the count.
-    # The tenant's version comes from the same snapshot as the rows.
+    # The project's version comes from the same snapshot as the rows.
     return (
-        "SELECT (SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?),"
-        " (SELECT n FROM order_lists_versions WHERE tenant = ?),"
+        "SELECT (SELECT n FROM order_lists_counts WHERE project = ? AND list_type = ?),"
+        " (SELECT n FROM order_lists_versions WHERE project = ?),"
         f" {_SELECT_PAGE_COLUMNS}"
         " FROM (SELECT 1 AS one) AS always"
         " LEFT JOIN ("
@@ -188,10 +200,10 @@ def _select_page(role: str | None, state: str | None) -> str:
 
 
 _SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
-_SELECT_VERSION: Final = "SELECT n FROM order_lists_versions WHERE tenant = ?"
+_SELECT_VERSION: Final = "SELECT n FROM order_lists_versions WHERE project = ?"
 
 _SELECT_COUNT: Final = (
-    "SELECT n FROM order_lists_counts WHERE tenant = ? AND list_type = ?"
+    "SELECT n FROM order_lists_counts WHERE project = ? AND list_type = ?"
 )
 
 _SELECT_OVERDUE: Final = (
@@ -207,12 +219,12 @@ class OrderPage:
     orders: list[OrderRow]
     total_count: int
     next_marker: int | None
-    # The tenant's version when the page was read (None: no order ever).
+    # The project's version when the page was read (None: no order ever).
     version: int | None = None
 
 
-class OrderLists(ReadModel):
-    """Projects Order events into the per-tenant lists, and answers list queries."""
+class OrderLists(RenamingReadModel):
+    """Projects Order events into the per-project lists, and answers list queries."""
 
     name = NAME
     layout = (ORDERS, ENTRIES, COUNTS, VERSIONS)
@@ -226,12 +238,15 @@ class OrderLists(ReadModel):
         match event:
             case Order.Requested():
                 at, number = event.at.timestamp(), event.number
-                source, dest = event.resource_project, event.dest_project
+                source_project, dest_project = (
+                    event.resource_project,
+                    event.dest_project,
+                )
                 order = OrderRow(
                     id=number,
                     snids=",".join(event.snids),
-                    resource_project=source,
-                    dest_project=dest,
+                    resource_project=source_project,
+                    dest_project=dest_project,
                     user=event.user,
                     state=workflow.UNFINISHED,
                     mailto=",".join(event.mailto),
@@ -243,16 +258,17 @@ class OrderLists(ReadModel):
                 )
                 changes.insert(ORDERS, order)
                 changes.insert(
-                    ENTRIES, ListEntry(source, number, SOURCE, workflow.UNFINISHED)
+                    ENTRIES,
+                    ListEntry(source_project, number, SOURCE, workflow.UNFINISHED),
                 )
                 changes.insert(
-                    ENTRIES, ListEntry(dest, number, DEST, workflow.UNFINISHED)
+                    ENTRIES, ListEntry(dest_project, number, DEST, workflow.UNFINISHED)
                 )
-                changes.add(COUNTS, ListCount(source, REQUESTED_BY_ME, 1))
-                changes.add(COUNTS, ListCount(source, SENT_UNFINISHED, 1))
-                changes.add(COUNTS, ListCount(source, ALL, 1))
-                changes.add(COUNTS, ListCount(dest, INBOX, 1))
-                changes.add(COUNTS, ListCount(dest, ALL, 1))
+                changes.add(COUNTS, ListCount(source_project, REQUESTED_BY_ME, 1))
+                changes.add(COUNTS, ListCount(source_project, SENT_UNFINISHED, 1))
+                changes.add(COUNTS, ListCount(source_project, ALL, 1))
+                changes.add(COUNTS, ListCount(dest_project, INBOX, 1))
+                changes.add(COUNTS, ListCount(dest_project, ALL, 1))
                 _stamp_versions(changes, number, order)
             case Order.WarningRaised():
                 at, number = event.at.timestamp(), event.number
@@ -279,8 +295,8 @@ class OrderLists(ReadModel):
                         event.by,
                         at,
                     )
-                    for tenant in (order.resource_project, order.dest_project):
-                        entry = changes.inserted(ENTRIES, (tenant, number))
+                    for project in (order.resource_project, order.dest_project):
+                        entry = changes.inserted(ENTRIES, (project, number))
                         assert entry is not None  # inserted with its order
                         entry.state = after
                     changes.add(COUNTS, ListCount(order.dest_project, INBOX, -1))
@@ -312,21 +328,26 @@ class OrderLists(ReadModel):
 
     @staticmethod
     def page(
-        db: ViewDatabase, tenant: str, list_type: int, *, limit: int, marker: int | None
+        db: ViewDatabase,
+        project: str,
+        list_type: int,
+        *,
+        limit: int,
+        marker: int | None,
     ) -> OrderPage:
-        """One page of `tenant`'s list `list_type`, newest first, after `marker`."""
+        """One page of `project`'s list `list_type`, newest first, after `marker`."""
         statement, params = OrderLists.page_query(
-            tenant, list_type, limit=limit, marker=marker
+            project, list_type, limit=limit, marker=marker
         )
         return OrderLists.page_of(db.query(statement, params), limit)
 
     @staticmethod
     def page_query(
-        tenant: str, list_type: int, *, limit: int, marker: int | None
+        project: str, list_type: int, *, limit: int, marker: int | None
     ) -> tuple[str, list[Any]]:
         """The one statement (with `?` marks) of a page, and its parameters."""
         role, state = LIST_TYPES[list_type]
-        params: list[Any] = [tenant, list_type, tenant, tenant]
+        params: list[Any] = [project, list_type, project, project]
         if role is not None:
             params.append(role)
         if state is not None:
@@ -337,7 +358,7 @@ class OrderLists(ReadModel):
     @staticmethod
     def page_of(rows: Sequence[Any], limit: int) -> OrderPage:
         """The page that page_query's rows make: each row is the list's count,
-        the tenant's version, then an order's columns (none past the list's end)."""
+        the project's version, then an order's columns (none past the list's end)."""
         count, version, *_ = rows[0] if rows else (None, None)
         orders = [
             ORDERS.row_of((order_id, *columns))
@@ -353,26 +374,26 @@ class OrderLists(ReadModel):
         )
 
     @staticmethod
-    def versions_query(tenants: Sequence[str]) -> tuple[str, list[Any]]:
-        """The statement of several tenants' versions: rows of (tenant, version)
+    def versions_query(projects: Sequence[str]) -> tuple[str, list[Any]]:
+        """The statement of several projects' versions: rows of (project, version)
         for those that have one."""
-        marks = ", ".join("?" * len(tenants))
+        marks = ", ".join("?" * len(projects))
         return (
-            f"SELECT tenant, n FROM order_lists_versions WHERE tenant IN ({marks})",
-            list(tenants),
+            f"SELECT project, n FROM order_lists_versions WHERE project IN ({marks})",
+            list(projects),
         )
 
     @staticmethod
-    def version(db: ViewDatabase, tenant: str) -> int | None:
-        """`tenant`'s version: None (no row) until its first order."""
-        for (n,) in db.query(_SELECT_VERSION, [tenant]):
+    def version(db: ViewDatabase, project: str) -> int | None:
+        """`project`'s version: None (no row) until its first order."""
+        for (n,) in db.query(_SELECT_VERSION, [project]):
             return int(n)
         return None
 
     @staticmethod
-    def unfinished_as_source(db: ViewDatabase, tenant: str) -> int:
-        """How many unfinished orders `tenant` has asked for (it is their source)."""
-        for (n,) in db.query(_SELECT_COUNT, (tenant, SENT_UNFINISHED)):
+    def unfinished_as_source(db: ViewDatabase, project: str) -> int:
+        """How many unfinished orders `project` has asked for (it is their source)."""
+        for (n,) in db.query(_SELECT_COUNT, (project, SENT_UNFINISHED)):
             return int(n)
         return 0
 

@@ -36,7 +36,8 @@ from domain.event_kinds import ACCEPTED, ORDER_TOPICS, REFUSED
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase, array_literal
 from projections.page_writer import Changes, Table
-from projections.view import Events, ReadModel
+from projections.renamed_columns import RenamingReadModel
+from projections.view import Events
 
 NAME: Final = "reports"
 
@@ -61,7 +62,7 @@ class ReportedOrder:
     """An order as the reports need it: who asked, when, and what became of it."""
 
     order_id: int
-    project: str
+    source_project: str
     dest_project: str
     servers: int
     requested_at: float
@@ -134,11 +135,13 @@ ORDERS: Final = Table(
     "reports_orders",
     ReportedOrder,
     key=["order_id"],
+    # Called `project` before schema version 3.
+    renamed={"project": "source_project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
-        " ON reports_orders (project, requested_day)",
+        " ON reports_orders (source_project, requested_day)",
         "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
-        " ON reports_orders (requested_day, project)",
+        " ON reports_orders (requested_day, source_project)",
     ],
 )
 
@@ -161,13 +164,13 @@ _SELECT_DAYS_OF_PROJECT: Final = (
     " WHERE project = ? AND day >= ? AND day <= ? ORDER BY day"
 )
 _SELECT_DURATIONS: Final = (
-    "SELECT project, decision_seconds FROM reports_orders"
+    "SELECT source_project, decision_seconds FROM reports_orders"
     " WHERE requested_day >= ? AND requested_day <= ?"
     " AND decision_seconds IS NOT NULL"
 )
 _SELECT_DURATIONS_OF_PROJECT: Final = (
-    "SELECT project, decision_seconds FROM reports_orders"
-    " WHERE project = ? AND requested_day >= ? AND requested_day <= ?"
+    "SELECT source_project, decision_seconds FROM reports_orders"
+    " WHERE source_project = ? AND requested_day >= ? AND requested_day <= ?"
     " AND decision_seconds IS NOT NULL"
 )
 
@@ -270,7 +273,7 @@ CSV_COLUMNS: Final = (
 class Figures:
     """A report: rows per project per day, and a summary per project."""
 
-    tenant: str | None
+    project: str | None
     since: date | None
     until: date | None
     days: list[DayFigures]
@@ -288,7 +291,7 @@ class Figures:
         return ProjectSummary(project)
 
 
-class Reports(ReadModel):
+class Reports(RenamingReadModel):
     """Projects Order events into per-project, per-day figures; answers reports."""
 
     name = NAME
@@ -334,7 +337,7 @@ class Reports(ReadModel):
                     ORDERS,
                     ReportedOrder(
                         order_id=event.number,
-                        project=event.resource_project,
+                        source_project=event.resource_project,
                         dest_project=event.dest_project,
                         servers=len(event.snids),
                         requested_at=event.at.timestamp(),
@@ -359,44 +362,50 @@ class Reports(ReadModel):
                         outcome=outcome,
                         decision_seconds=seconds,
                     )
-                project, requested_day = order.project, order.requested_day
+                source_project, requested_day = (
+                    order.source_project,
+                    order.requested_day,
+                )
                 if outcome != ACCEPTED:
-                    changes.add(DAYS, DayFigures(project, requested_day, refused=1))
+                    changes.add(
+                        DAYS, DayFigures(source_project, requested_day, refused=1)
+                    )
                     return
-                changes.add(DAYS, DayFigures(project, requested_day, accepted=1))
+                changes.add(DAYS, DayFigures(source_project, requested_day, accepted=1))
                 day, servers = utc_day(event.at), order.servers
                 changes.add(
                     DAYS, DayFigures(order.dest_project, day, servers_in=servers)
                 )
-                changes.add(DAYS, DayFigures(project, day, servers_out=servers))
+                changes.add(DAYS, DayFigures(source_project, day, servers_out=servers))
             case Order.WarningRaised():
                 order = changes.known(ORDERS, event.number)
                 assert order is not None, f"order {event.number} was never requested"
                 changes.add(
-                    DAYS, DayFigures(order.project, utc_day(event.at), warnings=1)
+                    DAYS,
+                    DayFigures(order.source_project, utc_day(event.at), warnings=1),
                 )
 
     # -- queries ---------------------------------------------------------------
 
     @staticmethod
     def figures(
-        db: ViewDatabase, tenant: str | None, since: date | None, until: date | None
+        db: ViewDatabase, project: str | None, since: date | None, until: date | None
     ) -> Figures:
-        """Every project's figures (or `tenant`'s alone) for the UTC days from
+        """Every project's figures (or `project`'s alone) for the UTC days from
         `since` to `until`, both included; an open end reaches the first or last.
         """
         low = since.isoformat() if since else _EARLIEST
         high = until.isoformat() if until else _LATEST
         with db.reading() as cursor:
-            if tenant is None:
+            if project is None:
                 cursor.execute(db.sql(_SELECT_DAYS), (low, high))
                 day_rows = cursor.fetchall()
                 cursor.execute(db.sql(_SELECT_DURATIONS), (low, high))
             else:
-                cursor.execute(db.sql(_SELECT_DAYS_OF_PROJECT), (tenant, low, high))
+                cursor.execute(db.sql(_SELECT_DAYS_OF_PROJECT), (project, low, high))
                 day_rows = cursor.fetchall()
                 cursor.execute(
-                    db.sql(_SELECT_DURATIONS_OF_PROJECT), (tenant, low, high)
+                    db.sql(_SELECT_DURATIONS_OF_PROJECT), (project, low, high)
                 )
             duration_rows = cursor.fetchall()
         days = [DAYS.row_of(row) for row in day_rows]
@@ -404,13 +413,13 @@ class Reports(ReadModel):
         for figures in days:
             days_of.setdefault(figures.project, []).append(figures)
         durations: dict[str, list[float]] = {}
-        for project, seconds in duration_rows:
-            durations.setdefault(project, []).append(float(seconds))
+        for source_project, seconds in duration_rows:
+            durations.setdefault(source_project, []).append(float(seconds))
         projects = sorted(days_of.keys() | durations.keys())
-        if tenant is not None and not projects:
-            projects = [tenant]
+        if project is not None and not projects:
+            projects = [project]
         return Figures(
-            tenant=tenant,
+            project=project,
             since=since,
             until=until,
             days=days,

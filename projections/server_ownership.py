@@ -10,7 +10,7 @@ from domain.event_kinds import SERVER_TOPICS
 from domain.server import Server
 from projections.database import ViewDatabase
 from projections.page_writer import Changes, Table
-from projections.view import ReadModel
+from projections.renamed_columns import RenamingReadModel
 
 NAME: Final = "server_ownership"
 
@@ -20,7 +20,7 @@ class ServerRow:
     """A server, the project that owns it and the order holding it (if any)."""
 
     snid: str
-    project_id: str
+    project: str
     order_id: int | None
     updated_at: float
 
@@ -29,20 +29,21 @@ SERVERS: Final = Table(
     "server_ownership",
     ServerRow,
     key=["snid"],
+    # Called `project_id` before schema version 3.
+    renamed={"project_id": "project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS server_ownership_by_project"
-        " ON server_ownership (project_id, snid)",
+        " ON server_ownership (project, snid)",
     ],
 )
 
 _SELECT_ALL: Final = f"SELECT {SERVERS.selected} FROM server_ownership ORDER BY snid"
 _SELECT_OF_PROJECT: Final = (
-    f"SELECT {SERVERS.selected} FROM server_ownership"
-    " WHERE project_id = ? ORDER BY snid"
+    f"SELECT {SERVERS.selected} FROM server_ownership WHERE project = ? ORDER BY snid"
 )
 
 
-class ServerOwnership(ReadModel):
+class ServerOwnership(RenamingReadModel):
     """Projects Server events into one row per server."""
 
     name = NAME
@@ -61,17 +62,17 @@ class ServerOwnership(ReadModel):
             case Server.Reserved():
                 _held(changes, event.snid, event.at, order_id=event.order_id)
             case Server.Transferred():
-                _held(changes, event.snid, event.at, None, project_id=event.to_project)
+                _held(changes, event.snid, event.at, None, project=event.to_project)
             case Server.Released():
                 _held(changes, event.snid, event.at, order_id=None)
 
     @staticmethod
-    def servers(db: ViewDatabase, project_id: str | None = None) -> list[ServerRow]:
+    def servers(db: ViewDatabase, project: str | None = None) -> list[ServerRow]:
         with db.reading() as cursor:
-            if project_id is None:
+            if project is None:
                 cursor.execute(db.sql(_SELECT_ALL))
             else:
-                cursor.execute(db.sql(_SELECT_OF_PROJECT), (project_id,))
+                cursor.execute(db.sql(_SELECT_OF_PROJECT), (project,))
             return [SERVERS.row_of(row) for row in cursor.fetchall()]
 
 
@@ -81,16 +82,16 @@ def _held(
     at: datetime,
     order_id: int | None,
     *,
-    project_id: str | None = None,
+    project: str | None = None,
 ) -> None:
     """Server `snid` is held by `order_id` (None: by no order) from `at`, and
-    belongs to `project_id` if given."""
+    belongs to `project` if given."""
     updated_at = at.timestamp()
     if (server := changes.inserted(SERVERS, snid)) is not None:
         server.order_id, server.updated_at = order_id, updated_at
-        if project_id is not None:
-            server.project_id = project_id
-    elif project_id is None:
+        if project is not None:
+            server.project = project
+    elif project is None:
         changes.update(
             SERVERS, {"snid": snid}, order_id=order_id, updated_at=updated_at
         )
@@ -98,7 +99,7 @@ def _held(
         changes.update(
             SERVERS,
             {"snid": snid},
-            project_id=project_id,
+            project=project,
             order_id=order_id,
             updated_at=updated_at,
         )

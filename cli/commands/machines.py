@@ -14,9 +14,10 @@ from service.config import Config, ConfigError
 
 
 def register(commands: Any) -> Any:
-    """Adds `machines`; returns its sub-commands, for other groups to extend."""
-    machines = commands.add_parser("machines", help="the server inventory")
-    actions = machines.add_subparsers(required=True, metavar="ACTION")
+    """Adds `machines` (the command's word for servers); returns its
+    sub-commands, for other groups to extend."""
+    inventory = commands.add_parser("machines", help="the server inventory")
+    actions = inventory.add_subparsers(required=True, metavar="ACTION")
     load = actions.add_parser(
         "import", help="register servers from a CSV file with header snid,project_id"
     )
@@ -28,15 +29,15 @@ def register(commands: Any) -> Any:
         "the known ones as they are, whoever owns them now (`make run` imports "
         "the demo inventory so, every time)",
     )
-    load.set_defaults(command=import_machines)
+    load.set_defaults(command=import_servers)
     listing = actions.add_parser("list", help="list servers and their owners")
     listing.add_argument("--project", help="only this project's servers")
     listing.add_argument("--json", action="store_true", help="JSON lines")
-    listing.set_defaults(command=list_machines)
+    listing.set_defaults(command=list_servers)
     return actions
 
 
-def import_machines(config: Config, args: argparse.Namespace) -> int:
+def import_servers(config: Config, args: argparse.Namespace) -> int:
     rows = read_inventory(args.file)
     with composed(config) as root:
         wanted = rows
@@ -61,7 +62,7 @@ def import_machines(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def list_machines(config: Config, args: argparse.Namespace) -> int:
+def list_servers(config: Config, args: argparse.Namespace) -> int:
     with composed(config) as root:
         root.store.catch_up()
         servers = root.store.server_ownership.servers(root.store.views, args.project)
@@ -71,7 +72,7 @@ def list_machines(config: Config, args: argparse.Namespace) -> int:
                 json.dumps(
                     {
                         "snid": server.snid,
-                        "project_id": server.project_id,
+                        "project_id": server.project,
                         "order_id": server.order_id,
                     }
                 )
@@ -82,12 +83,12 @@ def list_machines(config: Config, args: argparse.Namespace) -> int:
     print(f"{ljust(snid, 24)} {ljust(project, 24)} {order}")
     for server in servers:
         held = "" if server.order_id is None else str(server.order_id)
-        print(f"{ljust(server.snid, 24)} {ljust(server.project_id, 24)} {held}")
+        print(f"{ljust(server.snid, 24)} {ljust(server.project, 24)} {held}")
     return 0
 
 
 def read_inventory(path: Path) -> list[tuple[str, str]]:
-    """The (snid, project_id) rows of an inventory CSV file."""
+    """The (snid, project) rows of an inventory CSV file."""
     try:
         with path.open(newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)

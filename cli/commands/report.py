@@ -45,7 +45,9 @@ def register(commands: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    report.add_argument("--tenant", metavar="T", help="only this project")
+    report.add_argument(
+        "--tenant", dest="project", metavar="T", help="only this project"
+    )
     report.add_argument(
         "--since", metavar="DATE", help="first day, YYYY-MM-DD (UTC), included"
     )
@@ -72,7 +74,7 @@ def make_report(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {since} is after --until {until}")
     with composed(config) as root:
         root.store.catch_up()  # no server may be keeping the views up to date
-        figures = Reports.figures(root.store.views, args.tenant, since, until)
+        figures = Reports.figures(root.store.views, args.project, since, until)
     text = RENDERERS[args.format](figures, config.language)
     if args.output is None:
         sys.stdout.write(text)
@@ -159,7 +161,7 @@ def as_csv(figures: Figures, language: Language) -> str:
 
 def as_json(figures: Figures, language: Language) -> str:
     body = {
-        "tenant": figures.tenant,
+        "tenant": figures.project,
         "since": figures.since.isoformat() if figures.since else None,
         "until": figures.until.isoformat() if figures.until else None,
         "time_zone": "UTC",
