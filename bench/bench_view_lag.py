@@ -149,7 +149,7 @@ async def measure_orders(
 
     def request(k: int) -> tuple[int, float]:
         written = service.request_transfer(
-            tenant=SOURCE,
+            source_project=SOURCE,
             user="bench",
             snids=[f"LAG-{k:07d}"],
             dest_project=DEST,
