@@ -162,7 +162,11 @@ class World:
         state, warned = STATES[state_name]
         snids = [f"SN-A-{next(self._snids):04d}" for _ in range(2)]
         written = self.service.request_transfer(
-            tenant=SOURCE, user="alice", snids=snids, dest_project=DEST, mailto=[]
+            source_project=SOURCE,
+            user="alice",
+            snids=snids,
+            dest_project=DEST,
+            mailto=[],
         )
         number = written.order_id
         assert number is not None
@@ -171,7 +175,7 @@ class World:
             self.service.raise_warning(number, every=timedelta(hours=1), most=3)
         if state != "unfinished":
             self.service.decide(
-                tenant=DEST,
+                project=DEST,
                 user="bob",
                 roles=frozenset({"approver"}),
                 order_ids=[number],
@@ -210,7 +214,7 @@ class World:
         (row,) = [
             s for s in ServerOwnership.servers(self.store.views) if s.snid == snid
         ]
-        return row.project_id, row.order_id
+        return row.project, row.order_id
 
     async def send(
         self, route: str, caller: Caller, order: Placed, body: Any = None

@@ -180,7 +180,7 @@ async def test_without_a_limit_a_page_holds_at_most_1000_orders(api: Api) -> Non
     api.service.register_servers([(snid, "proj-a") for snid in snids])
     for snid in snids:
         api.service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=[snid],
             dest_project="proj-b",

@@ -162,14 +162,14 @@ class Caller:
         if server.order_id is not None:
             holding = self.service.order(server.order_id)
             self.service.decide(
-                tenant=holding.dest_project,
+                project=holding.dest_project,
                 user="setup",
                 roles=frozenset(),
                 order_ids=[server.order_id],
                 accept=False,
             )
         written = self.service.request_transfer(
-            tenant=server.project_id,
+            source_project=server.project_id,
             user="setup",
             snids=[server.snid],
             dest_project=tenant,
@@ -177,7 +177,7 @@ class Caller:
         )
         assert written.order_id is not None
         self.service.decide(
-            tenant=tenant,
+            project=tenant,
             user="setup",
             roles=frozenset(),
             order_ids=[written.order_id],

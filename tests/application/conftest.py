@@ -37,13 +37,19 @@ def history(registered: OrderService, clock: FakeClock) -> OrderService:
     5: proj-b -> proj-a, SN-B-1, unfinished
     """
     accepted = request(registered, ["SN-A-1", "SN-A-2"])
-    refused = request(registered, ["SN-A-3"], dest="proj-c")
+    refused = request(registered, ["SN-A-3"], dest_project="proj-c")
     warned = request(registered, ["SN-A-4"], user="ann")
     request(registered, ["SN-A-5"])
-    request(registered, ["SN-B-1"], tenant="proj-b", dest="proj-a", user="bob")
+    request(
+        registered,
+        ["SN-B-1"],
+        source_project="proj-b",
+        dest_project="proj-a",
+        user="bob",
+    )
     clock.advance(minutes=10)
     decide(registered, [accepted], accept=True)
-    decide(registered, [refused], accept=False, tenant="proj-c")
+    decide(registered, [refused], accept=False, project="proj-c")
     for _ in range(2):
         clock.advance(hours=1)
         registered.raise_warning(warned, every=timedelta(hours=1), most=3)
@@ -61,13 +67,17 @@ def request(
     service: OrderService,
     snids: list[str],
     *,
-    tenant: str = "proj-a",
-    dest: str = "proj-b",
+    source_project: str = "proj-a",
+    dest_project: str = "proj-b",
     user: str = "alice",
 ) -> int:
     """Request a transfer and return the new order's number."""
     written = service.request_transfer(
-        tenant=tenant, user=user, snids=snids, dest_project=dest, mailto=[]
+        source_project=source_project,
+        user=user,
+        snids=snids,
+        dest_project=dest_project,
+        mailto=[],
     )
     assert written.order_id is not None
     return written.order_id
@@ -78,12 +88,12 @@ def decide(
     order_ids: list[int],
     *,
     accept: bool,
-    tenant: str = "proj-b",
+    project: str = "proj-b",
     roles: frozenset[str] = frozenset({"member"}),
 ) -> int:
     """Decide orders and return the log position that shows it."""
     return service.decide(
-        tenant=tenant, user="bob", roles=roles, order_ids=order_ids, accept=accept
+        project=project, user="bob", roles=roles, order_ids=order_ids, accept=accept
     ).position
 
 

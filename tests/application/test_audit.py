@@ -249,10 +249,16 @@ def moved_twice(registered: OrderService, clock: FakeClock) -> str:
     at(DECIDED_AT, clock)
     decide(registered, [first], accept=True)
     at(datetime(2026, 11, 27, 11, 0, tzinfo=UTC), clock)
-    second = request(registered, ["SN-A-1"], tenant="proj-b", dest="proj-c", user="bob")
+    second = request(
+        registered,
+        ["SN-A-1"],
+        source_project="proj-b",
+        dest_project="proj-c",
+        user="bob",
+    )
     at(datetime(2026, 11, 27, 11, 30, tzinfo=UTC), clock)
     registered.decide(
-        tenant="proj-c",
+        project="proj-c",
         user="carol",
         roles=frozenset({"member"}),
         order_ids=[second],

@@ -26,10 +26,10 @@ def test_reading_many_aggregates_at_once_gives_what_reading_each_gives(
 ) -> None:
     # given servers registered, reserved, transferred and released, and orders
     accepted = request(registered, ["SN-A-1", "SN-A-2"])
-    refused = request(registered, ["SN-A-3"], dest="proj-c")
+    refused = request(registered, ["SN-A-3"], dest_project="proj-c")
     request(registered, ["SN-A-4"])
     decide(registered, [accepted], accept=True)
-    decide(registered, [refused], accept=False, tenant="proj-c")
+    decide(registered, [refused], accept=False, project="proj-c")
     ids = [
         *(server_aggregate_id(snid) for snid, _ in INVENTORY),
         server_aggregate_id("SN-NEVER-REGISTERED"),

@@ -46,16 +46,16 @@ def fill(store: Store, clock: FakeClock) -> None:
     service.register_servers(INVENTORY)
     clock.advance(minutes=5)
     mailed = service.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user="alice",
         snids=["SN-A-1", "SN-A-2"],
         dest_project="proj-b",
         mailto=["ops@example.com"],
     ).order_id
     assert mailed is not None
-    refused = request(service, ["SN-A-3"], dest="proj-c")
+    refused = request(service, ["SN-A-3"], dest_project="proj-c")
     warned = service.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user="ann",
         snids=["SN-A-4"],
         dest_project="proj-b",
@@ -64,10 +64,14 @@ def fill(store: Store, clock: FakeClock) -> None:
     assert warned is not None
     clock.advance(minutes=10)
     decide(service, [mailed], accept=True)
-    decide(service, [refused], accept=False, tenant="proj-c")
-    onwards = request(service, ["SN-A-1"], tenant="proj-b", dest="proj-c", user="bob")
-    decide(service, [onwards], accept=True, tenant="proj-c")
-    request(service, ["SN-B-1"], tenant="proj-b", dest="proj-a", user="bob")
+    decide(service, [refused], accept=False, project="proj-c")
+    onwards = request(
+        service, ["SN-A-1"], source_project="proj-b", dest_project="proj-c", user="bob"
+    )
+    decide(service, [onwards], accept=True, project="proj-c")
+    request(
+        service, ["SN-B-1"], source_project="proj-b", dest_project="proj-a", user="bob"
+    )
     clock.advance(hours=1)
     service.raise_warning(warned, every=timedelta(hours=1), most=3)
     store.catch_up()

@@ -63,9 +63,9 @@ def counting_saves(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return saves
 
 
-def request(snid: str, tenant: str = "proj-a") -> dict[str, Any]:
+def request(snid: str, source_project: str = "proj-a") -> dict[str, Any]:
     return {
-        "tenant": tenant,
+        "source_project": source_project,
         "user": "u",
         "snids": [snid],
         "dest_project": "proj-c",

@@ -88,7 +88,7 @@ def test_views_reading_inside_a_pipelined_page_get_their_own_rows(
     service.register_servers([(f"SN-{n}", "proj-a") for n in range(1, 9)])
     orders = [
         service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=[f"SN-{n}"],
             dest_project="proj-b",
@@ -100,8 +100,8 @@ def test_views_reading_inside_a_pipelined_page_get_their_own_rows(
     numbers = [n for n in orders if n is not None]
     clock.advance(minutes=5)
     service.raise_warning(numbers[0], every=timedelta(minutes=1), most=3)
-    decide(service, numbers[:3], accept=True, tenant="proj-b")
-    decide(service, numbers[3:6], accept=False, tenant="proj-b")
+    decide(service, numbers[:3], accept=True, project="proj-b")
+    decide(service, numbers[3:6], accept=False, project="proj-b")
 
     # Pages that mix requests, warnings and decisions, each view slowed down as
     # above; every view in one projector (as the service runs them).

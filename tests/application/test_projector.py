@@ -217,7 +217,7 @@ def test_projecting_the_log_gives_each_servers_owner_and_holding_order(
     catch_up(store)
     # then
     owners = {
-        r.snid: (r.project_id, r.order_id) for r in ServerOwnership.servers(store.views)
+        r.snid: (r.project, r.order_id) for r in ServerOwnership.servers(store.views)
     }
     assert owners == {
         "SN-A-1": ("proj-b", None),
@@ -327,7 +327,7 @@ def test_a_projector_killed_between_pages_loses_nothing_written_meanwhile(
         projector.run_page()
     # and more orders and decisions stored after it died
     decide(history, [4], accept=False)
-    request(history, ["SN-A-5"], dest="proj-c")
+    request(history, ["SN-A-5"], dest_project="proj-c")
     # when another process catches up
     survivor = reopen()
     catch_up(survivor)

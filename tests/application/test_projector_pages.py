@@ -70,7 +70,7 @@ def log(service: OrderService, clock: FakeClock) -> OrderService:
     numbers = []
     for n in range(1, 9):
         written = service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=[f"SN-{n}"],
             dest_project="proj-b" if n % 3 else "proj-c",
@@ -85,9 +85,9 @@ def log(service: OrderService, clock: FakeClock) -> OrderService:
         service.raise_warning(numbers[0], every=timedelta(hours=1), most=3)
         service.raise_warning(numbers[5], every=timedelta(hours=1), most=3)
     clock.advance(days=1)  # decisions on a later (UTC) day
-    decide(service, [numbers[0], numbers[1], numbers[3]], accept=True, tenant="proj-b")
-    decide(service, [numbers[5]], accept=False, tenant="proj-c")
-    decide(service, [numbers[2]], accept=True, tenant="proj-c")
+    decide(service, [numbers[0], numbers[1], numbers[3]], accept=True, project="proj-b")
+    decide(service, [numbers[5]], accept=False, project="proj-c")
+    decide(service, [numbers[2]], accept=True, project="proj-c")
     return service
 
 
@@ -165,7 +165,11 @@ def test_a_projector_of_some_topics_crosses_long_runs_of_other_events(
     # Far more server events than a page's reading range, then one order.
     service.register_servers([(f"SN-{n}", "proj-a") for n in range(1, 60)])
     service.request_transfer(
-        tenant="proj-a", user="alice", snids=["SN-1"], dest_project="proj-b", mailto=[]
+        source_project="proj-a",
+        user="alice",
+        snids=["SN-1"],
+        dest_project="proj-b",
+        mailto=[],
     )
     projector = Projector(
         store.app.recorder, store.app.mapper, store.views, OrderLists(), page_size=2

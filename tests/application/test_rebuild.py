@@ -23,7 +23,7 @@ def busy_store(store: Store, service: OrderService, clock: FakeClock) -> Store:
     service.register_servers(INVENTORY)
     for n in range(1, 11):
         service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=[f"SN-A-{n:03d}"],
             dest_project="proj-b",
@@ -31,10 +31,10 @@ def busy_store(store: Store, service: OrderService, clock: FakeClock) -> Store:
         )
         clock.advance(minutes=5)
     service.decide(
-        tenant="proj-b", user="bob", roles=frozenset(), order_ids=[1, 2], accept=True
+        project="proj-b", user="bob", roles=frozenset(), order_ids=[1, 2], accept=True
     )
     service.decide(
-        tenant="proj-b", user="bob", roles=frozenset(), order_ids=[3], accept=False
+        project="proj-b", user="bob", roles=frozenset(), order_ids=[3], accept=False
     )
     store.catch_up()
     return store
@@ -106,7 +106,7 @@ def test_verify_finds_nothing_in_a_view_the_projector_built(busy_store: Store) -
 def test_verify_lists_a_row_corrupted_on_purpose(busy_store: Store) -> None:
     with busy_store.views.writing() as cursor:
         cursor.execute(
-            "UPDATE server_ownership SET project_id = 'proj-z' WHERE snid = 'SN-A-004'"
+            "UPDATE server_ownership SET project = 'proj-z' WHERE snid = 'SN-A-004'"
         )
     [difference] = verify(busy_store, "server_ownership")
     assert difference.table == "server_ownership"
@@ -137,7 +137,7 @@ def test_status_tells_the_lag_in_events_and_seconds(
     assert caught_up.moved_at is not None
 
     service.request_transfer(
-        tenant="proj-c",
+        source_project="proj-c",
         user="carol",
         snids=["SN-C-001"],
         dest_project="proj-a",
@@ -164,7 +164,7 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
     )
     try:
         service.request_transfer(
-            tenant="proj-c",
+            source_project="proj-c",
             user="carol",
             snids=["SN-C-002"],
             dest_project="proj-a",

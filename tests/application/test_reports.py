@@ -36,12 +36,14 @@ def scenario(registered: OrderService, clock: FakeClock, store: Store) -> Store:
     """The orders of the module's docstring, projected."""
     clock.now = at("2026-11-27 09:00")
     first = request(registered, ["SN-A-1", "SN-A-2"])
-    second = request(registered, ["SN-A-3"], dest="proj-c")
-    third = request(registered, ["SN-B-1"], tenant="proj-b", dest="proj-a")
+    second = request(registered, ["SN-A-3"], dest_project="proj-c")
+    third = request(
+        registered, ["SN-B-1"], source_project="proj-b", dest_project="proj-a"
+    )
     clock.now = at("2026-11-27 09:10")
     decide(registered, [first], accept=True)
     clock.now = at("2026-11-27 11:10")
-    decide(registered, [second], accept=False, tenant="proj-c")
+    decide(registered, [second], accept=False, project="proj-c")
     clock.now = at("2026-11-28 10:00")
     fourth = request(registered, ["SN-A-4"])
     fifth = request(registered, ["SN-A-5"])
@@ -49,9 +51,9 @@ def scenario(registered: OrderService, clock: FakeClock, store: Store) -> Store:
     decide(registered, [fourth], accept=True)
     clock.now = at("2026-11-28 11:30")
     registered.raise_warning(fifth, every=EVERY, most=3)
-    decide(registered, [third], accept=True, tenant="proj-a")
+    decide(registered, [third], accept=True, project="proj-a")
     clock.now = at("2026-11-29 09:00")
-    sixth = request(registered, ["SN-A-6"], dest="proj-c")
+    sixth = request(registered, ["SN-A-6"], dest_project="proj-c")
     registered.raise_warning(fifth, every=EVERY, most=3)
     clock.now = at("2026-11-29 10:00")
     registered.raise_warning(sixth, every=EVERY, most=3)
@@ -61,11 +63,11 @@ def scenario(registered: OrderService, clock: FakeClock, store: Store) -> Store:
 
 def figures(
     store: Store,
-    tenant: str | None = None,
+    project: str | None = None,
     since: date | None = None,
     until: date | None = None,
 ) -> Figures:
-    return Reports.figures(store.views, tenant, since, until)
+    return Reports.figures(store.views, project, since, until)
 
 
 def day_of(report: Figures, project: str, day: date) -> DayFigures:
@@ -96,7 +98,7 @@ def test_each_requested_order_is_accepted_refused_or_still_unfinished(
     scenario: Store,
 ) -> None:
     # when
-    report = figures(scenario, tenant="proj-a")
+    report = figures(scenario, project="proj-a")
     # then
     outcomes = [(f.day, f.accepted, f.refused, f.unfinished) for f in report.days]
     assert outcomes == [(NOV_27, 1, 1, 0), (NOV_28, 1, 0, 1), (NOV_29, 0, 0, 1)]
@@ -107,7 +109,7 @@ def test_a_decision_counts_on_the_day_the_order_was_requested(
 ) -> None:
     # given order 3, requested by proj-b on the 27th, accepted on the 28th
     # when
-    report = figures(scenario, tenant="proj-b")
+    report = figures(scenario, project="proj-b")
     # then
     assert day_of(report, "proj-b", NOV_27).accepted == 1
     assert day_of(report, "proj-b", NOV_28).accepted == 0
@@ -132,7 +134,7 @@ def test_accepting_moves_servers_into_the_destination_and_out_of_the_source(
 def test_refusing_moves_no_server(scenario: Store) -> None:
     # given order 2, proj-a -> proj-c, refused
     # when
-    report = figures(scenario, tenant="proj-c")
+    report = figures(scenario, project="proj-c")
     # then
     assert report.days == []
     assert report.summary_of("proj-c").servers_in == 0
@@ -142,7 +144,7 @@ def test_warnings_count_for_the_source_project_on_the_day_they_were_raised(
     scenario: Store,
 ) -> None:
     # when
-    report = figures(scenario, tenant="proj-a")
+    report = figures(scenario, project="proj-a")
     # then
     assert [(f.day, f.warnings) for f in report.days] == [
         (NOV_27, 0),
@@ -252,7 +254,7 @@ def test_percentiles_interpolate_linearly_between_the_nearest_ranks(
     assert percentile(values, percent) == expected
 
 
-# -- date range and tenant -------------------------------------------------------
+# -- date range and project ------------------------------------------------------
 
 
 def test_a_date_range_keeps_only_its_days_both_ends_included(
@@ -291,18 +293,18 @@ def test_a_range_without_activity_reports_nothing(scenario: Store) -> None:
     assert report.summaries == []
 
 
-def test_a_tenant_report_holds_only_that_project(scenario: Store) -> None:
+def test_a_project_report_holds_only_that_project(scenario: Store) -> None:
     # when
-    report = figures(scenario, tenant="proj-b")
+    report = figures(scenario, project="proj-b")
     # then
     assert {f.project for f in report.days} == {"proj-b"}
     assert [s.project for s in report.summaries] == ["proj-b"]
     assert report.summary_of("proj-b").decision_seconds == (95400.0,)
 
 
-def test_a_tenant_without_activity_gets_a_summary_of_zeros(scenario: Store) -> None:
+def test_a_project_without_activity_gets_a_summary_of_zeros(scenario: Store) -> None:
     # when
-    report = figures(scenario, tenant="proj-z")
+    report = figures(scenario, project="proj-z")
     # then
     (summary,) = report.summaries
     assert summary.project == "proj-z"

@@ -125,7 +125,7 @@ def test_a_request_records_the_order_as_given(
 ) -> None:
     # when
     number = registered.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user="alice",
         snids=["SN-A-3", "SN-A-1"],
         dest_project="proj-b",
@@ -173,7 +173,7 @@ def test_the_order_and_its_reservations_are_written_in_one_save(
     head = registered.head()
     # when
     written = registered.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user="alice",
         snids=["SN-A-1", "SN-A-2"],
         dest_project="proj-b",
@@ -203,8 +203,8 @@ def test_order_numbers_are_never_reused_after_decisions(
     decide(registered, [first, second], accept=accept)
     # when the same servers are ordered again, by whoever owns them now
     tenant, dest = ("proj-b", "proj-c") if accept else ("proj-a", "proj-b")
-    third = request(registered, ["SN-A-1"], tenant=tenant, dest=dest)
-    fourth = request(registered, ["SN-A-2"], tenant=tenant, dest=dest)
+    third = request(registered, ["SN-A-1"], source_project=tenant, dest_project=dest)
+    fourth = request(registered, ["SN-A-2"], source_project=tenant, dest_project=dest)
     # then
     assert [first, second, third, fourth] == [1, 2, 3, 4]
 
@@ -265,7 +265,7 @@ def test_held_servers_raise_servers_already_ordered_naming_snid_and_order(
     head = registered.head()
     # when / then
     with pytest.raises(ServersAlreadyOrdered) as refused:
-        request(registered, ["SN-A-3", "SN-A-2", "SN-A-1"], dest="proj-c")
+        request(registered, ["SN-A-3", "SN-A-2", "SN-A-1"], dest_project="proj-c")
     message = str(refused.value)
     assert f"SN-A-2 (order {second})" in message
     assert f"SN-A-1 (order {first})" in message
@@ -315,7 +315,11 @@ def test_an_invalid_request_is_refused_before_anything_is_written(
     head = registered.head()
     with pytest.raises(InvalidInput, match=complaint):
         registered.request_transfer(
-            tenant="proj-a", user="alice", snids=snids, dest_project=dest, mailto=mailto
+            source_project="proj-a",
+            user="alice",
+            snids=snids,
+            dest_project=dest,
+            mailto=mailto,
         )
     assert registered.head() == head
 
@@ -356,7 +360,9 @@ def test_decided_servers_can_be_ordered_again_by_their_owner(
     # given
     decide(registered, [request(registered, ["SN-A-1"])], accept=accept)
     # when
-    again = request(registered, ["SN-A-1"], tenant=new_owner, dest="proj-c")
+    again = request(
+        registered, ["SN-A-1"], source_project=new_owner, dest_project="proj-c"
+    )
     # then
     assert registered.order(again).resource_project == new_owner
 
@@ -432,13 +438,13 @@ def test_deciding_is_all_or_nothing_when_one_order_is_missing(
 def test_orders_of_another_destination_are_not_found(registered: OrderService) -> None:
     # given an order to proj-b and one to proj-c
     to_b = request(registered, ["SN-A-1"])
-    to_c = request(registered, ["SN-A-2"], dest="proj-c")
+    to_c = request(registered, ["SN-A-2"], dest_project="proj-c")
     head = registered.head()
     # when proj-b decides both, or the source tries to decide its own order
     with pytest.raises(OrdersNotFound, match=f": {to_c}$"):
         decide(registered, [to_b, to_c], accept=True)
     with pytest.raises(OrdersNotFound, match=f": {to_b}$"):
-        decide(registered, [to_b], accept=True, tenant="proj-a")
+        decide(registered, [to_b], accept=True, project="proj-a")
     # then
     assert registered.head() == head
 

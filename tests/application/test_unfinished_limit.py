@@ -61,7 +61,7 @@ def test_the_count_is_the_read_models(store: Store, clock: FakeClock) -> None:
     # when: the destination decides one, and the views show it
     assert first is not None
     service.decide(
-        tenant="proj-c", user="c", roles=frozenset(), order_ids=[first], accept=False
+        project="proj-c", user="c", roles=frozenset(), order_ids=[first], accept=False
     )
     store.catch_up()
     # then: there is room again
@@ -75,12 +75,12 @@ def outcome(service: OrderService, snid: str) -> Written | TooManyUnfinishedOrde
         return error
 
 
-def entries_count(store: Store, tenant: str) -> int:
-    """The unfinished orders `tenant` asked for, counted in the lists' entries."""
+def entries_count(store: Store, project: str) -> int:
+    """The unfinished orders `project` asked for, counted in the lists' entries."""
     [(n,)] = store.views.query(
         "SELECT COUNT(*) FROM order_lists_entries"
-        " WHERE tenant = ? AND role = 'source' AND state = 'unfinished'",
-        [tenant],
+        " WHERE project = ? AND role = 'source' AND state = 'unfinished'",
+        [project],
     )
     return int(n)
 
@@ -96,12 +96,12 @@ def test_the_kept_count_follows_requests_and_decisions_in_any_page(
     ]
     decided = [n for n in numbers[:2] if n is not None]
     service.decide(
-        tenant="proj-c", user="c", roles=frozenset(), order_ids=decided, accept=True
+        project="proj-c", user="c", roles=frozenset(), order_ids=decided, accept=True
     )
     store.catch_up()  # requests and decisions in one page
     later = [n for n in numbers[2:4] if n is not None]
     service.decide(
-        tenant="proj-c", user="c", roles=frozenset(), order_ids=later, accept=False
+        project="proj-c", user="c", roles=frozenset(), order_ids=later, accept=False
     )
     store.catch_up()  # decisions of orders requested in an earlier page
     # then: the count kept by the projector is the entries' count

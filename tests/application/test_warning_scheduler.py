@@ -156,7 +156,9 @@ def test_two_schedulers_running_at_the_same_moment_never_raise_one_twice(
     # given nine overdue orders, and two processes' schedulers on the same store
     numbers = [request(registered, [f"SN-A-{n}"]) for n in range(1, 7)]
     numbers += [
-        request(registered, [f"SN-B-{n}"], tenant="proj-b", dest="proj-a")
+        request(
+            registered, [f"SN-B-{n}"], source_project="proj-b", dest_project="proj-a"
+        )
         for n in range(1, 4)
     ]
     clock.advance(hours=1)

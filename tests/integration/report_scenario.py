@@ -86,14 +86,14 @@ def record_orders(database_url: str) -> None:
             if step == "request":
                 taken[source] = taken.get(source, 0) + 1
                 written = service.request_transfer(
-                    tenant=source, user="alice", dest_project=dest, mailto=[],
+                    source_project=source, user="alice", dest_project=dest, mailto=[],
                     snids=[f"SN-{source[-1]}-{taken[source]}"],
                 )  # fmt: skip
                 assert written.order_id is not None
                 numbers[index] = written.order_id
             else:
                 service.decide(
-                    tenant=dest, user="bob", roles=frozenset({"member"}),
+                    project=dest, user="bob", roles=frozenset({"member"}),
                     order_ids=[numbers[index]], accept=step == ACCEPT,
                 )  # fmt: skip
     finally:

@@ -80,7 +80,7 @@ def orders(database_url: str) -> str:
         service.register_servers([("SN-1", "proj-a"), ("SN-2", "proj-a")])
         clock.advance(minutes=5)
         first = service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=["SN-1", "SN-2"],
             dest_project="proj-b",
@@ -91,7 +91,7 @@ def orders(database_url: str) -> str:
         service.raise_warning(first, every=timedelta(hours=1), most=3)
         clock.advance(minutes=10)
         service.decide(
-            tenant="proj-b",
+            project="proj-b",
             user="bob",
             roles=frozenset(),
             order_ids=[first],
@@ -99,7 +99,7 @@ def orders(database_url: str) -> str:
         )
         clock.advance(minutes=10)
         second = service.request_transfer(
-            tenant="proj-b",
+            source_project="proj-b",
             user="bob",
             snids=["SN-1"],
             dest_project="proj-c",
@@ -108,7 +108,7 @@ def orders(database_url: str) -> str:
         assert second is not None
         clock.advance(minutes=10)
         service.decide(
-            tenant="proj-c",
+            project="proj-c",
             user="carol",
             roles=frozenset(),
             order_ids=[second],

@@ -382,7 +382,7 @@ def test_make_run_s_import_step_works_again_after_orders_moved_servers(
     try:
         service = OrderService(store.app)
         order = service.request_transfer(
-            tenant="proj-a",
+            source_project="proj-a",
             user="alice",
             snids=["SN-A-001"],
             dest_project="proj-b",
@@ -390,7 +390,7 @@ def test_make_run_s_import_step_works_again_after_orders_moved_servers(
         )
         assert order.order_id is not None
         service.decide(
-            tenant="proj-b",
+            project="proj-b",
             user="bob",
             roles=frozenset({"member"}),
             order_ids=[order.order_id],

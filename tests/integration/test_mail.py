@@ -131,7 +131,7 @@ def order(
     mailto: list[str] = MAILTO,
 ) -> int:
     written = service.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user=REQUESTER,
         snids=list(snids),
         dest_project="proj-b",
@@ -178,7 +178,7 @@ def decide(accept: bool) -> Callable[[OrderService, Store, FakeClock, int], None
     def act(service: OrderService, store: Store, clock: FakeClock, number: int) -> None:
         clock.advance(minutes=5)
         service.decide(
-            tenant="proj-b",
+            project="proj-b",
             user=DECIDER,
             roles=frozenset({"member"}),
             order_ids=[number],
@@ -730,7 +730,7 @@ async def test_names_in_any_script_pass_through_a_chinese_message_untouched(
     # given an order requested by a user whose name mixes scripts
     name = "Анна Мария-مريم 김민준 🙂"
     registered.request_transfer(
-        tenant="proj-a",
+        source_project="proj-a",
         user=name,
         snids=["SN-A-3"],
         dest_project="proj-b",

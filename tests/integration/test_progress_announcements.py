@@ -43,7 +43,11 @@ async def test_a_waiter_is_released_by_the_announcement_alone(
         service = OrderService(projecting.app)
         service.register_servers([("SN-1", "proj-a")])
         written = service.request_transfer(
-            tenant="proj-a", user="u", snids=["SN-1"], dest_project="proj-b", mailto=[]
+            source_project="proj-a",
+            user="u",
+            snids=["SN-1"],
+            dest_project="proj-b",
+            mailto=[],
         )
         projector.wake()
         # Then: the projector's announcement releases it, with no read of its own

@@ -24,13 +24,13 @@ def ordered(database_url: str) -> str:
         service = OrderService(store.app)
         service.register_servers([("S1", "p1"), ("S2", "p1"), ("S3", "p2")])
         service.request_transfer(
-            tenant="p1", user="u", snids=["S1"], dest_project="p2", mailto=[]
+            source_project="p1", user="u", snids=["S1"], dest_project="p2", mailto=[]
         )
         service.request_transfer(
-            tenant="p1", user="u", snids=["S2"], dest_project="p2", mailto=[]
+            source_project="p1", user="u", snids=["S2"], dest_project="p2", mailto=[]
         )
         service.decide(
-            tenant="p2", user="v", roles=frozenset(), order_ids=[1], accept=True
+            project="p2", user="v", roles=frozenset(), order_ids=[1], accept=True
         )
         store.catch_up()
     finally:
@@ -145,7 +145,11 @@ def test_rebuilding_the_mail_outbox_forgets_nothing_sent(
         service = OrderService(store.app)
         service.register_servers([("S1", "p1")])
         service.request_transfer(
-            tenant="p1", user="u", snids=["S1"], dest_project="p2", mailto=["a@b.c"]
+            source_project="p1",
+            user="u",
+            snids=["S1"],
+            dest_project="p2",
+            mailto=["a@b.c"],
         )
         store.catch_up()
         [message] = DeliveryLedger.messages(store.views)
