@@ -25,11 +25,12 @@ from projections.reports import (
 
 Row = TypeVar("Row")
 
-# Outcome -> (label, colour) for the stacked bars, bottom to top.
+# State -> (the bars' class on the page, label, colour) for the stacked bars,
+# bottom to top. The page calls finished orders "accepted", as the reports do.
 OUTCOMES: Final = (
-    ("accepted", N_("Accepted"), "#2e7d32"),
-    ("refused", N_("Refused"), "#c62828"),
-    ("unfinished", N_("Unfinished"), "#f0a30a"),
+    ("finished", "accepted", N_("Accepted"), "#2e7d32"),
+    ("refused", "refused", N_("Refused"), "#c62828"),
+    ("unfinished", "unfinished", N_("Unfinished"), "#f0a30a"),
 )
 HISTOGRAM_COLOUR: Final = "#1f5fa8"
 
@@ -212,21 +213,21 @@ def render(
 @dataclass(frozen=True)
 class _DayTotals:
     day: date
-    accepted: int = 0
+    finished: int = 0
     refused: int = 0
     unfinished: int = 0
 
     @property
     def requested(self) -> int:
-        return self.accepted + self.refused + self.unfinished
+        return self.finished + self.refused + self.unfinished
 
 
 def daily_outcomes(days: Iterable[DayFigures]) -> list[_DayTotals]:
     """Every day from the first to the last of `days`, summed over projects."""
     totals: dict[date, tuple[int, int, int]] = {}
     for f in days:
-        a, r, u = totals.get(f.day, (0, 0, 0))
-        totals[f.day] = (a + f.accepted, r + f.refused, u + f.unfinished)
+        done, r, u = totals.get(f.day, (0, 0, 0))
+        totals[f.day] = (done + f.finished, r + f.refused, u + f.unfinished)
     if not totals:
         return []
     first, last = min(totals), max(totals)
@@ -254,12 +255,12 @@ def orders_chart(days: Iterable[DayFigures], language: Language = ENGLISH) -> st
         x = LEFT + slot * index + (slot - bar) / 2
         parts.append(f'<g class="day" data-day="{totals.day.isoformat()}">')
         base = 0
-        for field, label, colour in OUTCOMES:
-            count: int = getattr(totals, field)
+        for state, css_class, label, colour in OUTCOMES:
+            count: int = getattr(totals, state)
             if count:
                 y0, y1 = _y(base + count, top), _y(base, top)
                 parts.append(
-                    f'<rect class="bar {field}" x="{x:.1f}" y="{y0:.1f}"'
+                    f'<rect class="bar {css_class}" x="{x:.1f}" y="{y0:.1f}"'
                     f' width="{bar:.1f}" height="{y1 - y0:.1f}" fill="{colour}">'
                     f"<title>{escape(_bar_title(totals.day, count, label, language))}"
                     "</title></rect>"
@@ -392,7 +393,7 @@ def _legend(language: Language) -> str:
     items = "".join(
         f'<li><span class="swatch" style="background:{colour}"></span>'
         f"{escape(language.gettext(label))}</li>"
-        for _field, label, colour in OUTCOMES
+        for _state, _class, label, colour in OUTCOMES
     )
     return f'<ul class="legend">{items}</ul>'
 
@@ -428,7 +429,7 @@ def _cards(figures: Figures, language: Language) -> str:
     seconds = figures.decision_seconds
     cards = [
         (_("Orders requested"), number(sum(s.requested for s in summaries))),
-        (_("Accepted"), number(sum(s.accepted for s in summaries))),
+        (_("Accepted"), number(sum(s.finished for s in summaries))),
         (_("Refused"), number(sum(s.refused for s in summaries))),
         (_("Still unfinished"), number(sum(s.unfinished for s in summaries))),
         (

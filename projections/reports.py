@@ -3,11 +3,12 @@
 Days are calendar days in UTC, whatever PM_ORDER_TIMEZONE says, so that a
 report means the same everywhere. Each figure belongs to one project and day:
 
-- `requested`, `accepted`, `refused`, `unfinished`: the orders a project
-  requested (as the source) that day, and what has become of them since:
-  accepted, refused, or still unfinished now. So `requested = accepted +
-  refused + unfinished` on every row, and over a date range "unfinished" means
-  the orders requested in the range that are still unfinished now.
+- `requested`, `finished`, `refused`, `unfinished`: the orders a project
+  requested (as the source) that day, and the state they are in now (the
+  workflow's: finished is accepted). So `requested = finished + refused +
+  unfinished` on every row, and over a date range "unfinished" means the orders
+  requested in the range that are still unfinished now. (The reports' outputs
+  call finished orders "accepted": `DAY_COLUMNS` and `PROJECT_COLUMNS`.)
 - `servers_in`, `servers_out`: servers moved by orders accepted that day; the
   destination counts them in, the source out.
 - `warnings`: warnings raised that day about orders the project requested.
@@ -32,7 +33,7 @@ from operator import attrgetter
 from typing import Any, Final, Generic, TypeVar
 
 from domain import workflow
-from domain.event_kinds import ACCEPTED, ORDER_TOPICS, REFUSED
+from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase, array_literal
 from projections.page_writer import Changes, Table
@@ -42,14 +43,6 @@ from projections.view import Events
 NAME: Final = "reports"
 
 Row = TypeVar("Row")
-
-UNFINISHED: Final = "unfinished"
-# An order's outcome in the reports' words, from the state the workflow gave it.
-_OUTCOME_OF_STATE: Final = {
-    workflow.UNFINISHED: UNFINISHED,
-    workflow.FINISHED: ACCEPTED,
-    workflow.REFUSED: REFUSED,
-}
 
 # Bounds standing in for an open end of a date range: days compare as text.
 _EARLIEST: Final = "0001-01-01"
@@ -67,6 +60,8 @@ class ReportedOrder:
     servers: int
     requested_at: float
     requested_day: date
+    # The state the workflow gave it (before schema version 3: "accepted" for
+    # finished, rewritten by `after_tables`).
     outcome: str
     decision_seconds: float | None
 
@@ -108,7 +103,7 @@ class DayFigures:
     project: str
     day: date
     requested: int = 0
-    accepted: int = 0
+    finished: int = 0
     refused: int = 0
     servers_in: int = 0
     servers_out: int = 0
@@ -116,7 +111,7 @@ class DayFigures:
 
     @property
     def unfinished(self) -> int:
-        return self.requested - self.accepted - self.refused
+        return self.requested - self.finished - self.refused
 
     def as_json(self) -> dict[str, Any]:
         return {c.key: c.data(self) for c in DAY_COLUMNS}
@@ -126,6 +121,8 @@ DAYS: Final = Table(
     "reports_days",
     DayFigures,
     key=["project", "day"],
+    # Called `accepted` before schema version 3.
+    renamed={"accepted": "finished"},
     indexes=[
         # Reports over every project for a date range.
         "CREATE INDEX IF NOT EXISTS reports_days_by_day ON reports_days (day, project)",
@@ -143,6 +140,13 @@ ORDERS: Final = Table(
         "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
         " ON reports_orders (requested_day, source_project)",
     ],
+)
+
+# Orders decided before schema version 3 have the outcome "accepted" where the
+# workflow says finished. (Nothing to do once none has.)
+_OUTCOMES_IN_STATE_WORDS: Final = (
+    f"UPDATE reports_orders SET outcome = '{workflow.FINISHED}'"
+    " WHERE outcome = 'accepted'"
 )
 
 _SELECT_ORDERS: Final = (
@@ -181,7 +185,7 @@ class ProjectSummary:
 
     project: str
     requested: int = 0
-    accepted: int = 0
+    finished: int = 0
     refused: int = 0
     servers_in: int = 0
     servers_out: int = 0
@@ -190,7 +194,7 @@ class ProjectSummary:
 
     @property
     def unfinished(self) -> int:
-        return self.requested - self.accepted - self.refused
+        return self.requested - self.finished - self.refused
 
     @property
     def decisions(self) -> int:
@@ -229,7 +233,7 @@ def _counts(kind: type[Row]) -> list[Column[Row]]:
     """The counts every row has, from requested to warnings."""
     return [
         Column("requested", "Requested", "REQUESTED", attrgetter("requested")),
-        Column("accepted", "Accepted", "ACCEPTED", attrgetter("accepted")),
+        Column("accepted", "Accepted", "ACCEPTED", attrgetter("finished")),
         Column("refused", "Refused", "REFUSED", attrgetter("refused")),
         Column("unfinished", "Unfinished", "UNFINISHED", attrgetter("unfinished")),
         Column("servers_in", "Servers in", "IN", attrgetter("servers_in")),
@@ -296,6 +300,7 @@ class Reports(RenamingReadModel):
 
     name = NAME
     layout = (DAYS, ORDERS)
+    after_tables = (_OUTCOMES_IN_STATE_WORDS,)
     topics = ORDER_TOPICS
 
     def read_before(
@@ -342,7 +347,7 @@ class Reports(RenamingReadModel):
                         servers=len(event.snids),
                         requested_at=event.at.timestamp(),
                         requested_day=day,
-                        outcome=UNFINISHED,
+                        outcome=workflow.UNFINISHED,
                         decision_seconds=None,
                     ),
                 )
@@ -350,7 +355,7 @@ class Reports(RenamingReadModel):
             case Order.Accepted() | Order.Rejected():
                 order = changes.known(ORDERS, event.number)
                 assert order is not None, f"order {event.number} was never requested"
-                outcome = _OUTCOME_OF_STATE[event.state]
+                outcome = event.state
                 # Rounded to the microsecond `at` holds: no float noise.
                 seconds = round(event.at.timestamp() - order.requested_at, 6)
                 if changes.inserted(ORDERS, event.number) is not None:
@@ -366,12 +371,12 @@ class Reports(RenamingReadModel):
                     order.source_project,
                     order.requested_day,
                 )
-                if outcome != ACCEPTED:
+                if outcome != workflow.FINISHED:
                     changes.add(
                         DAYS, DayFigures(source_project, requested_day, refused=1)
                     )
                     return
-                changes.add(DAYS, DayFigures(source_project, requested_day, accepted=1))
+                changes.add(DAYS, DayFigures(source_project, requested_day, finished=1))
                 day, servers = utc_day(event.at), order.servers
                 changes.add(
                     DAYS, DayFigures(order.dest_project, day, servers_in=servers)
@@ -439,7 +444,7 @@ def _summary(
     return ProjectSummary(
         project=project,
         requested=sum(f.requested for f in days),
-        accepted=sum(f.accepted for f in days),
+        finished=sum(f.finished for f in days),
         refused=sum(f.refused for f in days),
         servers_in=sum(f.servers_in for f in days),
         servers_out=sum(f.servers_out for f in days),

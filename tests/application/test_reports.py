@@ -100,7 +100,7 @@ def test_each_requested_order_is_accepted_refused_or_still_unfinished(
     # when
     report = figures(scenario, project="proj-a")
     # then
-    outcomes = [(f.day, f.accepted, f.refused, f.unfinished) for f in report.days]
+    outcomes = [(f.day, f.finished, f.refused, f.unfinished) for f in report.days]
     assert outcomes == [(NOV_27, 1, 1, 0), (NOV_28, 1, 0, 1), (NOV_29, 0, 0, 1)]
 
 
@@ -111,8 +111,8 @@ def test_a_decision_counts_on_the_day_the_order_was_requested(
     # when
     report = figures(scenario, project="proj-b")
     # then
-    assert day_of(report, "proj-b", NOV_27).accepted == 1
-    assert day_of(report, "proj-b", NOV_28).accepted == 0
+    assert day_of(report, "proj-b", NOV_27).finished == 1
+    assert day_of(report, "proj-b", NOV_28).finished == 0
 
 
 def test_accepting_moves_servers_into_the_destination_and_out_of_the_source(
@@ -273,7 +273,7 @@ def test_unfinished_over_a_range_counts_its_orders_still_unfinished_now(
     # when
     summary = figures(scenario, since=NOV_28, until=NOV_28).summary_of("proj-a")
     # then
-    assert (summary.requested, summary.accepted, summary.unfinished) == (2, 1, 1)
+    assert (summary.requested, summary.finished, summary.unfinished) == (2, 1, 1)
 
 
 def test_times_to_decision_follow_the_range_of_the_requests(

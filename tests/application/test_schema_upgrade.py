@@ -1,6 +1,6 @@
 """A database made before the read models' columns were renamed (schema version
-2: `tenant` and `project_id` columns) is upgraded when a process starts on it,
-and answers as before."""
+2: `tenant`, `project_id` and `accepted` columns, orders whose outcome is
+"accepted") is upgraded when a process starts on it, and answers as before."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ RENAMED = {
     ("order_lists_versions", "tenant", "project"),
     ("server_ownership", "project_id", "project"),
     ("reports_orders", "project", "source_project"),
+    ("reports_days", "accepted", "finished"),
 }
 
 
@@ -44,6 +45,9 @@ def made_old(store: Store, store_url: str) -> None:
     with store.views.writing() as cursor:
         for table, old, new in RENAMED:
             cursor.execute(f"ALTER TABLE {table} RENAME COLUMN {new} TO {old}")
+        cursor.execute(
+            "UPDATE reports_orders SET outcome = 'accepted' WHERE outcome = 'finished'"
+        )
     if not isinstance(store.views, SQLiteViews):  # SQLite has no mark: DDL each start
         settings = postgres_settings(store_url)
         schema = Identifier(settings.schema or "public")
@@ -124,8 +128,14 @@ def test_an_old_database_is_upgraded_on_start_and_answers_as_before(
             assert new in columns(upgraded, table), table
             assert old not in columns(upgraded, table), table
         assert {t: index_definitions(upgraded, t) for t in tables} == indexes
-        # and every query answers as it did
+        # and every query answers as it did, and the orders' outcomes are states
         assert everything_read(upgraded) == before
+        outcomes = upgraded.views.query("SELECT DISTINCT outcome FROM reports_orders")
+        assert {outcome for (outcome,) in outcomes} == {
+            "finished",
+            "refused",
+            "unfinished",
+        }
         # and new events are projected into the renamed columns
         service = OrderService(upgraded.app)
         service.register_servers([("SN-NEW-1", "proj-c")])
