@@ -33,6 +33,7 @@ from typing import (
     Any,
     Final,
     Generic,
+    NamedTuple,
     TypeVar,
     Union,
     get_args,
@@ -309,12 +310,19 @@ class Changes:
         self._looked_up["insert", table, lookup][given] = values
 
     def write(self, cursor: Cursor, db: ViewDatabase) -> None:
+        """Write the page's changes through `cursor` (see `statements`)."""
+        run(cursor, self.statements(db))
+
+    def statements(self, db: ViewDatabase) -> list[Statement]:
         """One statement per kind of change to each table: rows first, then the
         updates and counts, then the changes that look up rows already written.
-        A change naming a field its table lacks is refused here (ValueError),
-        in the page's transaction: the page changes nothing."""
+        Built apart from their running, so that a page can be folded and its
+        statements built while the page before is being written. A change
+        naming a field its table lacks is refused here (ValueError), before
+        anything is written."""
+        out: list[Statement] = []
         for table, rows in self._inserts.items():
-            _write_rows(cursor, db, _insert(table, db.arrays), table, rows.values())
+            out += _rows(db, _insert(table, db.arrays), table, rows.values())
         for table, changed in self._updates.items():
             # Rows that set the same columns share a statement.
             shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
@@ -329,16 +337,16 @@ class Changes:
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
                 statement = _update(table, setting, where, db.arrays)
-                _run(cursor, db, statement, params_of_rows)
+                out += _each(db, statement, params_of_rows)
         for table, summed in self._adds.items():
-            _write_rows(cursor, db, _add(table, db.arrays), table, summed.values())
+            out += _rows(db, _add(table, db.arrays), table, summed.values())
         for table, counts in self._counts.items():
             one_key = len(table.key) == 1
             counted = [
                 (*table.stored(table.key, (key,) if one_key else key), n)
                 for key, n in counts.items()
             ]
-            _run(cursor, db, _add(table, db.arrays), counted)
+            out += _each(db, _add(table, db.arrays), counted)
         for (kind, table, lookup), changes in self._looked_up.items():
             found = {name for name, _ in lookup.columns}
             given = tuple(n for n in table.fields if n not in found)
@@ -354,7 +362,26 @@ class Changes:
                         )
                     right.add(names)
                 looked_up.append((*values_of(values), key))
-            _run(cursor, db, statement, looked_up)
+            out += _each(db, statement, looked_up)
+        return out
+
+
+class Statement(NamedTuple):
+    """A statement of a page, ready to run: with its parameters, or (`many`)
+    once for each row of parameters."""
+
+    sql: str
+    params: Sequence[Any]
+    many: bool = False
+
+
+def run(cursor: Cursor, statements: Iterable[Statement]) -> None:
+    """Run a page's `statements` through `cursor`, in order."""
+    for statement in statements:
+        if statement.many:
+            cursor.executemany(statement.sql, statement.params)
+        else:
+            cursor.execute(statement.sql, statement.params)
 
 
 _Values = Callable[[Mapping[str, Any]], tuple[Any, ...]]
@@ -387,29 +414,30 @@ def _summing(counted: tuple[str, ...]) -> Callable[[Any, Any], None]:
     return sum_each
 
 
-def _write_rows(
-    cursor: Cursor, db: ViewDatabase, statement: str, table: Table[R], rows: Iterable[R]
-) -> None:
-    """Run `statement` over whole rows of `table`."""
+def _rows(
+    db: ViewDatabase, statement: str, table: Table[R], rows: Iterable[R]
+) -> list[Statement]:
+    """`statement` over whole rows of `table`."""
     if not db.arrays or table.converted:
-        _run(cursor, db, statement, map(table.values, rows))
-    elif rows := list(rows):
-        # Read column by column: no tuple per row to take apart again.
-        columns = [list(map(get, rows)) for get in table.getters]
-        cursor.execute(db.sql(statement), list(map(array_literal, columns)))
+        return _each(db, statement, map(table.values, rows))
+    if not (rows := list(rows)):
+        return []
+    # Read column by column: no tuple per row to take apart again.
+    columns = [list(map(get, rows)) for get in table.getters]
+    return [Statement(db.sql(statement), list(map(array_literal, columns)))]
 
 
-def _run(
-    cursor: Cursor, db: ViewDatabase, statement: str, rows: Iterable[tuple[Any, ...]]
-) -> None:
+def _each(
+    db: ViewDatabase, statement: str, rows: Iterable[tuple[Any, ...]]
+) -> list[Statement]:
+    """`statement` for each of `rows`: on PostgreSQL once, each column one array."""
     rows = list(rows)
     if not rows:
-        return
+        return []
     if db.arrays:
         columns = zip(*rows, strict=True)
-        cursor.execute(db.sql(statement), [array_literal(c) for c in columns])
-    else:
-        cursor.executemany(db.sql(statement), rows)
+        return [Statement(db.sql(statement), [array_literal(c) for c in columns])]
+    return [Statement(db.sql(statement), rows, many=True)]
 
 
 def _on_conflict(table: Table[Any], add: bool) -> str:

@@ -294,6 +294,7 @@ class Reports(ReadModel):
     name = NAME
     layout = (DAYS, ORDERS)
     topics = ORDER_TOPICS
+    reads_before_folding = True
 
     def read_before(
         self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes
