@@ -56,8 +56,9 @@ LOCK_TIMEOUT_SECONDS: Final = 5
 # makes: a process that finds the database marked with it does no DDL at start.
 # Raise it whenever a table, index or sequence is added or changed, or a
 # backfill is added (2: order_lists_counts keeps each tenant's unfinished sent
-# orders).
-SCHEMA_VERSION: Final = 2
+# orders; 3: order_lists_items, one row per list an order is in, replace
+# order_lists_entries).
+SCHEMA_VERSION: Final = 3
 # Creating the tables can take a while on a busy database; waiting for another
 # process that does it is bounded all the same.
 TABLES_LOCK_TIMEOUT_SECONDS: Final = 30

@@ -300,13 +300,13 @@ def test_a_restarted_projector_neither_loses_nor_doubles_a_row(
     restarted = reopen()
     # when
     catch_up(restarted)
-    # then one order row and two list entries per request, one row per server
+    # then one order row and four list items per request, one row per server
     dump = contents(restarted.views)
     events = stored_events(store)
     requests = sum(isinstance(e, Order.Requested) for e in events)
     registrations = sum(isinstance(e, Server.Registered) for e in events)
     assert len(dump["order_lists_orders"]) == requests
-    assert len(dump["order_lists_entries"]) == 2 * requests
+    assert len(dump["order_lists_items"]) == 4 * requests
     assert len(dump["server_ownership"]) == registrations
     counts = {
         (tenant, list_type): n for tenant, list_type, n in dump["order_lists_counts"]
