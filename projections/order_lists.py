@@ -1,9 +1,11 @@
 """The order lists: the five list types of the API, per project, newest first.
 
-Every order is one row of `order_lists_orders` and one entry per party (source
-and destination) in `order_lists_entries`, indexed for each list type; counts per
-project and list type are kept in `order_lists_counts` so that `total_count`
-costs one row read whatever the list's length; per project, `order_lists_versions`
+Every order is one row of `order_lists_orders`, and one row of
+`order_lists_items` per list it is in (its source's REQUESTED_BY_ME and ALL, its
+destination's INBOX, later ACCEPTED_BY_ME or REFUSED_BY_ME, and ALL), so that a
+page of any list is one range of that table's key; counts per project and list
+type are kept in `order_lists_counts` so that `total_count` costs one row read
+whatever the list's length; per project, `order_lists_versions`
 counts the events that changed its lists, so that a reader holding a rendered
 page (api/page_cache.py) checks it with one primary-key read.
 """
@@ -17,14 +19,11 @@ from typing import Any, Final
 from domain import workflow
 from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
-from projections.database import ViewDatabase
+from projections.database import Cursor, ViewDatabase
 from projections.page_writer import Changes, Int32, Lookup, Table
 from projections.renamed_columns import RenamingReadModel
 
 NAME: Final = "order_lists"
-
-SOURCE: Final = "source"
-DEST: Final = "dest"
 
 # The list types of the API (the contract's `type`).
 INBOX: Final = 0  # the project's unfinished orders, as their destination
@@ -37,16 +36,11 @@ ALL: Final = 4
 # counts so that reading it is one row whatever the number of orders.
 SENT_UNFINISHED: Final = -1
 
-# List type -> the entries it selects: (role or None for both, state or None for any).
-LIST_TYPES: Final[dict[int, tuple[str | None, str | None]]] = {
-    INBOX: (DEST, workflow.UNFINISHED),
-    ACCEPTED_BY_ME: (DEST, workflow.FINISHED),
-    REFUSED_BY_ME: (DEST, workflow.REFUSED),
-    REQUESTED_BY_ME: (SOURCE, None),
-    ALL: (None, None),
-}
+LIST_TYPES: Final = (INBOX, ACCEPTED_BY_ME, REFUSED_BY_ME, REQUESTED_BY_ME, ALL)
+# A decided order moves from its destination's INBOX to the list of its state.
 _DEST_LIST_OF_STATE: Final = {
-    state: t for t, (r, state) in LIST_TYPES.items() if r == DEST and state
+    workflow.FINISHED: ACCEPTED_BY_ME,
+    workflow.REFUSED: REFUSED_BY_ME,
 }
 
 
@@ -70,13 +64,12 @@ class OrderRow:
 
 
 @dataclass(slots=True)
-class ListEntry:
-    """An order in the lists of one of its parties (its `role`: source or dest)."""
+class ListItem:
+    """Order `order_id` in `project`'s list `list_type` (and in its count)."""
 
     project: str
+    list_type: Int32
     order_id: int
-    role: str
-    state: str
 
 
 @dataclass(slots=True)
@@ -111,22 +104,11 @@ ORDERS: Final = Table(
         " WHERE state = 'unfinished'",
     ],
 )
-# The lists' `project` columns were called `tenant` before schema version 3.
-ENTRIES: Final = Table(
-    "order_lists_entries",
-    ListEntry,
-    key=["project", "order_id"],
-    renamed={"tenant": "project"},
-    indexes=[
-        "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role"
-        " ON order_lists_entries (project, role, order_id)",
-        # A decision updates both entries of its order.
-        "CREATE INDEX IF NOT EXISTS order_lists_entries_by_order"
-        " ON order_lists_entries (order_id)",
-        "CREATE INDEX IF NOT EXISTS order_lists_entries_by_role_state"
-        " ON order_lists_entries (project, role, state, order_id)",
-    ],
+# A page of a list is a range of this key, newest first.
+ITEMS: Final = Table(
+    "order_lists_items", ListItem, key=["project", "list_type", "order_id"]
 )
+# Their `project` columns were called `tenant` before schema version 4.
 COUNTS: Final = Table(
     "order_lists_counts",
     ListCount,
@@ -141,65 +123,78 @@ VERSIONS: Final = Table(
 )
 
 # Lists made before the versions were (an upgraded database) get the versions
-# their events would have stamped: per order, its request, each warning and its
-# decision. (Empty lists, or versions already there: nothing to do.)
+# their events would have stamped: per order and party, its request, each warning
+# and its decision. (Empty lists, or versions already there: nothing to do.)
 _BACKFILL_VERSIONS: Final = (
     "INSERT INTO order_lists_versions (project, n)"
-    " SELECT e.project, SUM(1 + o.warning_count"
-    " + CASE WHEN o.state = 'unfinished' THEN 0 ELSE 1 END)"
-    " FROM order_lists_entries e JOIN order_lists_orders o ON o.id = e.order_id"
+    " SELECT project, SUM(n) FROM ("
+    "  SELECT resource_project AS project, 1 + warning_count"
+    "  + CASE WHEN state = 'unfinished' THEN 0 ELSE 1 END AS n"
+    "  FROM order_lists_orders"
+    "  UNION ALL SELECT dest_project, 1 + warning_count"
+    "  + CASE WHEN state = 'unfinished' THEN 0 ELSE 1 END"
+    "  FROM order_lists_orders"
+    " ) AS parties"
     " WHERE NOT EXISTS (SELECT 1 FROM order_lists_versions)"
-    " GROUP BY e.project"
-)
-
-# Databases whose counts predate SENT_UNFINISHED get it from their entries, once
-# (the fold keeps it from then on).
-_BACKFILL_SENT_UNFINISHED: Final = (
-    "INSERT INTO order_lists_counts (project, list_type, n)"
-    f" SELECT project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_entries"
-    f" WHERE role = '{SOURCE}' AND state = '{workflow.UNFINISHED}'"
-    " AND NOT EXISTS"
-    f" (SELECT 1 FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED})"
     " GROUP BY project"
 )
 
-# For an order requested before the page: its destination's counts, and both
-# its parties' versions, found by the statement itself (no read among the
-# page's pipelined writes).
+# Databases whose counts predate SENT_UNFINISHED get it from their orders, once
+# (the fold keeps it from then on).
+_BACKFILL_SENT_UNFINISHED: Final = (
+    "INSERT INTO order_lists_counts (project, list_type, n)"
+    f" SELECT resource_project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_orders"
+    f" WHERE state = '{workflow.UNFINISHED}'"
+    " AND NOT EXISTS"
+    f" (SELECT 1 FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED})"
+    " GROUP BY resource_project"
+)
+
+# Lists made before the items (SCHEMA_VERSION 2 and older) kept an entry per
+# order and party (by `tenant`, as that table named the project), with its role
+# and the order's state: each becomes the items of the lists it was in, once,
+# and the entries go.
+_ENTRIES: Final = "order_lists_entries"
+_ITEMS_FROM_ENTRIES: Final = (
+    "INSERT INTO order_lists_items (project, list_type, order_id)"
+    " SELECT * FROM ("
+    f"  SELECT tenant, {ALL}, order_id FROM {_ENTRIES}"
+    "  UNION ALL SELECT tenant, CASE"
+    f"   WHEN role = 'source' THEN {REQUESTED_BY_ME}"
+    f"   WHEN state = '{workflow.UNFINISHED}' THEN {INBOX}"
+    f"   WHEN state = '{workflow.FINISHED}' THEN {ACCEPTED_BY_ME}"
+    f"   ELSE {REFUSED_BY_ME} END, order_id FROM {_ENTRIES}"
+    " ) AS items WHERE TRUE"
+    " ON CONFLICT (project, list_type, order_id) DO NOTHING"
+)
+
+# For an order requested before the page: its parties, found by the statement
+# itself (no read among the page's pipelined writes).
 _ITS_DESTINATION: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
 _ITS_SOURCE: Final = Lookup(ORDERS, "id", (("project", "resource_project"),))
-_ITS_PARTIES: Final = Lookup(ENTRIES, "order_id", (("project", "project"),))
+_ITS_DESTINATIONS_ITEM: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
 
 _SELECT_PAGE_COLUMNS: Final = ", ".join(f"o.{name}" for name in ORDERS.names)
 
 
-def _select_page(role: str | None, state: str | None) -> str:
-    where = "e.project = ?"
-    if role is not None:
-        where += " AND e.role = ?"
-    if state is not None:
-        where += " AND e.state = ?"
-    # One statement, one round trip: the list's count, then the page's rows. The
-    # page's ids are chosen first on the entries index (so a marker deep in a long
-    # list is a seek, not a walk), then joined; with no rows on the page, the outer
-    # join still gives one row that carries the count.
-    # The project's version comes from the same snapshot as the rows.
-    return (
-        "SELECT (SELECT n FROM order_lists_counts WHERE project = ? AND list_type = ?),"
-        " (SELECT n FROM order_lists_versions WHERE project = ?),"
-        f" {_SELECT_PAGE_COLUMNS}"
-        " FROM (SELECT 1 AS one) AS always"
-        " LEFT JOIN ("
-        "  SELECT e.order_id FROM order_lists_entries e"
-        f"  WHERE {where} AND e.order_id < ?"
-        "  ORDER BY e.order_id DESC LIMIT ?"
-        " ) AS page ON TRUE"
-        " LEFT JOIN order_lists_orders o ON o.id = page.order_id"
-        " ORDER BY o.id DESC"
-    )
-
-
-_SELECT_PAGE: Final = {t: _select_page(*selects) for t, selects in LIST_TYPES.items()}
+# One statement, one round trip: the list's count, then the page's rows. The
+# page's ids are a range of the items' key (a marker deep in a long list is a
+# seek, not a walk), then joined; with no rows on the page, the outer join still
+# gives one row that carries the count. The project's version comes from the same
+# snapshot as the rows.
+_SELECT_PAGE: Final = (
+    "SELECT (SELECT n FROM order_lists_counts WHERE project = ? AND list_type = ?),"
+    " (SELECT n FROM order_lists_versions WHERE project = ?),"
+    f" {_SELECT_PAGE_COLUMNS}"
+    " FROM (SELECT 1 AS one) AS always"
+    " LEFT JOIN ("
+    "  SELECT i.order_id FROM order_lists_items i"
+    "  WHERE i.project = ? AND i.list_type = ? AND i.order_id < ?"
+    "  ORDER BY i.order_id DESC LIMIT ?"
+    " ) AS page ON TRUE"
+    " LEFT JOIN order_lists_orders o ON o.id = page.order_id"
+    " ORDER BY o.id DESC"
+)
 _SELECT_VERSION: Final = "SELECT n FROM order_lists_versions WHERE project = ?"
 
 _SELECT_COUNT: Final = (
@@ -227,21 +222,26 @@ class OrderLists(RenamingReadModel):
     """Projects Order events into the per-project lists, and answers list queries."""
 
     name = NAME
-    layout = (ORDERS, ENTRIES, COUNTS, VERSIONS)
+    layout = (ORDERS, ITEMS, COUNTS, VERSIONS)
     after_tables = (_BACKFILL_VERSIONS, _BACKFILL_SENT_UNFINISHED)
     topics = ORDER_TOPICS
 
+    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        super().create_tables(cursor, db)
+        if db.has_table(cursor, _ENTRIES):
+            cursor.execute(_ITEMS_FROM_ENTRIES)
+            cursor.execute(f"DROP TABLE {_ENTRIES}")
+
     def fold(self, event: Any, changes: Changes) -> None:
-        """An order requested in the page is inserted as its last event left it;
-        one requested before gets one update. Counts and versions are summed."""
+        """An order requested in the page is inserted as its last event left it,
+        with its items; one requested before gets one update, and its items
+        move in the database. Counts and versions are summed."""
         order: OrderRow | None
         match event:
             case Order.Requested():
                 at, number = event.at.timestamp(), event.number
-                source_project, dest_project = (
-                    event.resource_project,
-                    event.dest_project,
-                )
+                source_project = event.resource_project
+                dest_project = event.dest_project
                 order = OrderRow(
                     id=number,
                     snids=",".join(event.snids),
@@ -257,18 +257,15 @@ class OrderLists(RenamingReadModel):
                     updated_at=at,
                 )
                 changes.insert(ORDERS, order)
-                changes.insert(
-                    ENTRIES,
-                    ListEntry(source_project, number, SOURCE, workflow.UNFINISHED),
-                )
-                changes.insert(
-                    ENTRIES, ListEntry(dest_project, number, DEST, workflow.UNFINISHED)
-                )
-                changes.add(COUNTS, ListCount(source_project, REQUESTED_BY_ME, 1))
+                for project, list_type in (
+                    (source_project, REQUESTED_BY_ME),
+                    (source_project, ALL),
+                    (dest_project, INBOX),
+                    (dest_project, ALL),
+                ):
+                    changes.insert(ITEMS, ListItem(project, list_type, number))
+                    changes.add(COUNTS, ListCount(project, list_type, 1))
                 changes.add(COUNTS, ListCount(source_project, SENT_UNFINISHED, 1))
-                changes.add(COUNTS, ListCount(source_project, ALL, 1))
-                changes.add(COUNTS, ListCount(dest_project, INBOX, 1))
-                changes.add(COUNTS, ListCount(dest_project, ALL, 1))
                 _stamp_versions(changes, number, order)
             case Order.WarningRaised():
                 at, number = event.at.timestamp(), event.number
@@ -286,7 +283,8 @@ class OrderLists(RenamingReadModel):
                 _stamp_versions(changes, number, order)
             case Order.Accepted() | Order.Rejected():
                 # A decision is always taken from unfinished (the workflow says
-                # so) and records the state it led to: no read needed.
+                # so) and records the state it led to: no read needed. The order
+                # leaves its destination's INBOX for the list of that state.
                 after, number = event.state, event.number
                 at, into = event.at.timestamp(), _DEST_LIST_OF_STATE[after]
                 if (order := changes.inserted(ORDERS, number)) is not None:
@@ -295,12 +293,11 @@ class OrderLists(RenamingReadModel):
                         event.by,
                         at,
                     )
-                    for project in (order.resource_project, order.dest_project):
-                        entry = changes.inserted(ENTRIES, (project, number))
-                        assert entry is not None  # inserted with its order
-                        entry.state = after
-                    changes.add(COUNTS, ListCount(order.dest_project, INBOX, -1))
-                    changes.add(COUNTS, ListCount(order.dest_project, into, 1))
+                    dest_project = order.dest_project
+                    changes.delete(ITEMS, (dest_project, INBOX, number))
+                    changes.insert(ITEMS, ListItem(dest_project, into, number))
+                    changes.add(COUNTS, ListCount(dest_project, INBOX, -1))
+                    changes.add(COUNTS, ListCount(dest_project, into, 1))
                     changes.add(
                         COUNTS, ListCount(order.resource_project, SENT_UNFINISHED, -1)
                     )
@@ -312,7 +309,13 @@ class OrderLists(RenamingReadModel):
                         decided_by=event.by,
                         updated_at=at,
                     )
-                    changes.update(ENTRIES, {"order_id": number}, state=after)
+                    its_dest = _ITS_DESTINATIONS_ITEM
+                    changes.delete_through(
+                        ITEMS, its_dest, number, list_type=INBOX, order_id=number
+                    )
+                    changes.insert_through(
+                        ITEMS, its_dest, number, list_type=into, order_id=number
+                    )
                     changes.add_through(
                         COUNTS, _ITS_DESTINATION, number, list_type=INBOX, n=-1
                     )
@@ -346,14 +349,11 @@ class OrderLists(RenamingReadModel):
         project: str, list_type: int, *, limit: int, marker: int | None
     ) -> tuple[str, list[Any]]:
         """The one statement (with `?` marks) of a page, and its parameters."""
-        role, state = LIST_TYPES[list_type]
-        params: list[Any] = [project, list_type, project, project]
-        if role is not None:
-            params.append(role)
-        if state is not None:
-            params.append(state)
+        if list_type not in LIST_TYPES:
+            raise KeyError(list_type)
+        params: list[Any] = [project, list_type, project, project, list_type]
         params += [marker if marker is not None else 2**62, limit + 1]
-        return _SELECT_PAGE[list_type], params
+        return _SELECT_PAGE, params
 
     @staticmethod
     def page_of(rows: Sequence[Any], limit: int) -> OrderPage:
@@ -417,4 +417,5 @@ def _stamp_versions(changes: Changes, number: int, order: OrderRow | None) -> No
         changes.add(VERSIONS, ListsVersion(order.resource_project, 1))
         changes.add(VERSIONS, ListsVersion(order.dest_project, 1))
     else:
-        changes.add_through(VERSIONS, _ITS_PARTIES, number, n=1)
+        changes.add_through(VERSIONS, _ITS_SOURCE, number, n=1)
+        changes.add_through(VERSIONS, _ITS_DESTINATION, number, n=1)

@@ -33,6 +33,7 @@ from typing import (
     Any,
     Final,
     Generic,
+    NamedTuple,
     TypeVar,
     Union,
     get_args,
@@ -146,7 +147,7 @@ class Table(Generic[R]):
         # A table of one count after its key (a counter): its count, for `add`
         # to sum by key without keeping rows.
         self.count_of: Callable[[R], int] | None = None
-        if self.fields == (*self.key, *self.counted[:1]):
+        if len(self.counted) == 1 and self.fields == (*self.key, *self.counted):
             (count,) = self.counted
             self.count_of = attrgetter(count)
 
@@ -245,6 +246,7 @@ class Changes:
         self._updates: defaultdict[Table[Any], dict[Any, dict[str, Any]]] = defaultdict(
             dict
         )
+        self._deletes: defaultdict[Table[Any], set[Any]] = defaultdict(set)
         self._adds: defaultdict[Table[Any], dict[Any, Any]] = defaultdict(dict)
         self._counts: defaultdict[Table[Any], Counter[Any]] = defaultdict(Counter)
         self._looked_up: defaultdict[
@@ -254,6 +256,13 @@ class Changes:
     def insert(self, table: Table[R], row: R) -> None:
         """Insert `row` (the fold may change it until the page is written)."""
         self._inserts[table][table.key_of(row)] = row
+
+    def delete(self, table: Table[Any], key: Any) -> None:
+        """Delete the row with `key`: one this page inserts is not written at
+        all, one written before the page is deleted (before the page's rows are
+        inserted, so that a row deleted and then inserted again stays)."""
+        if self._inserts[table].pop(key, None) is None:
+            self._deletes[table].add(key)
 
     def inserted(self, table: Table[R], key: Any) -> R | None:
         """The row with `key` that this page inserts, if it does."""
@@ -317,13 +326,36 @@ class Changes:
         given = (key, *map(values.get, table.key))
         self._looked_up["insert", table, lookup][given] = values
 
+    def delete_through(
+        self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
+    ) -> None:
+        """`delete` of a row written before the page, the columns of `lookup`
+        of its key taken from the other table's row whose `lookup.by` is `key`
+        (`values` give the rest of its key)."""
+        given = (key, *map(values.get, table.key))
+        self._looked_up["delete", table, lookup][given] = values
+
     def write(self, cursor: Cursor, db: ViewDatabase) -> None:
+        """Write the page's changes through `cursor` (see `statements`)."""
+        run(cursor, self.statements(db))
+
+    def statements(self, db: ViewDatabase) -> list[Statement]:
         """One statement per kind of change to each table: rows first, then the
         updates and counts, then the changes that look up rows already written.
-        A change naming a field its table lacks is refused here (ValueError),
-        in the page's transaction: the page changes nothing."""
+        Built apart from their running, so that a page can be folded and its
+        statements built while the page before is being written. A change
+        naming a field its table lacks is refused here (ValueError), before
+        anything is written."""
+        out: list[Statement] = []
+        for table, keys in self._deletes.items():
+            one_key = len(table.key) == 1
+            deleted = [
+                tuple(table.stored(table.key, (key,) if one_key else key))
+                for key in keys
+            ]
+            out += _each(db, _delete(table, db.arrays), deleted)
         for table, rows in self._inserts.items():
-            _write_rows(cursor, db, _insert(table, db.arrays), table, rows.values())
+            out += _rows(db, _insert(table, db.arrays), table, rows.values())
         for table, changed in self._updates.items():
             # Rows that set the same columns share a statement.
             shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
@@ -338,19 +370,22 @@ class Changes:
                 shapes.setdefault((setting, where), []).append(params)
             for (setting, where), params_of_rows in shapes.items():
                 statement = _update(table, setting, where, db.arrays)
-                _run(cursor, db, statement, params_of_rows)
+                out += _each(db, statement, params_of_rows)
         for table, summed in self._adds.items():
-            _write_rows(cursor, db, _add(table, db.arrays), table, summed.values())
+            out += _rows(db, _add(table, db.arrays), table, summed.values())
         for table, counts in self._counts.items():
             one_key = len(table.key) == 1
             counted = [
                 (*table.stored(table.key, (key,) if one_key else key), n)
                 for key, n in counts.items()
             ]
-            _run(cursor, db, _add(table, db.arrays), counted)
+            out += _each(db, _add(table, db.arrays), counted)
         for (kind, table, lookup), changes in self._looked_up.items():
             found = {name for name, _ in lookup.columns}
-            given = tuple(n for n in table.fields if n not in found)
+            # A delete is given the rest of the row's key; the others, the rest
+            # of its fields.
+            of = table.key if kind == "delete" else table.fields
+            given = tuple(n for n in of if n not in found)
             statement = _through(kind, table, lookup, given, db.arrays)
             looked_up: list[tuple[Any, ...]] = []
             values_of, right = _values_of(table, given), {given}
@@ -363,7 +398,26 @@ class Changes:
                         )
                     right.add(names)
                 looked_up.append((*values_of(values), key))
-            _run(cursor, db, statement, looked_up)
+            out += _each(db, statement, looked_up)
+        return out
+
+
+class Statement(NamedTuple):
+    """A statement of a page, ready to run: with its parameters, or (`many`)
+    once for each row of parameters."""
+
+    sql: str
+    params: Sequence[Any]
+    many: bool = False
+
+
+def run(cursor: Cursor, statements: Iterable[Statement]) -> None:
+    """Run a page's `statements` through `cursor`, in order."""
+    for statement in statements:
+        if statement.many:
+            cursor.executemany(statement.sql, statement.params)
+        else:
+            cursor.execute(statement.sql, statement.params)
 
 
 _Values = Callable[[Mapping[str, Any]], tuple[Any, ...]]
@@ -396,29 +450,30 @@ def _summing(counted: tuple[str, ...]) -> Callable[[Any, Any], None]:
     return sum_each
 
 
-def _write_rows(
-    cursor: Cursor, db: ViewDatabase, statement: str, table: Table[R], rows: Iterable[R]
-) -> None:
-    """Run `statement` over whole rows of `table`."""
+def _rows(
+    db: ViewDatabase, statement: str, table: Table[R], rows: Iterable[R]
+) -> list[Statement]:
+    """`statement` over whole rows of `table`."""
     if not db.arrays or table.converted:
-        _run(cursor, db, statement, map(table.values, rows))
-    elif rows := list(rows):
-        # Read column by column: no tuple per row to take apart again.
-        columns = [list(map(get, rows)) for get in table.getters]
-        cursor.execute(db.sql(statement), list(map(array_literal, columns)))
+        return _each(db, statement, map(table.values, rows))
+    if not (rows := list(rows)):
+        return []
+    # Read column by column: no tuple per row to take apart again.
+    columns = [list(map(get, rows)) for get in table.getters]
+    return [Statement(db.sql(statement), list(map(array_literal, columns)))]
 
 
-def _run(
-    cursor: Cursor, db: ViewDatabase, statement: str, rows: Iterable[tuple[Any, ...]]
-) -> None:
+def _each(
+    db: ViewDatabase, statement: str, rows: Iterable[tuple[Any, ...]]
+) -> list[Statement]:
+    """`statement` for each of `rows`: on PostgreSQL once, each column one array."""
     rows = list(rows)
     if not rows:
-        return
+        return []
     if db.arrays:
         columns = zip(*rows, strict=True)
-        cursor.execute(db.sql(statement), [array_literal(c) for c in columns])
-    else:
-        cursor.executemany(db.sql(statement), rows)
+        return [Statement(db.sql(statement), [array_literal(c) for c in columns])]
+    return [Statement(db.sql(statement), rows, many=True)]
 
 
 def _on_conflict(table: Table[Any], add: bool) -> str:
@@ -455,6 +510,21 @@ def _add(table: Table[Any], arrays: bool) -> str:
 
 
 @cache
+def _delete(table: Table[Any], arrays: bool) -> str:
+    keys = table.sql(table.key)
+    if not arrays:
+        return (
+            f"DELETE FROM {table.name} WHERE {' AND '.join(f'{n} = ?' for n in keys)}"
+        )
+    columns = [table.column(f) for f in table.key]
+    return (
+        f"DELETE FROM {table.name} USING unnest({', '.join(c.array for c in columns)})"
+        f" AS c ({', '.join(keys)})"
+        f" WHERE {' AND '.join(f'{table.name}.{n} = c.{n}' for n in keys)}"
+    )
+
+
+@cache
 def _update(
     table: Table[Any], setting: tuple[str, ...], where: tuple[str, ...], arrays: bool
 ) -> str:
@@ -479,8 +549,10 @@ def _update(
 def _through(
     kind: str, table: Table[Any], lookup: Lookup, given: tuple[str, ...], arrays: bool
 ) -> str:
-    """The statement of `insert_through` or `add_through` (`kind`): the given
-    fields, then the other row's key, per change."""
+    """The statement of `insert_through`, `add_through` or `delete_through`
+    (`kind`): the given fields, then the other row's key, per change."""
+    if kind == "delete":
+        return _delete_through(table, lookup, given, arrays)
     add = kind == "add"
     other = lookup.table
     into = ", ".join(table.sql([*(f for f, _ in lookup.columns), *given]))
@@ -515,4 +587,38 @@ def _through(
         f" JOIN {other.name} o ON {by} = c.looked_up_by"
         f"{' WHERE ' + lookup.where if lookup.where else ''}{grouped}"
         f"{_on_conflict(table, add)}"
+    )
+
+
+def _delete_through(
+    table: Table[Any], lookup: Lookup, given: tuple[str, ...], arrays: bool
+) -> str:
+    """The statement of `delete_through`: the given key fields, then the other
+    row's key, per change."""
+    other = lookup.table
+    by = f"o.{other.column(lookup.by).name}"
+    where = f" AND {lookup.where}" if lookup.where else ""
+    if not arrays:
+        # The looked-up columns as a row value, so the key's index finds the row.
+        matched = [f"{n} = ?" for n in table.sql(given)]
+        mine = table.sql(f for f, _ in lookup.columns)
+        theirs = other.sql((f for _, f in lookup.columns), prefix="o.")
+        return (
+            f"DELETE FROM {table.name} WHERE {' AND '.join(matched)}"
+            f" AND ({', '.join(mine)}) IN (SELECT {', '.join(theirs)}"
+            f" FROM {other.name} o WHERE {by} = ?{where})"
+        )
+    found = [
+        f"{table.name}.{table.column(f).name} = o.{other.column(o_f).name}"
+        for f, o_f in lookup.columns
+    ]
+    columns = [table.column(f) for f in given]
+    arrays_of = [*(c.array for c in columns), other.column(lookup.by).array]
+    names = [*(c.name for c in columns), "looked_up_by"]
+    matched = [f"{table.name}.{c.name} = c.{c.name}" for c in columns]
+    return (
+        f"DELETE FROM {table.name}"
+        f" USING unnest({', '.join(arrays_of)}) AS c ({', '.join(names)})"
+        f" JOIN {other.name} o ON {by} = c.looked_up_by"
+        f" WHERE {' AND '.join([*matched, *found])}{where}"
     )

@@ -12,13 +12,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from domain.event_kinds import LOG_TOPICS
 from projections.database import Cursor, ViewDatabase
-from projections.view import View
+from projections.page_writer import Statement, run
+from projections.view import ReadModel, View
+
+T = TypeVar("T")
 
 PAGE_SIZE: Final = 1000
 # A filtered projector's first select of a page reads this many pages' worth of
@@ -248,8 +251,30 @@ class Projector:
             end,
         )
 
-    def _apply(self, positions: dict[str, int], page: _Page) -> None:
+    def _events_for(self, view: View, after: int, page: _Page) -> list[Any]:
+        """The page's events that `view` reads and has not applied (it is at
+        `after`)."""
+        topics = view.topics
+        return [e for id_, topic, e in page.events if id_ > after and topic in topics]
+
+    def _fold_ahead(self, positions: dict[str, int], page: _Page) -> _FoldedAhead:
+        """The statements of the views that fold a page without the database,
+        built before the page's transaction (the others fold within it)."""
+        folded: _FoldedAhead = {}
+        for view in self.views:
+            if isinstance(view, ReadModel) and not view.reads_before_folding:
+                events = self._events_for(view, positions[view.name], page)
+                folded[view.name] = view.statements_of(self.db, events)
+        return folded
+
+    def _apply(
+        self,
+        positions: dict[str, int],
+        page: _Page,
+        folded: _FoldedAhead | None = None,
+    ) -> None:
         db = self.db
+        folded = self._fold_ahead(positions, page) if folded is None else folded
         with db.writing() as cursor:
             moved_at = time.time()
             # Views at the same position (all of them, but after a rebuild) move
@@ -269,13 +294,9 @@ class Projector:
             with db.batched(cursor):
                 db.for_a_page(cursor)
                 for view in self.views:
-                    after = positions[view.name]
-                    events = [
-                        event
-                        for id_, topic, event in page.events
-                        if id_ > after and topic in view.topics
-                    ]
-                    if events:
+                    if (statements := folded.get(view.name)) is not None:
+                        run(cursor, statements)
+                    elif events := self._events_for(view, positions[view.name], page):
                         view.apply_page(cursor, db, events)
                 db.announce_progress(cursor, [v.name for v in self.views], page.end)
 
@@ -284,26 +305,53 @@ class Projector:
     ) -> int:
         """Apply pages until the log's end (or `stop`); returns the final position.
 
-        The next page is read and decoded (in a thread of its own) while this one
-        is written: the database applies one while Python prepares the other.
+        Three pages are in hand at once, each in a thread of its own: the next
+        but one is read and decoded, the next is folded into its statements (for
+        the views that fold without reading), and this one is written. The
+        database writes one page while Python prepares the others.
         """
         positions = self.positions()
         position = min(positions.values())
         if stop is not None and position >= stop:
             return position
-        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reading:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reading,
+            ThreadPoolExecutor(1, thread_name_prefix="page-writer") as writing,
+        ):
             next_page = reading.submit(self._read_page, position, stop)
+            written: Future[int] | None = None
             while (page := next_page.result()) is not None:
                 if stop is None or page.end < stop:
                     next_page = reading.submit(self._read_page, page.end, stop)
                 else:
-                    next_page = _nothing_more()
-                self._apply(positions, page)
-                position = page.end
-                positions = dict.fromkeys(positions, position)
-                if progress is not None:
-                    progress(position)
+                    next_page = _done(None)
+                folded = self._fold_ahead(positions, page)
+                # One page written at a time, in order: this one starts once
+                # the page before has committed.
+                if written is not None:
+                    self._committed(written, progress)
+                written = writing.submit(self._written, positions, page, folded)
+                positions = dict.fromkeys(positions, page.end)
+            return position if written is None else self._committed(written, progress)
+
+    def _written(
+        self, positions: dict[str, int], page: _Page, folded: _FoldedAhead
+    ) -> int:
+        self._apply(positions, page, folded)
+        return page.end
+
+    @staticmethod
+    def _committed(written: Future[int], progress: Callable[[int], None] | None) -> int:
+        """The position a page's write reached, once committed (its error, if
+        it failed), told to `progress`."""
+        position = written.result()
+        if progress is not None:
+            progress(position)
         return position
+
+
+# The statements of a page folded ahead of its transaction, by view.
+_FoldedAhead = dict[str, list[Statement]]
 
 
 @dataclass(frozen=True)
@@ -314,7 +362,7 @@ class _Page:
     end: int
 
 
-def _nothing_more() -> Future[_Page | None]:
-    done: Future[_Page | None] = Future()
-    done.set_result(None)
+def _done(result: T) -> Future[T]:
+    done: Future[T] = Future()
+    done.set_result(result)
     return done

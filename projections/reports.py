@@ -60,7 +60,7 @@ class ReportedOrder:
     servers: int
     requested_at: float
     requested_day: date
-    # The state the workflow gave it (before schema version 3: "accepted" for
+    # The state the workflow gave it (before schema version 4: "accepted" for
     # finished, rewritten by `after_tables`).
     outcome: str
     decision_seconds: float | None
@@ -121,7 +121,7 @@ DAYS: Final = Table(
     "reports_days",
     DayFigures,
     key=["project", "day"],
-    # Called `accepted` before schema version 3.
+    # Called `accepted` before schema version 4.
     renamed={"accepted": "finished"},
     indexes=[
         # Reports over every project for a date range.
@@ -132,7 +132,7 @@ ORDERS: Final = Table(
     "reports_orders",
     ReportedOrder,
     key=["order_id"],
-    # Called `project` before schema version 3.
+    # Called `project` before schema version 4.
     renamed={"project": "source_project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
@@ -142,7 +142,7 @@ ORDERS: Final = Table(
     ],
 )
 
-# Orders decided before schema version 3 have the outcome "accepted" where the
+# Orders decided before schema version 4 have the outcome "accepted" where the
 # workflow says finished. (Nothing to do once none has.)
 _OUTCOMES_IN_STATE_WORDS: Final = (
     f"UPDATE reports_orders SET outcome = '{workflow.FINISHED}'"
@@ -302,6 +302,7 @@ class Reports(RenamingReadModel):
     layout = (DAYS, ORDERS)
     after_tables = (_OUTCOMES_IN_STATE_WORDS,)
     topics = ORDER_TOPICS
+    reads_before_folding = True
 
     def read_before(
         self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from eventsourcing.domain import DomainEventProtocol
 
 from projections.database import Cursor, ViewDatabase
-from projections.page_writer import Changes, Table
+from projections.page_writer import Changes, Statement, Table
 
 Events = Sequence[DomainEventProtocol[Any]]
 
@@ -43,6 +43,11 @@ class ReadModel(ABC):
     layout: tuple[Table[Any], ...]
     # Statements run after the tables are made (idempotent).
     after_tables: tuple[str, ...] = ()
+    # Whether the fold needs rows written before the page (`read_before`): its
+    # page is then folded within the page's transaction, after the page before
+    # has committed. Without, a page is folded ahead (`statements_of`), while
+    # the page before is being written.
+    reads_before_folding: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -63,6 +68,16 @@ class ReadModel(ABC):
         for event in events:
             self.fold(event, changes)
         changes.write(cursor, db)
+
+    def statements_of(self, db: ViewDatabase, events: Events) -> list[Statement]:
+        """The statements of a page of `events`, folded without the database
+        (only for a view that does not read before folding)."""
+        if self.reads_before_folding:
+            raise TypeError(f"{self.name} reads rows before folding a page")
+        changes = Changes()
+        for event in events:
+            self.fold(event, changes)
+        return changes.statements(db)
 
     def read_before(
         self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes

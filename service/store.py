@@ -56,9 +56,11 @@ LOCK_TIMEOUT_SECONDS: Final = 5
 # makes: a process that finds the database marked with it does no DDL at start.
 # Raise it whenever a table, index or sequence is added or changed, or a
 # backfill is added (2: order_lists_counts keeps each project's unfinished sent
-# orders; 3: read-model columns renamed to one word per concept, `tenant` and
-# `project_id` to `project`, reports_orders' `project` to `source_project`).
-SCHEMA_VERSION: Final = 3
+# orders; 3: order_lists_items, one row per list an order is in, replace
+# order_lists_entries; 4: read-model columns renamed to one word per concept:
+# `tenant` and `project_id` to `project`, reports_orders' `project` to
+# `source_project`, reports_days' `accepted` to `finished`).
+SCHEMA_VERSION: Final = 4
 # Creating the tables can take a while on a busy database; waiting for another
 # process that does it is bounded all the same.
 TABLES_LOCK_TIMEOUT_SECONDS: Final = 30

@@ -59,6 +59,10 @@ class ViewDatabase(ABC):
             cursor.execute(self.sql(statement), params)
             return cursor.fetchall()
 
+    @abstractmethod
+    def has_table(self, cursor: Cursor, name: str) -> bool:
+        """Whether table `name` exists (where this database makes views)."""
+
     def leadership(self, name: str) -> Leadership:
         """Who may run the projector of view `name`: this process or another."""
         return SoleLeader()

@@ -75,6 +75,12 @@ class SQLiteViews(ViewDatabase):
             connection.rollback()
             cursor.close()
 
+    def has_table(self, cursor: Cursor, name: str) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+        return cursor.fetchone() is not None
+
     def scratch(self, label: str) -> SQLiteViews:
         path = Path(f"{self.path}.{label}")
         for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):

@@ -143,3 +143,59 @@ def test_a_change_naming_a_column_its_table_lacks_refuses_its_whole_page(
     with pytest.raises(ValueError, match=re.escape(refusal)):
         write(db, page)
     assert shelves(db) == [Shelf(1, "ann", date(2026, 11, 27), None)]
+
+
+@dataclass(slots=True)
+class Label:
+    owner: str
+    kind: Int32
+    shelf_id: int
+
+
+LABELS = Table("test_labels", Label, key=["owner", "kind", "shelf_id"])
+LABEL_OWNER = Lookup(SHELVES, "shelf_id", (("owner", "owner"),))
+
+
+def labels(db: ViewDatabase) -> list[Label]:
+    rows = db.query(f"SELECT {LABELS.selected} FROM test_labels")
+    return sorted((LABELS.row_of(row) for row in rows), key=repr)
+
+
+def test_rows_are_deleted_by_key_or_through_another_table_s_row(store: Store) -> None:
+    # given shelves of ann and bob with labels, written by an earlier page
+    db = store.views
+    create(db)
+    with db.writing() as cursor:
+        for statement in LABELS.ddl():
+            cursor.execute(statement)
+    first = Changes()
+    first.insert(SHELVES, Shelf(1, "ann", date(2026, 11, 27), None))
+    first.insert(SHELVES, Shelf(2, "bob", date(2026, 11, 28), None))
+    for label in (Label("ann", 0, 1), Label("ann", 1, 1), Label("bob", 0, 2)):
+        first.insert(LABELS, label)
+    write(db, first)
+    # when a page deletes one label by its key, another through its shelf's
+    # owner, moves a label it inserted itself, and deletes one it never wrote
+    page = Changes()
+    page.delete(LABELS, ("ann", 1, 1))
+    page.delete_through(LABELS, LABEL_OWNER, 2, kind=0, shelf_id=2)
+    page.insert(LABELS, Label("cid", 0, 3))
+    page.delete(LABELS, ("cid", 0, 3))
+    page.insert(LABELS, Label("cid", 2, 3))
+    page.delete_through(LABELS, LABEL_OWNER, 1, kind=2, shelf_id=1)  # no such row
+    write(db, page)
+    # then only those are gone, and the page's own row is written as it ended
+    assert labels(db) == [Label("ann", 0, 1), Label("cid", 2, 3)]
+
+
+def test_a_row_deleted_and_inserted_again_in_one_page_stays(store: Store) -> None:
+    db = store.views
+    create(db)
+    first = Changes()
+    first.insert(SHELVES, Shelf(1, "ann", date(2026, 11, 27), "old"))
+    write(db, first)
+    page = Changes()
+    page.delete(SHELVES, 1)
+    page.insert(SHELVES, Shelf(1, "ann", date(2026, 11, 30), "new"))
+    write(db, page)
+    assert shelves(db) == [Shelf(1, "ann", date(2026, 11, 30), "new")]

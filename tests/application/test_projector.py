@@ -300,13 +300,13 @@ def test_a_restarted_projector_neither_loses_nor_doubles_a_row(
     restarted = reopen()
     # when
     catch_up(restarted)
-    # then one order row and two list entries per request, one row per server
+    # then one order row and four list items per request, one row per server
     dump = contents(restarted.views)
     events = stored_events(store)
     requests = sum(isinstance(e, Order.Requested) for e in events)
     registrations = sum(isinstance(e, Server.Registered) for e in events)
     assert len(dump["order_lists_orders"]) == requests
-    assert len(dump["order_lists_entries"]) == 2 * requests
+    assert len(dump["order_lists_items"]) == 4 * requests
     assert len(dump["server_ownership"]) == registrations
     counts = {
         (tenant, list_type): n for tenant, list_type, n in dump["order_lists_counts"]
@@ -421,6 +421,59 @@ def test_a_projector_applying_a_page_another_already_applied_raises_conflict(
     with pytest.raises(ProjectionConflict):
         mine.run_page(start)
     assert contents(store.views) == applied
+
+
+def test_catching_up_tells_each_page_s_end_once_it_is_committed(
+    history: OrderService, store: Store
+) -> None:
+    # given a projector of small pages (the next folded while one is written)
+    projector = projectors(store)[0]
+    head = store.app.recorder.max_notification_id()
+    told: list[tuple[int, int]] = []
+    # when it catches up, reading the tracked position as each page is told
+    end = projector.catch_up(
+        progress=lambda at: told.append(
+            (at, tracked_position(store.views, "order_lists"))
+        )
+    )
+    # then each page was committed when told, in order, up to the log's head
+    assert end == head
+    assert len(told) > 2
+    assert all(at == committed for at, committed in told)
+    assert [at for at, _ in told] == sorted({at for at, _ in told})
+    assert told[-1][0] == head
+
+
+def test_a_page_folded_ahead_is_not_written_when_the_page_before_lost_a_race(
+    history: OrderService, store: Store, reopen: Callable[[], Store]
+) -> None:
+    # given a projector catching up in small pages, and another process's
+    # projector of the same view that applies a page as soon as the first
+    # page is committed (the second is folded by then)
+    mine = projectors(store)[0]
+    theirs = projectors(reopen())[0]
+    told: list[int] = []
+
+    def race(position: int) -> None:
+        if not told:
+            theirs.run_page(position)
+            told.append(tracked_position(store.views, "order_lists"))
+
+    # when: the second page is written after the other's
+    with pytest.raises(ProjectionConflict):
+        mine.catch_up(progress=race)
+    # then: the view is where the other left it, with the orders requested up
+    # to there and none of the page folded ahead
+    position = told[0]
+    assert tracked_position(store.views, "order_lists") == position
+    requested = [
+        store.app.mapper.to_domain_event(n).number
+        for n in store.app.recorder.select_notifications(start=None, limit=10_000)
+        if n.id <= position and n.topic.endswith("Order.Requested")
+    ]
+    listed = [row[0] for row in contents(store.views)["order_lists_orders"]]
+    assert sorted(listed) == sorted(requested)
+    assert position < store.app.recorder.max_notification_id()
 
 
 def test_a_projector_that_lost_a_race_resumes_from_the_tracked_position(

@@ -116,10 +116,16 @@ def test_verify_lists_a_row_corrupted_on_purpose(busy_store: Store) -> None:
 
 def test_verify_finds_a_row_the_view_should_not_have(busy_store: Store) -> None:
     with busy_store.views.writing() as cursor:
-        cursor.execute("DELETE FROM order_lists_entries WHERE order_id = 7")
+        cursor.execute("DELETE FROM order_lists_items WHERE order_id = 7")
     [difference] = verify(busy_store, "order_lists")
-    assert difference.table == "order_lists_entries"
-    assert sorted(row[0] for row in difference.missing) == ["proj-a", "proj-b"]
+    assert difference.table == "order_lists_items"
+    # its lists: the source's REQUESTED_BY_ME and ALL, the destination's two
+    assert sorted(row[0] for row in difference.missing) == [
+        "proj-a",
+        "proj-a",
+        "proj-b",
+        "proj-b",
+    ]
     assert difference.unexpected == []
 
 

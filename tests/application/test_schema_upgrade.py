@@ -1,5 +1,5 @@
 """A database made before the read models' columns were renamed (schema version
-2: `tenant`, `project_id` and `accepted` columns, orders whose outcome is
+3: `tenant`, `project_id` and `accepted` columns, orders whose outcome is
 "accepted") is upgraded when a process starts on it, and answers as before."""
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from service.store import SCHEMA_VERSION, Store, open_store, postgres_settings
 from tests.application.conftest import request
 
 PROJECTS = ("proj-a", "proj-b", "proj-c")
-OLD_VERSION = 2
+OLD_VERSION = 3
 # (table, column as it was, column as it is) for every column renamed since.
 RENAMED = {
-    ("order_lists_entries", "tenant", "project"),
     ("order_lists_counts", "tenant", "project"),
     ("order_lists_versions", "tenant", "project"),
     ("server_ownership", "project_id", "project"),

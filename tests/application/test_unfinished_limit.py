@@ -75,11 +75,11 @@ def outcome(service: OrderService, snid: str) -> Written | TooManyUnfinishedOrde
         return error
 
 
-def entries_count(store: Store, project: str) -> int:
-    """The unfinished orders `project` asked for, counted in the lists' entries."""
+def orders_count(store: Store, project: str) -> int:
+    """The unfinished orders `project` asked for, counted in the lists' orders."""
     [(n,)] = store.views.query(
-        "SELECT COUNT(*) FROM order_lists_entries"
-        " WHERE project = ? AND role = 'source' AND state = 'unfinished'",
+        "SELECT COUNT(*) FROM order_lists_orders"
+        " WHERE resource_project = ? AND state = 'unfinished'",
         [project],
     )
     return int(n)
@@ -104,13 +104,13 @@ def test_the_kept_count_follows_requests_and_decisions_in_any_page(
         project="proj-c", user="c", roles=frozenset(), order_ids=later, accept=False
     )
     store.catch_up()  # decisions of orders requested in an earlier page
-    # then: the count kept by the projector is the entries' count
+    # then: the count kept by the projector is the orders' count
     assert OrderLists.unfinished_as_source(store.views, "proj-a") == 1
-    assert entries_count(store, "proj-a") == 1
+    assert orders_count(store, "proj-a") == 1
     assert OrderLists.unfinished_as_source(store.views, "proj-c") == 0
 
 
-def test_lists_from_before_the_kept_count_get_it_from_their_entries(
+def test_lists_from_before_the_kept_count_get_it_from_their_orders(
     store: Store, clock: FakeClock
 ) -> None:
     # given: three unfinished orders of proj-a, on a database whose counts predate

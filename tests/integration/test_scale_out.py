@@ -259,7 +259,7 @@ def test_db_upgrade_makes_the_tables_whatever_the_schema_mark_says(
     # Given: the tables, marked as this version's, less an index (dropped by hand)
     open_store(postgres_schema_url).close()
     schema = str(postgres_settings(postgres_schema_url).schema)
-    index = "order_lists_entries_by_role"
+    index = "order_lists_orders_waiting"
 
     def indexed() -> bool:
         with psycopg.connect(postgres_schema_url.split("?")[0]) as db:
@@ -313,7 +313,7 @@ def test_a_bulk_import_of_servers_refreshes_the_planners_statistics(
     pm_order("machines", "import", str(inventory), env=env)
     # Then: a bulk (1,000 rows or more) leaves every table analysed, as autovacuum
     # would later; a few rows leave that to autovacuum
-    for table in ("pm_order_events", "server_ownership", "order_lists_entries"):
+    for table in ("pm_order_events", "server_ownership", "order_lists_items"):
         assert analysed(postgres_schema_url, table) is analysed_after, table
 
 
