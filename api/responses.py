@@ -44,7 +44,7 @@ def order_json(order: OrderRow, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "id": order.id,
         "snids": order.snids,
-        "resource_project": order.resource_project,
+        "resource_project": order.source_project,
         "dest_project": order.dest_project,
         "user": order.user,
         "state": order.state,

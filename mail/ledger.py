@@ -34,7 +34,7 @@ _COLUMNS: Final = (
     "m.message_id, m.order_id, m.kind, m.actor, m.warning_count, m.happened_at,"
     f" m.recipients, {_STATE}, COALESCE(d.attempts, 0),"
     " COALESCE(d.next_attempt_at, 0), d.last_error, d.sent_at,"
-    " o.snids, o.resource_project, o.dest_project, o.user_name"
+    " o.snids, o.source_project, o.dest_project, o.user_name"
 )
 _FROM: Final = (
     "FROM mail_outbox m JOIN mail_orders o ON o.order_id = m.order_id"
@@ -105,7 +105,7 @@ class OutgoingMail:
     last_error: str | None
     sent_at: float | None
     snids: list[str]
-    resource_project: str
+    source_project: str
     dest_project: str
     requested_by: str
 

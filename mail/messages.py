@@ -53,7 +53,7 @@ def subject(mail: OutgoingMail, language: Language = ENGLISH) -> str:
     names = {
         "order": mail.order_id,
         "servers": _servers(mail.snids, language),
-        "source": mail.resource_project,
+        "source": mail.source_project,
         "destination": mail.dest_project,
         "warning": language.number(mail.warning_count),
     }
@@ -91,7 +91,7 @@ def body(
         "actor": mail.actor,
         "moment": f"{language.moment(when)} ({zone.key})",
         "warning": language.number(mail.warning_count),
-        "source": mail.resource_project,
+        "source": mail.source_project,
         "destination": mail.dest_project,
     }
     happened = {
@@ -121,7 +121,7 @@ def body(
         mail_outbox.REFUSED: _("The servers stay with {source}.", **names),
     }[mail.kind]
     facts = [
-        (_("From project:"), mail.resource_project),
+        (_("From project:"), mail.source_project),
         (_("To project:"), mail.dest_project),
         (_("Servers:"), ", ".join(mail.snids)),
         (_("Requested by:"), mail.requested_by),

@@ -25,7 +25,7 @@ from domain.event_kinds import (
 from domain.event_kinds import WARNING as WARNED
 from domain.order import Order
 from projections.page_writer import Changes, Int32, Lookup, Table
-from projections.view import ReadModel
+from projections.renamed_columns import RenamingReadModel
 
 NAME: Final = "mail_outbox"
 
@@ -39,7 +39,7 @@ class MailOrder:
 
     order_id: int
     snids: str
-    resource_project: str
+    source_project: str
     dest_project: str
     user: str
     mailto: str
@@ -65,6 +65,8 @@ ORDERS: Final = Table(
     key=["order_id"],
     keep_first=True,
     stored_as={"user": "user_name"},  # a word PostgreSQL reserves
+    # Called `resource_project` before schema version 4.
+    renamed={"resource_project": "source_project"},
 )
 OUTBOX: Final = Table(
     "mail_outbox",
@@ -88,7 +90,7 @@ def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
     return f"<order-{order_id}.event-{version}@{domain}>"
 
 
-class MailOutbox(ReadModel):
+class MailOutbox(RenamingReadModel):
     """Projects Order events into messages to send."""
 
     name = NAME
@@ -106,7 +108,7 @@ class MailOutbox(ReadModel):
                     MailOrder(
                         order_id=event.number,
                         snids=",".join(event.snids),
-                        resource_project=event.resource_project,
+                        source_project=event.resource_project,
                         dest_project=event.dest_project,
                         user=event.user,
                         mailto=mailto,

@@ -51,7 +51,7 @@ class OrderRow:
 
     id: int
     snids: str
-    resource_project: str
+    source_project: str
     dest_project: str
     user: str
     state: str
@@ -97,6 +97,8 @@ ORDERS: Final = Table(
     key=["id"],
     # `user` is a word PostgreSQL reserves.
     stored_as={"user": "user_name"},
+    # Called `resource_project` before schema version 4.
+    renamed={"resource_project": "source_project"},
     indexes=[
         # The warning scheduler's question: which unfinished orders waited longest.
         "CREATE INDEX IF NOT EXISTS order_lists_orders_waiting"
@@ -128,7 +130,7 @@ VERSIONS: Final = Table(
 _BACKFILL_VERSIONS: Final = (
     "INSERT INTO order_lists_versions (project, n)"
     " SELECT project, SUM(n) FROM ("
-    "  SELECT resource_project AS project, 1 + warning_count"
+    "  SELECT source_project AS project, 1 + warning_count"
     "  + CASE WHEN state = 'unfinished' THEN 0 ELSE 1 END AS n"
     "  FROM order_lists_orders"
     "  UNION ALL SELECT dest_project, 1 + warning_count"
@@ -143,11 +145,11 @@ _BACKFILL_VERSIONS: Final = (
 # (the fold keeps it from then on).
 _BACKFILL_SENT_UNFINISHED: Final = (
     "INSERT INTO order_lists_counts (project, list_type, n)"
-    f" SELECT resource_project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_orders"
+    f" SELECT source_project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_orders"
     f" WHERE state = '{workflow.UNFINISHED}'"
     " AND NOT EXISTS"
     f" (SELECT 1 FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED})"
-    " GROUP BY resource_project"
+    " GROUP BY source_project"
 )
 
 # Lists made before the items (SCHEMA_VERSION 2 and older) kept an entry per
@@ -171,7 +173,7 @@ _ITEMS_FROM_ENTRIES: Final = (
 # For an order requested before the page: its parties, found by the statement
 # itself (no read among the page's pipelined writes).
 _ITS_DESTINATION: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
-_ITS_SOURCE: Final = Lookup(ORDERS, "id", (("project", "resource_project"),))
+_ITS_SOURCE: Final = Lookup(ORDERS, "id", (("project", "source_project"),))
 _ITS_DESTINATIONS_ITEM: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
 
 _SELECT_PAGE_COLUMNS: Final = ", ".join(f"o.{name}" for name in ORDERS.names)
@@ -245,7 +247,7 @@ class OrderLists(RenamingReadModel):
                 order = OrderRow(
                     id=number,
                     snids=",".join(event.snids),
-                    resource_project=source_project,
+                    source_project=source_project,
                     dest_project=dest_project,
                     user=event.user,
                     state=workflow.UNFINISHED,
@@ -299,7 +301,7 @@ class OrderLists(RenamingReadModel):
                     changes.add(COUNTS, ListCount(dest_project, INBOX, -1))
                     changes.add(COUNTS, ListCount(dest_project, into, 1))
                     changes.add(
-                        COUNTS, ListCount(order.resource_project, SENT_UNFINISHED, -1)
+                        COUNTS, ListCount(order.source_project, SENT_UNFINISHED, -1)
                     )
                 else:
                     changes.update(
@@ -414,7 +416,7 @@ def _stamp_versions(changes: Changes, number: int, order: OrderRow | None) -> No
     """Add one to the versions of both parties of order `number` (`order`, if
     requested in the page): the readers' caches compare them."""
     if order is not None:
-        changes.add(VERSIONS, ListsVersion(order.resource_project, 1))
+        changes.add(VERSIONS, ListsVersion(order.source_project, 1))
         changes.add(VERSIONS, ListsVersion(order.dest_project, 1))
     else:
         changes.add_through(VERSIONS, _ITS_SOURCE, number, n=1)

@@ -21,7 +21,7 @@ _OLD_ENTRIES = (
 )
 _ENTRIES_OF_ORDERS = (
     "INSERT INTO order_lists_entries (tenant, order_id, role, state)"
-    " SELECT resource_project, id, 'source', state FROM order_lists_orders"
+    " SELECT source_project, id, 'source', state FROM order_lists_orders"
     " UNION ALL SELECT dest_project, id, 'dest', state FROM order_lists_orders"
 )
 

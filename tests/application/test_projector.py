@@ -160,7 +160,7 @@ def test_a_listed_order_shows_its_request_and_its_warnings(
         if o.id == 3
     ]
     requested = (clock.now - timedelta(hours=2, minutes=10)).timestamp()
-    assert (row.snids, row.resource_project, row.dest_project, row.user, row.state) == (
+    assert (row.snids, row.source_project, row.dest_project, row.user, row.state) == (
         "SN-A-4",
         "proj-a",
         "proj-b",

@@ -1,6 +1,7 @@
 """A database made before the read models' columns were renamed (schema version
-3: `tenant`, `project_id` and `accepted` columns, orders whose outcome is
-"accepted") is upgraded when a process starts on it, and answers as before."""
+3: `tenant`, `project_id`, `resource_project` and `accepted` columns, orders
+whose outcome is "accepted") is upgraded when a process starts on it, and
+answers as before."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ PROJECTS = ("proj-a", "proj-b", "proj-c")
 OLD_VERSION = 3
 # (table, column as it was, column as it is) for every column renamed since.
 RENAMED = {
+    ("order_lists_orders", "resource_project", "source_project"),
     ("order_lists_counts", "tenant", "project"),
     ("order_lists_versions", "tenant", "project"),
     ("server_ownership", "project_id", "project"),
     ("reports_orders", "project", "source_project"),
     ("reports_days", "accepted", "finished"),
+    ("mail_orders", "resource_project", "source_project"),
 }
 
 

@@ -79,7 +79,7 @@ def orders_count(store: Store, project: str) -> int:
     """The unfinished orders `project` asked for, counted in the lists' orders."""
     [(n,)] = store.views.query(
         "SELECT COUNT(*) FROM order_lists_orders"
-        " WHERE resource_project = ? AND state = 'unfinished'",
+        " WHERE source_project = ? AND state = 'unfinished'",
         [project],
     )
     return int(n)

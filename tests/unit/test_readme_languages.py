@@ -33,7 +33,7 @@ def test_the_readme_shows_the_mail_each_language_writes(code: str, zone: str) ->
         last_error=None,
         sent_at=None,
         snids=["SN-A-1"],
-        resource_project="proj-a",
+        source_project="proj-a",
         dest_project="proj-b",
         requested_by="alice",
     )
