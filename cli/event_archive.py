@@ -80,12 +80,12 @@ def export_events(
 ) -> Iterator[dict[str, Any]]:
     """The log's events after notification `after`, decoded, page by page.
 
-    With `tenant`, only those concerning it. Which servers it owns and which
+    With `tenant` (a project), only those concerning it. Which servers it owns and which
     orders are its own is learnt from the log's beginning, whatever `after` is.
     The log's end is fixed when the export starts.
     """
     head = app.recorder.max_notification_id() or 0
-    concerns = _TenantFilter(tenant) if tenant is not None else None
+    concerns = _ProjectFilter(tenant) if tenant is not None else None
     position = 0 if concerns is not None else after
     while position < head:
         page = app.recorder.select_notifications(
@@ -136,37 +136,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _TenantFilter:
-    """Whether an event concerns `tenant`, following the log from its beginning.
+class _ProjectFilter:
+    """Whether an event concerns `project`, following the log from its beginning.
 
-    Orders: those `tenant` is the source or the destination of. Servers: the events
-    of a server while `tenant` owns it, and the transfers that give it or take it.
+    Orders: those `project` is the source or the destination of. Servers: the events
+    of a server while `project` owns it, and the transfers that give it or take it.
     """
 
-    def __init__(self, tenant: str) -> None:
-        self.tenant = tenant
+    def __init__(self, project: str) -> None:
+        self.project = project
         self.orders: set[int] = set()
         self.servers: set[str] = set()
 
     def __call__(self, event: object) -> bool:
-        tenant = self.tenant
+        project = self.project
         if isinstance(event, Order.Requested):
-            if tenant in (event.resource_project, event.dest_project):
+            if project in (event.resource_project, event.dest_project):
                 self.orders.add(event.number)
                 return True
             return False
         if isinstance(event, Order.Accepted | Order.Rejected | Order.WarningRaised):
             return event.number in self.orders
         if isinstance(event, Server.Registered):
-            if event.project_id == tenant:
+            if event.project_id == project:
                 self.servers.add(event.snid)
                 return True
             return False
         if isinstance(event, Server.Transferred):
-            if event.to_project == tenant:
+            if event.to_project == project:
                 self.servers.add(event.snid)
                 return True
-            if event.from_project == tenant:
+            if event.from_project == project:
                 self.servers.discard(event.snid)
                 return True
             return False

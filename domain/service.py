@@ -131,7 +131,7 @@ class OrderService:
         wanted: dict[str, str] = {}
         for snid, project in rows:
             values.check_snid(snid)
-            values.check_project_id(project)
+            values.check_project(project)
             if wanted.setdefault(snid, project) != project:
                 raise InvalidInput(f"server {snid} is listed for two projects")
 
@@ -171,7 +171,7 @@ class OrderService:
     def _checked(self, request: TransferRequest) -> TransferRequest:
         """`request` with its mail addresses cleaned; InvalidInput if a value is."""
         values.check_snids(request["snids"], self.limits.max_servers_per_order)
-        values.check_project_id(request["dest_project"], "dest_project")
+        values.check_project(request["dest_project"], "dest_project")
         if request["dest_project"] == request["source_project"]:
             raise InvalidInput(
                 "'dest_project' must be another project than the caller's"

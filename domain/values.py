@@ -50,14 +50,14 @@ def check_snid(snid: str) -> str:
     return snid
 
 
-def check_project_id(project_id: str, field: str = "project id") -> str:
+def check_project(project: str, field: str = "project id") -> str:
     """A project id: 1..64 of A-Z a-z 0-9 . _ -."""
-    if not _NAME.fullmatch(project_id):
+    if not _NAME.fullmatch(project):
         raise InvalidInput(
-            f"invalid {field} {_quote(project_id)}: use 1 to {MAX_NAME_LENGTH} of "
+            f"invalid {field} {_quote(project)}: use 1 to {MAX_NAME_LENGTH} of "
             "A-Z a-z 0-9 . _ -"
         )
-    return project_id
+    return project
 
 
 def check_snids(snids: list[str], most: int = MAX_SNIDS_PER_ORDER) -> list[str]:

@@ -46,13 +46,13 @@ def test_a_snid_that_is_empty_too_long_or_has_other_characters_is_refused(
 def test_a_project_id_of_1_to_64_allowed_characters_is_accepted(
     project_id: str,
 ) -> None:
-    assert values.check_project_id(project_id) == project_id
+    assert values.check_project(project_id) == project_id
 
 
 @pytest.mark.parametrize("project_id", INVALID_NAMES)
 def test_an_invalid_project_id_is_refused_naming_the_field(project_id: str) -> None:
     with pytest.raises(InvalidInput, match="invalid dest_project"):
-        values.check_project_id(project_id, "dest_project")
+        values.check_project(project_id, "dest_project")
 
 
 def test_a_long_invalid_value_is_cut_short_in_the_message() -> None:
