@@ -29,7 +29,7 @@ from tests.conftest import (
     need_postgres,
 )
 
-TENANTS = ("proj-a", "proj-b", "proj-c", "proj-nobody")
+PROJECTS = ("proj-a", "proj-b", "proj-c", "proj-nobody")
 
 
 def fill(store: Store, clock: FakeClock) -> None:
@@ -120,12 +120,12 @@ def write(path: Path, records: Iterator[dict[str, Any]] | list[dict[str, Any]]) 
 
 
 def lists(store: Store) -> dict[tuple[str, int], Any]:
-    """Every tenant's every list, as the API would page it."""
+    """Every project's every list, as the API would page it."""
     return {
-        (tenant, list_type): OrderLists.page(
-            store.views, tenant, list_type, limit=1000, marker=None
+        (project, list_type): OrderLists.page(
+            store.views, project, list_type, limit=1000, marker=None
         )
-        for tenant in TENANTS
+        for project in PROJECTS
         for list_type in LIST_TYPES
     }
 
@@ -137,14 +137,14 @@ def head(store: Store) -> int:
 # -- moving a deployment -----------------------------------------------------------
 
 
-def test_export_then_import_gives_identical_lists_for_every_tenant_and_type(
+def test_export_then_import_gives_identical_lists_for_every_project_and_type(
     source: Store, store: Store, tmp_path: Path
 ) -> None:
     # given a deployment with orders in every state, on either backend
     exported = write(tmp_path / "log.jsonl", export_events(source.app))
     # when its log is imported into an empty store, on either backend
     import_events(store, exported)
-    # then every list of every tenant reads the same
+    # then every list of every project reads the same
     assert lists(store) == lists(source)
     assert sum(page.total_count for page in lists(store).values()) > 0
 

@@ -92,10 +92,10 @@ def rebuilt(store: Store, tmp_path: Path) -> Iterator[Callable[[], Contents]]:
     db.close()
 
 
-def ids(store: Store, tenant: str, list_type: int, **paging: Any) -> list[int]:
+def ids(store: Store, project: str, list_type: int, **paging: Any) -> list[int]:
     page = OrderLists.page(
         store.views,
-        tenant,
+        project,
         list_type,
         limit=paging.get("limit", 1000),
         marker=paging.get("marker"),
@@ -112,7 +112,7 @@ def stored_events(store: Store) -> list[DomainEventProtocol[Any]]:
 
 
 @pytest.mark.parametrize(
-    ("tenant", "list_type", "expected"),
+    ("project", "list_type", "expected"),
     [
         ("proj-a", 0, [5]),
         ("proj-a", 1, []),
@@ -135,14 +135,14 @@ def stored_events(store: Store) -> list[DomainEventProtocol[Any]]:
 def test_projecting_the_log_gives_each_list_newest_first_with_its_count(
     history: OrderService,
     store: Store,
-    tenant: str,
+    project: str,
     list_type: int,
     expected: list[int],
 ) -> None:
     # when
     catch_up(store)
     # then
-    page = OrderLists.page(store.views, tenant, list_type, limit=1000, marker=None)
+    page = OrderLists.page(store.views, project, list_type, limit=1000, marker=None)
     assert [order.id for order in page.orders] == expected
     assert page.total_count == len(expected)
     assert page.next_marker is None
@@ -309,7 +309,7 @@ def test_a_restarted_projector_neither_loses_nor_doubles_a_row(
     assert len(dump["order_lists_items"]) == 4 * requests
     assert len(dump["server_ownership"]) == registrations
     counts = {
-        (tenant, list_type): n for tenant, list_type, n in dump["order_lists_counts"]
+        (project, list_type): n for project, list_type, n in dump["order_lists_counts"]
     }
     assert counts[("proj-a", 4)] == len(ids(restarted, "proj-a", 4))
 

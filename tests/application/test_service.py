@@ -202,9 +202,9 @@ def test_order_numbers_are_never_reused_after_decisions(
     second = request(registered, ["SN-A-2"])
     decide(registered, [first, second], accept=accept)
     # when the same servers are ordered again, by whoever owns them now
-    tenant, dest = ("proj-b", "proj-c") if accept else ("proj-a", "proj-b")
-    third = request(registered, ["SN-A-1"], source_project=tenant, dest_project=dest)
-    fourth = request(registered, ["SN-A-2"], source_project=tenant, dest_project=dest)
+    source, dest = ("proj-b", "proj-c") if accept else ("proj-a", "proj-b")
+    third = request(registered, ["SN-A-1"], source_project=source, dest_project=dest)
+    fourth = request(registered, ["SN-A-2"], source_project=source, dest_project=dest)
     # then
     assert [first, second, third, fourth] == [1, 2, 3, 4]
 
@@ -230,7 +230,7 @@ def test_a_second_service_on_the_same_store_continues_the_numbers(
         (["SN-A-1", "SN-B-1", "SN-A-2"], "SN-B-1"),
     ],
 )
-def test_requesting_servers_the_tenant_does_not_own_raises_servers_not_owned(
+def test_requesting_servers_the_project_does_not_own_raises_servers_not_owned(
     registered: OrderService, snids: list[str], named: str
 ) -> None:
     # given
@@ -286,7 +286,7 @@ def test_a_refused_request_reserves_none_of_its_servers(
 
 
 def test_ownership_is_checked_before_holding(registered: OrderService) -> None:
-    # given a held server of the tenant and a foreign one
+    # given a held server of the project and a foreign one
     request(registered, ["SN-A-1"])
     # when both problems apply, the 400 answers (it leaks nothing about the other)
     with pytest.raises(ServersNotOwned):
