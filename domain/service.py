@@ -169,7 +169,8 @@ class OrderService:
         return self._transfers.submit_later(self._checked(request))
 
     def _checked(self, request: TransferRequest) -> TransferRequest:
-        """`request` with its mail addresses cleaned; InvalidInput if a value is."""
+        """`request` as it is saved (its mail addresses cleaned); InvalidInput
+        naming a value that is not allowed."""
         values.check_snids(request["snids"], self.limits.max_servers_per_order)
         values.check_project(request["dest_project"], "dest_project")
         if request["dest_project"] == request["source_project"]:

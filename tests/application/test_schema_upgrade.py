@@ -13,6 +13,7 @@ from psycopg.sql import SQL, Identifier
 from domain.service import OrderService
 from projections.database import SQLiteViews
 from projections.order_lists import LIST_TYPES, OrderLists
+from projections.renamed_columns import columns_now
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from service.store import SCHEMA_VERSION, Store, open_store, postgres_settings
@@ -60,15 +61,9 @@ def made_old(store: Store, store_url: str) -> None:
             )
 
 
-def columns(store: Store, table: str) -> set[str]:
-    if isinstance(store.views, SQLiteViews):
-        statement = "SELECT name FROM pragma_table_info(?)"
-    else:
-        statement = (
-            "SELECT column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = ?"
-        )
-    return {name for (name,) in store.views.query(statement, [table])}
+def columns(store: Store, table: str) -> frozenset[str]:
+    with store.views.reading() as cursor:
+        return columns_now(cursor, table)
 
 
 def index_definitions(store: Store, table: str) -> dict[str, str]:
