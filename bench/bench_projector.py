@@ -33,6 +33,7 @@ from domain.service import OrderApplication
 from projections.order_lists import OrderLists
 from projections.projector import PAGE_SIZE as PAGE
 from projections.projector import Projector, set_position, view_contents
+from service import interpreter
 from service.store import open_store, postgres_settings
 
 TARGET_RATIO: Final = 10.0
@@ -324,6 +325,8 @@ def main() -> None:
         " (default 3000)",
     )
     args = parser.parse_args()
+    # The projector runs here as in `pm-order worker` or `projections rebuild`.
+    interpreter.tune()
     main_of(lambda: run(args.events, args.library_events))
 
 
