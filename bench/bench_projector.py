@@ -40,6 +40,7 @@ TARGET_RATIO: Final = 10.0
 TARGET_BARE_RATIO: Final = 0.5
 PROJECTS: Final = 20
 BATCH: Final = 500  # aggregates per save while filling the log
+_NOT_WAITING_FOR_THE_DISK: Final = "SET LOCAL synchronous_commit = off"
 
 
 # -- the baseline: the library's way ----------------------------------------------
@@ -203,7 +204,8 @@ def empty_view(store: Any) -> None:
 
 def bare_insert(store: Any, contents: dict[str, list[tuple[Any, ...]]]) -> float:
     """Seconds to INSERT `contents` into the emptied tables, PAGE rows a
-    transaction, pipelined: the view's rows with nothing to decide."""
+    transaction, pipelined, committed as the projector's pages are: the view's
+    rows with nothing to decide."""
     empty_view(store)
     batches: list[tuple[str, list[tuple[Any, ...]]]] = []
     for table, rows in contents.items():
@@ -215,6 +217,9 @@ def bare_insert(store: Any, contents: dict[str, list[tuple[Any, ...]]]) -> float
     start = time.perf_counter()
     for statement, rows in batches:
         with store.views.writing() as cursor, cursor.connection.pipeline():
+            # Committed as the projector commits its pages: without waiting
+            # for the disk (the views are derived).
+            cursor.execute(_NOT_WAITING_FOR_THE_DISK)
             cursor.executemany(statement, rows)
     return time.perf_counter() - start
 
