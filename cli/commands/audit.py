@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 from cli import audit
-from cli.audit import OrderAsOf, OrderHistory, ServerHistory
+from cli.audit import OrderAsOf, OrderStep, ServerStep
+from domain.service import OrderApplication
 from domain.time_format import show_time
-from language import ENGLISH, Language, ljust, width
+from language import ENGLISH, N_, Language, ljust, width
 from service.bootstrap import composed
 from service.config import Config
 
@@ -72,35 +74,123 @@ def register(commands: Any, machine_actions: Any) -> None:
     machine.set_defaults(command=machine_history_command)
 
 
-# -- orders history -------------------------------------------------------------------
+# -- orders history and machines history ---------------------------------------------
+
+S = TypeVar("S", bound=OrderStep | ServerStep)
+
+# A history's own columns, between each step's event and its change: the heading
+# (translated where shown) and the cell of a step.
+_Columns: TypeAlias = tuple[tuple[str, Callable[[S], str]], ...]
+
+_ORDER_COLUMNS: Final[_Columns[OrderStep]] = (
+    (N_("USER"), lambda step: step.user),
+    (N_("PROJECT"), lambda step: step.project or "-"),
+    (N_("STATE"), lambda step: f"{step.state_before or '-'} -> {step.state_after}"),
+)
+_SERVER_COLUMNS: Final[_Columns[ServerStep]] = (
+    (N_("OWNER"), lambda step: step.owner),
+    (N_("ORDER"), lambda step: "-" if step.order_id is None else str(step.order_id)),
+    (N_("USER"), lambda step: step.user or "-"),
+)
+
+
+@dataclass(frozen=True)
+class _Timeline(Generic[S]):
+    """A history as the commands print it: the JSON document's first keys, the
+    lines above the table, and the steps with their own columns."""
+
+    head: dict[str, Any]
+    title: tuple[str, ...]
+    steps: tuple[S, ...]
+    columns: _Columns[S]
 
 
 def order_history_command(config: Config, args: argparse.Namespace) -> int:
-    language = _language(config, args)
-    _ = language.gettext
-    with composed(config) as root:
-        history = audit.order_history(root.store.app, args.order_id, language)
-    zone = config.timezone
-    if args.json:
-        _print_json(_history_json(history, zone))
-        return 0
-    print(
-        _(
-            "order {order}: {source} -> {destination} (times in {zone})",
-            order=history.number,
-            source=history.resource_project,
-            destination=history.dest_project,
-            zone=zone,
-        )
+    return _history_command(config, args, _order_timeline)
+
+
+def machine_history_command(config: Config, args: argparse.Namespace) -> int:
+    return _history_command(config, args, _machine_timeline)
+
+
+def _order_timeline(
+    app: OrderApplication, args: argparse.Namespace, language: Language, zone: tzinfo
+) -> _Timeline[OrderStep]:
+    history = audit.order_history(app, args.order_id, language)
+    return _Timeline(
+        head={
+            "order_id": history.number,
+            "resource_project": history.resource_project,
+            "dest_project": history.dest_project,
+        },
+        title=(
+            language.gettext(
+                "order {order}: {source} -> {destination} (times in {zone})",
+                order=history.number,
+                source=history.resource_project,
+                destination=history.dest_project,
+                zone=zone,
+            ),
+        ),
+        steps=history.steps,
+        columns=_ORDER_COLUMNS,
     )
+
+
+def _machine_timeline(
+    app: OrderApplication, args: argparse.Namespace, language: Language, zone: tzinfo
+) -> _Timeline[ServerStep]:
+    history = audit.machine_history(app, args.snid, language)
+    _ = language.gettext
+    moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
+    return _Timeline(
+        head={
+            "snid": history.snid,
+            "owners": history.owners,
+            "moved_by": history.moved_by,
+        },
+        title=(
+            _("server {snid} (times in {zone})", snid=history.snid, zone=zone),
+            _("owners:   {owners}", owners=" -> ".join(history.owners)),
+            _("moved by: {orders}", orders=moved_by or "-"),
+        ),
+        steps=history.steps,
+        columns=_SERVER_COLUMNS,
+    )
+
+
+def _history_command(
+    config: Config,
+    args: argparse.Namespace,
+    timeline_of: Callable[
+        [OrderApplication, argparse.Namespace, Language, tzinfo], _Timeline[S]
+    ],
+) -> int:
+    """A history read from the store: one JSON document, or its title and a table."""
+    language = _language(config, args)
+    zone = config.timezone
+    with composed(config) as root:
+        timeline = timeline_of(root.store.app, args, language, zone)
+    if args.json:
+        events = [_step_json(step, zone) for step in timeline.steps]
+        _print_json({**timeline.head, "timezone": str(zone), "events": events})
+        return 0
+    print(*timeline.title, sep="\n")
+    _print_steps(timeline, zone, language)
+    return 0
+
+
+def _print_steps(timeline: _Timeline[S], zone: tzinfo, language: Language) -> None:
+    """A table of the steps: version, time, event, the history's own columns, and
+    the change."""
+    _ = language.gettext
+    own = timeline.columns
     _print_table(
         (
             _("VERSION"),
             _("TIME"),
             _("EVENT"),
-            _("USER"),
-            _("PROJECT"),
-            _("STATE"),
+            *(_(heading) for heading, _cell in own),
             _("CHANGE"),
         ),
         [
@@ -108,41 +198,18 @@ def order_history_command(config: Config, args: argparse.Namespace) -> int:
                 str(step.version),
                 show_time(step.at, zone),
                 step.event,
-                step.user,
-                step.project or "-",
-                f"{step.state_before or '-'} -> {step.state_after}",
+                *(cell(step) for _heading, cell in own),
                 step.change,
             )
-            for step in history.steps
+            for step in timeline.steps
         ],
     )
-    return 0
 
 
-def _history_json(history: OrderHistory, zone: tzinfo) -> dict[str, Any]:
-    return {
-        "order_id": history.number,
-        "resource_project": history.resource_project,
-        "dest_project": history.dest_project,
-        "timezone": str(zone),
-        "events": [
-            {
-                "version": step.version,
-                "time": _iso(step.at, zone),
-                "event": step.event,
-                "user": step.user,
-                "project": step.project,
-                "state_before": step.state_before,
-                "state_after": step.state_after,
-                "snids": list(step.snids),
-                "from_project": step.from_project,
-                "to_project": step.to_project,
-                "warning": step.warning,
-                "change": step.change,
-            }
-            for step in history.steps
-        ],
-    }
+def _step_json(step: OrderStep | ServerStep, zone: tzinfo) -> dict[str, Any]:
+    """A step's fields in their order, its moment `at` named `time`, in `zone`."""
+    fields = {("time" if name == "at" else name): v for name, v in vars(step).items()}
+    return {**fields, "time": _iso(step.at, zone)}
 
 
 # -- orders show ----------------------------------------------------------------------
@@ -219,74 +286,6 @@ def _order_json(order: OrderAsOf, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-# -- machines history -----------------------------------------------------------------
-
-
-def machine_history_command(config: Config, args: argparse.Namespace) -> int:
-    language = _language(config, args)
-    _ = language.gettext
-    with composed(config) as root:
-        history = audit.machine_history(root.store.app, args.snid, language)
-    zone = config.timezone
-    if args.json:
-        _print_json(_machine_json(history, zone))
-        return 0
-    moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
-    print(_("server {snid} (times in {zone})", snid=history.snid, zone=zone))
-    print(
-        _("owners:   {owners}", owners=" -> ".join(history.owners)),
-        _("moved by: {orders}", orders=moved_by or "-"),
-        sep="\n",
-    )
-    _print_table(
-        (
-            _("VERSION"),
-            _("TIME"),
-            _("EVENT"),
-            _("OWNER"),
-            _("ORDER"),
-            _("USER"),
-            _("CHANGE"),
-        ),
-        [
-            (
-                str(step.version),
-                show_time(step.at, zone),
-                step.event,
-                step.owner,
-                "-" if step.order_id is None else str(step.order_id),
-                step.user or "-",
-                step.change,
-            )
-            for step in history.steps
-        ],
-    )
-    return 0
-
-
-def _machine_json(history: ServerHistory, zone: tzinfo) -> dict[str, Any]:
-    return {
-        "snid": history.snid,
-        "owners": list(history.owners),
-        "moved_by": list(history.moved_by),
-        "timezone": str(zone),
-        "events": [
-            {
-                "version": step.version,
-                "time": _iso(step.at, zone),
-                "event": step.event,
-                "owner": step.owner,
-                "order_id": step.order_id,
-                "from_project": step.from_project,
-                "to_project": step.to_project,
-                "user": step.user,
-                "change": step.change,
-            }
-            for step in history.steps
-        ],
-    }
-
-
 # -- shared ---------------------------------------------------------------------------
 
 
@@ -325,7 +324,7 @@ def _print_json(document: dict[str, Any]) -> None:
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns as wide as their widest cell; the last one is left ragged."""
+    """_Columns as wide as their widest cell; the last one is left ragged."""
     lines = [headers, *rows]
     widths = [max(width(line[i]) for line in lines) for i in range(len(headers) - 1)]
     for line in lines:
