@@ -12,7 +12,8 @@ from datetime import datetime, tzinfo
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 from cli import audit
-from cli.audit import OrderAsOf, OrderStep, ServerStep
+from cli.arguments import action, command_group
+from cli.audit import OrderAsOf, OrderHistory, OrderStep, ServerHistory, ServerStep
 from domain.service import OrderApplication
 from domain.time_format import show_time
 from language import ENGLISH, N_, Language, ljust, width
@@ -22,34 +23,16 @@ from service.config import Config
 
 def register(commands: Any, machine_actions: Any) -> None:
     """Adds `orders`, and `history` to the `machines` group's actions."""
-    orders = commands.add_parser(
+    orders = command_group(
+        commands,
         "orders",
         help="one order's timeline, or the order as it stood at a moment",
         description="Orders, read from the event store (the views are not used).",
     )
-    actions = orders.add_subparsers(required=True, metavar="ACTION")
-
-    history = actions.add_parser(
-        "history",
-        help="every event of an order: when, who, and what changed",
-        description=(
-            "Every event of the order with its time (in PM_ORDER_TIMEZONE), the "
-            "user and project that acted, the state before and after, and what "
-            "changed for its servers."
-        ),
-    )
+    history = action(orders, "history", order_history_command)
     history.add_argument("order_id", type=_order_id, metavar="ID")
     history.add_argument("--json", action="store_true", help="one JSON document")
-    history.set_defaults(command=order_history_command)
-
-    show = actions.add_parser(
-        "show",
-        help="an order as it stands now, or as it stood at a moment",
-        description=(
-            "The order at its last event at or before --as-of (all of it when "
-            "omitted), read from the aggregate at that version."
-        ),
-    )
+    show = action(orders, "show", order_show_command)
     show.add_argument("order_id", type=_order_id, metavar="ID")
     show.add_argument(
         "--as-of",
@@ -59,19 +42,9 @@ def register(commands: Any, machine_actions: Any) -> None:
         "offset (2026-11-27T10:00:00+08:00); events at exactly that time count",
     )
     show.add_argument("--json", action="store_true", help="one JSON document")
-    show.set_defaults(command=order_show_command)
-
-    machine = machine_actions.add_parser(
-        "history",
-        help="every project that owned a server and the orders that moved it",
-        description=(
-            "Every event of the server: registration, reservations, transfers and "
-            "releases, in order, with times in PM_ORDER_TIMEZONE."
-        ),
-    )
+    machine = action(machine_actions, "history", machine_history_command)
     machine.add_argument("snid", metavar="SNID")
     machine.add_argument("--json", action="store_true", help="one JSON document")
-    machine.set_defaults(command=machine_history_command)
 
 
 # -- orders history and machines history ---------------------------------------------
@@ -106,10 +79,21 @@ class _Timeline(Generic[S]):
 
 
 def order_history_command(config: Config, args: argparse.Namespace) -> int:
+    """every event of an order: when, who, and what changed
+
+    Every event of the order with its time (in PM_ORDER_TIMEZONE), the user and
+    project that acted, the state before and after, and what changed for its
+    servers.
+    """
     return _history_command(config, args, _order_timeline)
 
 
 def machine_history_command(config: Config, args: argparse.Namespace) -> int:
+    """every project that owned a server and the orders that moved it
+
+    Every event of the server: registration, reservations, transfers and
+    releases, in order, with times in PM_ORDER_TIMEZONE.
+    """
     return _history_command(config, args, _machine_timeline)
 
 
@@ -118,11 +102,7 @@ def _order_timeline(
 ) -> _Timeline[OrderStep]:
     history = audit.order_history(app, args.order_id, language)
     return _Timeline(
-        head={
-            "order_id": history.number,
-            "resource_project": history.resource_project,
-            "dest_project": history.dest_project,
-        },
+        head=_json_fields(history),
         title=(
             language.gettext(
                 "order {order}: {source} -> {destination} (times in {zone})",
@@ -144,11 +124,7 @@ def _machine_timeline(
     _ = language.gettext
     moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
     return _Timeline(
-        head={
-            "snid": history.snid,
-            "owners": history.owners,
-            "moved_by": history.moved_by,
-        },
+        head=_json_fields(history),
         title=(
             _("server {snid} (times in {zone})", snid=history.snid, zone=zone),
             _("owners:   {owners}", owners=" -> ".join(history.owners)),
@@ -207,15 +183,35 @@ def _print_steps(timeline: _Timeline[S], zone: tzinfo, language: Language) -> No
 
 
 def _step_json(step: OrderStep | ServerStep, zone: tzinfo) -> dict[str, Any]:
-    """A step's fields in their order, its moment `at` named `time`, in `zone`."""
-    fields = {("time" if name == "at" else name): v for name, v in vars(step).items()}
-    return {**fields, "time": _iso(step.at, zone)}
+    """A step's fields, its moment in `zone`."""
+    return {**_json_fields(step), "time": _iso(step.at, zone)}
+
+
+# The JSON's word for a field, where it is not the field's name.
+_JSON_NAMES: Final = {"number": "order_id", "at": "time"}
+
+
+def _json_fields(
+    record: OrderHistory | ServerHistory | OrderStep | ServerStep,
+) -> dict[str, Any]:
+    """A history's or a step's fields in their order, by their JSON names; a
+    history's steps are left to the caller."""
+    return {
+        _JSON_NAMES.get(name, name): value
+        for name, value in vars(record).items()
+        if name != "steps"
+    }
 
 
 # -- orders show ----------------------------------------------------------------------
 
 
 def order_show_command(config: Config, args: argparse.Namespace) -> int:
+    """an order as it stands now, or as it stood at a moment
+
+    The order at its last event at or before --as-of (all of it when omitted),
+    read from the aggregate at that version.
+    """
     zone = config.timezone
     as_of: datetime | None = args.as_of
     if as_of is not None and as_of.tzinfo is None:
