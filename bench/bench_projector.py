@@ -37,7 +37,9 @@ from service import interpreter
 from service.store import open_store, postgres_settings
 
 TARGET_RATIO: Final = 10.0
-TARGET_BARE_RATIO: Final = 0.5
+# Issue 17: the read models' rewrite keeps the projector at 0.8x of the bare INSERT
+# of its rows at least (the design asked 0.5x).
+TARGET_BARE_RATIO: Final = 0.8
 PROJECTS: Final = 20
 BATCH: Final = 500  # aggregates per save while filling the log
 _NOT_WAITING_FOR_THE_DISK: Final = "SET LOCAL synchronous_commit = off"
