@@ -13,6 +13,8 @@ from datetime import datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
 from domain.event_kinds import (
     ACCEPTED,
     KIND_OF,
@@ -45,7 +47,7 @@ __all__ = [
     "show_time",
 ]
 
-E = TypeVar("E")
+A = TypeVar("A", bound=Aggregate)
 
 
 class OrderNotYetRequested(OrdersNotFound):
@@ -106,9 +108,8 @@ def order_history(
     """Every event of order `number`, oldest first; OrdersNotFound if there is none."""
     order: Order | None = None
     steps: list[OrderStep] = []
-    for event in _events_of(app, order_aggregate_id(number)):
-        before = None if order is None else order.state
-        order = _mutated(event, order, Order)
+    for event, order in _replayed(app, order_aggregate_id(number), Order):
+        before = steps[-1].state_after if steps else None
         steps.append(_order_step(event, order, before, language))
     if order is None:
         raise OrdersNotFound(f"order {number} not found")
@@ -127,23 +128,27 @@ def _order_step(
     _ = language.gettext
     snids = tuple(order.snids)
     listed = ", ".join(snids)
-    source, dest = order.resource_project, order.dest_project
-    moved_from: str | None = source
+    source_project, dest_project = order.resource_project, order.dest_project
+    moved_from: str | None = source_project
     moved_to: str | None
     project: str | None
     warning: int | None = None
-    names = {"snids": listed, "source": source, "destination": dest}
+    names = {
+        "snids": listed,
+        "source": source_project,
+        "destination": dest_project,
+    }
     match event:
         case Order.Requested():
-            user, project, moved_to = event.user, source, dest
+            user, project, moved_to = event.user, source_project, dest_project
             change = _(
                 "reserved {snids} to move from {source} to {destination}", **names
             )
         case Order.Accepted():
-            user, project, moved_to = event.by, dest, dest
+            user, project, moved_to = event.by, dest_project, dest_project
             change = _("moved {snids} from {source} to {destination}", **names)
         case Order.Rejected():
-            user, project, moved_to = event.by, dest, source
+            user, project, moved_to = event.by, dest_project, source_project
             change = _("freed {snids} back to {source}", **names)
         case Order.WarningRaised():
             user, project, warning = SERVICE_ACTOR, None, event.count
@@ -151,10 +156,8 @@ def _order_step(
             change = _(
                 "warning {count}: still waiting for {destination} to decide",
                 count=event.count,
-                destination=dest,
+                destination=dest_project,
             )
-        case _:
-            raise TypeError(f"not an order event: {type(event).__qualname__}")
     return OrderStep(
         **_what_and_when(event),
         user=user,
@@ -261,7 +264,7 @@ class ServerHistory:
     steps: tuple[ServerStep, ...]
 
 
-def machine_history(
+def server_history(
     app: OrderApplication, snid: str, language: Language = ENGLISH
 ) -> ServerHistory:
     """Every event of server `snid`, oldest first; ServerNotFound if there is none."""
@@ -272,15 +275,13 @@ def machine_history(
             orders[number] = _order(app, number)
         return orders[number]
 
-    server: Server | None = None
     steps: list[ServerStep] = []
-    for event in _events_of(app, server_aggregate_id(snid)):
-        owner_before = None if server is None else server.project_id
-        server = _mutated(event, server, Server)
+    for event, server in _replayed(app, server_aggregate_id(snid), Server):
+        owner_before = steps[-1].owner if steps else None
         steps.append(
             _server_step(event, server.project_id, owner_before, order, language)
         )
-    if server is None:
+    if not steps:
         raise ServerNotFound(f"server {snid} not found")
     owners: list[str] = []
     for step in steps:
@@ -342,8 +343,6 @@ def _server_step(
                 owner=owner,
                 order=order_id,
             )
-        case _:
-            raise TypeError(f"not a server event: {type(event).__qualname__}")
     return ServerStep(
         **_what_and_when(event),
         owner=owner,
@@ -362,6 +361,23 @@ def _events_of(app: OrderApplication, aggregate_id: UUID) -> Iterator[Any]:
     return iter(app.events.get(aggregate_id))
 
 
+def _replayed(
+    app: OrderApplication, aggregate_id: UUID, kind: type[A]
+) -> Iterator[tuple[Any, A]]:
+    """Each event of an aggregate of `kind`, with the aggregate as it left it (the
+    same object, changed by the next); TypeError for an event of another kind."""
+    aggregate: A | None = None
+    for event in _events_of(app, aggregate_id):
+        if not isinstance(event, kind.Event):
+            raise TypeError(
+                f"not an event of {kind.__name__}: {type(event).__qualname__}"
+            )
+        mutated = event.mutate(aggregate)
+        assert isinstance(mutated, kind)
+        aggregate = mutated
+        yield event, aggregate
+
+
 def _what_and_when(event: Any) -> dict[str, Any]:
     """What every step says of its event: its version, its time, its kind."""
     return {
@@ -376,10 +392,3 @@ def _order(app: OrderApplication, number: int, version: int | None = None) -> Or
     order: Any = app.repository.get(order_aggregate_id(number), version=version)
     assert isinstance(order, Order)
     return order
-
-
-def _mutated(event: Any, aggregate: E | None, kind: type[E]) -> E:
-    """The aggregate after `event`, by the domain's own rules."""
-    mutated = event.mutate(aggregate)
-    assert isinstance(mutated, kind)
-    return mutated

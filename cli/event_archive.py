@@ -75,17 +75,17 @@ def export_events(
     app: OrderApplication,
     *,
     after: int = 0,
-    tenant: str | None = None,
+    project: str | None = None,
     page_size: int = PAGE_SIZE,
 ) -> Iterator[dict[str, Any]]:
     """The log's events after notification `after`, decoded, page by page.
 
-    With `tenant` (a project), only those concerning it. Which servers it owns and which
+    With `project`, only those concerning it. Which servers it owns and which
     orders are its own is learnt from the log's beginning, whatever `after` is.
     The log's end is fixed when the export starts.
     """
     head = app.recorder.max_notification_id() or 0
-    concerns = _ProjectFilter(tenant) if tenant is not None else None
+    concerns = _ProjectFilter(project) if project is not None else None
     position = 0 if concerns is not None else after
     while position < head:
         page = app.recorder.select_notifications(

@@ -25,7 +25,7 @@ from cli.commands import (
 from domain.exceptions import DomainError, StoreUnavailable
 from mail.settings import without_password
 from projections.database import ViewDatabaseUnavailable
-from service import logs
+from service import interpreter, logs
 from service.config import Config, ConfigError, check_database_url
 from service.logs import redact
 
@@ -44,18 +44,10 @@ _DATABASE_UNAVAILABLE: Final = (
     persistence.InterfaceError,
 )
 
-# How long a thread may hold the GIL while another waits for it (Python's default
-# is 5 ms). A request's way through a server crosses threads several times (the
-# event loop, the committer, the store's pool, the projector's pages), and each
-# crossing may wait that long for whichever thread is running Python: measured
-# here, 0.5 ms cut the save-to-view lag at 200 orders/s from p50 18 / p99 69 ms
-# to p50 12 / p99 29 ms (bench/README.md).
-SWITCH_INTERVAL_SECONDS = 0.0005
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    interpreter.tune()
     log_format = args.log_format or os.environ.get("PM_ORDER_LOG_FORMAT") or "json"
     if log_format not in logs.FORMATS:
         print(

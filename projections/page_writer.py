@@ -13,7 +13,7 @@ the table's description, never written twice.
 from __future__ import annotations
 
 import types
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import (
     Callable,
     Iterable,
@@ -248,7 +248,7 @@ class Changes:
         )
         self._deletes: defaultdict[Table[Any], set[Any]] = defaultdict(set)
         self._adds: defaultdict[Table[Any], dict[Any, Any]] = defaultdict(dict)
-        self._counts: defaultdict[Table[Any], Counter[Any]] = defaultdict(Counter)
+        self._counts: defaultdict[Table[Any], dict[Any, int]] = defaultdict(dict)
         self._looked_up: defaultdict[
             tuple[str, Table[Any], Lookup], dict[tuple[Any, ...], dict[str, Any]]
         ] = defaultdict(dict)
@@ -284,7 +284,9 @@ class Changes:
         """Add the counts of `row` to those of the row with its key (inserted
         with them if there is none)."""
         if table.count_of is not None:  # one count, after the key: summed apart
-            self._counts[table][table.key_of(row)] += table.count_of(row)
+            counts, key = self._counts[table], table.key_of(row)
+            # (not a Counter: its missing keys cost a Python call each)
+            counts[key] = counts.get(key, 0) + table.count_of(row)
             return
         rows = self._adds[table]
         key = table.key_of(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
@@ -574,26 +575,34 @@ def tables_lock(settings: PostgresSettings) -> Iterator[None]:
         yield  # the lock ends with the session
 
 
+def _is_missing_table(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) says that a table does not exist."""
+    if _cause(error, psycopg.errors.UndefinedTable) is not None:
+        return True
+    # SQLite gives a missing table no error code of its own (SQLITE_ERROR, as for
+    # any error in a statement): only its message says what is missing.
+    sqlite_error = _cause(error, sqlite3.OperationalError)
+    return sqlite_error is not None and "no such table" in str(sqlite_error)
+
+
 def _is_lock_contention(error: BaseException) -> bool:
     """Whether `error` (or what caused it) is a lock wait that timed out or a
     deadlock."""
+    kinds = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
+    return _cause(error, kinds) is not None
 
+
+def _cause(
+    error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """`error`, or the error it was raised from or while handling (the library
+    raises its own classes from the driver's), that is one of `kinds`."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(
-            seen, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
-        ):
-            return True
+        if isinstance(seen, kinds):
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _is_missing_table(error: BaseException) -> bool:
-    # The library turns every driver error into its own classes, by kind only
-    # (ProgrammingError, OperationalError): what is missing is in the message,
-    # in SQLite's words and PostgreSQL's.
-    text = str(error).lower()
-    return "no such table" in text or "does not exist" in text
+    return None
 
 
 def sqlite_path(url: str) -> Path:

@@ -6,48 +6,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 from cli import audit
-from cli.audit import OrderAsOf, OrderHistory, ServerHistory
+from cli.arguments import action, command_group
+from cli.audit import OrderAsOf, OrderHistory, OrderStep, ServerHistory, ServerStep
+from domain.service import OrderApplication
 from domain.time_format import show_time
-from language import ENGLISH, Language, ljust, width
+from language import ENGLISH, N_, Language, ljust, width
 from service.bootstrap import composed
 from service.config import Config
 
 
-def register(commands: Any, machine_actions: Any) -> None:
+def register(commands: Any, server_actions: Any) -> None:
     """Adds `orders`, and `history` to the `machines` group's actions."""
-    orders = commands.add_parser(
+    orders = command_group(
+        commands,
         "orders",
         help="one order's timeline, or the order as it stood at a moment",
         description="Orders, read from the event store (the views are not used).",
     )
-    actions = orders.add_subparsers(required=True, metavar="ACTION")
-
-    history = actions.add_parser(
-        "history",
-        help="every event of an order: when, who, and what changed",
-        description=(
-            "Every event of the order with its time (in PM_ORDER_TIMEZONE), the "
-            "user and project that acted, the state before and after, and what "
-            "changed for its servers."
-        ),
-    )
+    history = action(orders, "history", order_history_command)
     history.add_argument("order_id", type=_order_id, metavar="ID")
     history.add_argument("--json", action="store_true", help="one JSON document")
-    history.set_defaults(command=order_history_command)
-
-    show = actions.add_parser(
-        "show",
-        help="an order as it stands now, or as it stood at a moment",
-        description=(
-            "The order at its last event at or before --as-of (all of it when "
-            "omitted), read from the aggregate at that version."
-        ),
-    )
+    show = action(orders, "show", order_show_command)
     show.add_argument("order_id", type=_order_id, metavar="ID")
     show.add_argument(
         "--as-of",
@@ -57,50 +42,131 @@ def register(commands: Any, machine_actions: Any) -> None:
         "offset (2026-11-27T10:00:00+08:00); events at exactly that time count",
     )
     show.add_argument("--json", action="store_true", help="one JSON document")
-    show.set_defaults(command=order_show_command)
-
-    machine = machine_actions.add_parser(
-        "history",
-        help="every project that owned a server and the orders that moved it",
-        description=(
-            "Every event of the server: registration, reservations, transfers and "
-            "releases, in order, with times in PM_ORDER_TIMEZONE."
-        ),
-    )
-    machine.add_argument("snid", metavar="SNID")
-    machine.add_argument("--json", action="store_true", help="one JSON document")
-    machine.set_defaults(command=machine_history_command)
+    server = action(server_actions, "history", server_history_command)
+    server.add_argument("snid", metavar="SNID")
+    server.add_argument("--json", action="store_true", help="one JSON document")
 
 
-# -- orders history -------------------------------------------------------------------
+# -- orders history and machines history ---------------------------------------------
+
+S = TypeVar("S", bound=OrderStep | ServerStep)
+
+# A history's own columns, between each step's event and its change: the heading
+# (translated where shown) and the cell of a step.
+_Columns: TypeAlias = tuple[tuple[str, Callable[[S], str]], ...]
+
+_ORDER_COLUMNS: Final[_Columns[OrderStep]] = (
+    (N_("USER"), lambda step: step.user),
+    (N_("PROJECT"), lambda step: step.project or "-"),
+    (N_("STATE"), lambda step: f"{step.state_before or '-'} -> {step.state_after}"),
+)
+_SERVER_COLUMNS: Final[_Columns[ServerStep]] = (
+    (N_("OWNER"), lambda step: step.owner),
+    (N_("ORDER"), lambda step: "-" if step.order_id is None else str(step.order_id)),
+    (N_("USER"), lambda step: step.user or "-"),
+)
+
+
+@dataclass(frozen=True)
+class _Timeline(Generic[S]):
+    """A history as the commands print it: the JSON document's first keys, the
+    lines above the table, and the steps with their own columns."""
+
+    head: dict[str, Any]
+    title: tuple[str, ...]
+    steps: tuple[S, ...]
+    columns: _Columns[S]
 
 
 def order_history_command(config: Config, args: argparse.Namespace) -> int:
-    language = _language(config, args)
-    _ = language.gettext
-    with composed(config) as root:
-        history = audit.order_history(root.store.app, args.order_id, language)
-    zone = config.timezone
-    if args.json:
-        _print_json(_history_json(history, zone))
-        return 0
-    print(
-        _(
-            "order {order}: {source} -> {destination} (times in {zone})",
-            order=history.number,
-            source=history.resource_project,
-            destination=history.dest_project,
-            zone=zone,
-        )
+    """every event of an order: when, who, and what changed
+
+    Every event of the order with its time (in PM_ORDER_TIMEZONE), the user and
+    project that acted, the state before and after, and what changed for its
+    servers.
+    """
+    return _history_command(config, args, _order_timeline)
+
+
+def server_history_command(config: Config, args: argparse.Namespace) -> int:
+    """every project that owned a server and the orders that moved it
+
+    Every event of the server: registration, reservations, transfers and
+    releases, in order, with times in PM_ORDER_TIMEZONE.
+    """
+    return _history_command(config, args, _server_timeline)
+
+
+def _order_timeline(
+    app: OrderApplication, args: argparse.Namespace, language: Language, zone: tzinfo
+) -> _Timeline[OrderStep]:
+    history = audit.order_history(app, args.order_id, language)
+    return _Timeline(
+        head=_json_fields(history),
+        title=(
+            language.gettext(
+                "order {order}: {source} -> {destination} (times in {zone})",
+                order=history.number,
+                source=history.resource_project,
+                destination=history.dest_project,
+                zone=zone,
+            ),
+        ),
+        steps=history.steps,
+        columns=_ORDER_COLUMNS,
     )
+
+
+def _server_timeline(
+    app: OrderApplication, args: argparse.Namespace, language: Language, zone: tzinfo
+) -> _Timeline[ServerStep]:
+    history = audit.server_history(app, args.snid, language)
+    _ = language.gettext
+    moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
+    return _Timeline(
+        head=_json_fields(history),
+        title=(
+            _("server {snid} (times in {zone})", snid=history.snid, zone=zone),
+            _("owners:   {owners}", owners=" -> ".join(history.owners)),
+            _("moved by: {orders}", orders=moved_by or "-"),
+        ),
+        steps=history.steps,
+        columns=_SERVER_COLUMNS,
+    )
+
+
+def _history_command(
+    config: Config,
+    args: argparse.Namespace,
+    timeline_of: Callable[
+        [OrderApplication, argparse.Namespace, Language, tzinfo], _Timeline[S]
+    ],
+) -> int:
+    """A history read from the store: one JSON document, or its title and a table."""
+    language = _language(config, args)
+    zone = config.timezone
+    with composed(config) as root:
+        timeline = timeline_of(root.store.app, args, language, zone)
+    if args.json:
+        events = [_step_json(step, zone) for step in timeline.steps]
+        _print_json({**timeline.head, "timezone": str(zone), "events": events})
+        return 0
+    print(*timeline.title, sep="\n")
+    _print_steps(timeline, zone, language)
+    return 0
+
+
+def _print_steps(timeline: _Timeline[S], zone: tzinfo, language: Language) -> None:
+    """A table of the steps: version, time, event, the history's own columns, and
+    the change."""
+    _ = language.gettext
+    own = timeline.columns
     _print_table(
         (
             _("VERSION"),
             _("TIME"),
             _("EVENT"),
-            _("USER"),
-            _("PROJECT"),
-            _("STATE"),
+            *(_(heading) for heading, _cell in own),
             _("CHANGE"),
         ),
         [
@@ -108,40 +174,32 @@ def order_history_command(config: Config, args: argparse.Namespace) -> int:
                 str(step.version),
                 show_time(step.at, zone),
                 step.event,
-                step.user,
-                step.project or "-",
-                f"{step.state_before or '-'} -> {step.state_after}",
+                *(cell(step) for _heading, cell in own),
                 step.change,
             )
-            for step in history.steps
+            for step in timeline.steps
         ],
     )
-    return 0
 
 
-def _history_json(history: OrderHistory, zone: tzinfo) -> dict[str, Any]:
+def _step_json(step: OrderStep | ServerStep, zone: tzinfo) -> dict[str, Any]:
+    """A step's fields, its moment in `zone`."""
+    return {**_json_fields(step), "time": _iso(step.at, zone)}
+
+
+# The JSON's word for a field, where it is not the field's name.
+_JSON_NAMES: Final = {"number": "order_id", "at": "time"}
+
+
+def _json_fields(
+    record: OrderHistory | ServerHistory | OrderStep | ServerStep,
+) -> dict[str, Any]:
+    """A history's or a step's fields in their order, by their JSON names; a
+    history's steps are left to the caller."""
     return {
-        "order_id": history.number,
-        "resource_project": history.resource_project,
-        "dest_project": history.dest_project,
-        "timezone": str(zone),
-        "events": [
-            {
-                "version": step.version,
-                "time": _iso(step.at, zone),
-                "event": step.event,
-                "user": step.user,
-                "project": step.project,
-                "state_before": step.state_before,
-                "state_after": step.state_after,
-                "snids": list(step.snids),
-                "from_project": step.from_project,
-                "to_project": step.to_project,
-                "warning": step.warning,
-                "change": step.change,
-            }
-            for step in history.steps
-        ],
+        _JSON_NAMES.get(name, name): value
+        for name, value in vars(record).items()
+        if name != "steps"
     }
 
 
@@ -149,6 +207,11 @@ def _history_json(history: OrderHistory, zone: tzinfo) -> dict[str, Any]:
 
 
 def order_show_command(config: Config, args: argparse.Namespace) -> int:
+    """an order as it stands now, or as it stood at a moment
+
+    The order at its last event at or before --as-of (all of it when omitted),
+    read from the aggregate at that version.
+    """
     zone = config.timezone
     as_of: datetime | None = args.as_of
     if as_of is not None and as_of.tzinfo is None:
@@ -219,74 +282,6 @@ def _order_json(order: OrderAsOf, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-# -- machines history -----------------------------------------------------------------
-
-
-def machine_history_command(config: Config, args: argparse.Namespace) -> int:
-    language = _language(config, args)
-    _ = language.gettext
-    with composed(config) as root:
-        history = audit.machine_history(root.store.app, args.snid, language)
-    zone = config.timezone
-    if args.json:
-        _print_json(_machine_json(history, zone))
-        return 0
-    moved_by = ", ".join(_("order {order}", order=n) for n in history.moved_by)
-    print(_("server {snid} (times in {zone})", snid=history.snid, zone=zone))
-    print(
-        _("owners:   {owners}", owners=" -> ".join(history.owners)),
-        _("moved by: {orders}", orders=moved_by or "-"),
-        sep="\n",
-    )
-    _print_table(
-        (
-            _("VERSION"),
-            _("TIME"),
-            _("EVENT"),
-            _("OWNER"),
-            _("ORDER"),
-            _("USER"),
-            _("CHANGE"),
-        ),
-        [
-            (
-                str(step.version),
-                show_time(step.at, zone),
-                step.event,
-                step.owner,
-                "-" if step.order_id is None else str(step.order_id),
-                step.user or "-",
-                step.change,
-            )
-            for step in history.steps
-        ],
-    )
-    return 0
-
-
-def _machine_json(history: ServerHistory, zone: tzinfo) -> dict[str, Any]:
-    return {
-        "snid": history.snid,
-        "owners": list(history.owners),
-        "moved_by": list(history.moved_by),
-        "timezone": str(zone),
-        "events": [
-            {
-                "version": step.version,
-                "time": _iso(step.at, zone),
-                "event": step.event,
-                "owner": step.owner,
-                "order_id": step.order_id,
-                "from_project": step.from_project,
-                "to_project": step.to_project,
-                "user": step.user,
-                "change": step.change,
-            }
-            for step in history.steps
-        ],
-    }
-
-
 # -- shared ---------------------------------------------------------------------------
 
 
@@ -325,7 +320,7 @@ def _print_json(document: dict[str, Any]) -> None:
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns as wide as their widest cell; the last one is left ragged."""
+    """_Columns as wide as their widest cell; the last one is left ragged."""
     lines = [headers, *rows]
     widths = [max(width(line[i]) for line in lines) for i in range(len(headers) - 1)]
     for line in lines:

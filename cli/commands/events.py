@@ -13,85 +13,78 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli.arguments import action, command_group
 from cli.event_archive import export_events, import_events
 from service.bootstrap import composed
 from service.config import Config, ConfigError
 
 
 def register(commands: Any) -> None:
-    events = commands.add_parser(
+    events = command_group(
+        commands,
         "events",
         help="the event log as JSON lines: export and import",
         description="The event log, the only source of truth, as JSON lines.",
     )
-    actions = events.add_subparsers(required=True, metavar="ACTION")
+    _export_arguments(action(events, "export", export_command))
+    _import_arguments(action(events, "import", import_command))
 
-    export = actions.add_parser(
-        "export",
-        help="write the event log as JSON lines, one decoded event per line",
-        description=(
-            "Write the event log as JSON lines, in log order: id (notification id), "
-            "aggregate_id, aggregate_type, version, time (recorded, UTC), type, "
-            "topic and data (the event's fields)."
-        ),
-    )
-    export.add_argument(
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--after",
         type=_notification_id,
         default=0,
         metavar="ID",
         help="only events after this notification id",
     )
-    export.add_argument(
+    parser.add_argument(
         "--tenant",
+        dest="project",
         metavar="T",
         help="only events concerning project T: its orders (as source or "
         "destination), and its servers while it owns them",
     )
-    export.add_argument(
+    parser.add_argument(
         "--output",
         "-o",
         type=Path,
         metavar="FILE",
         help="write to FILE (complete or not at all) instead of standard output",
     )
-    export.add_argument(
+    parser.add_argument(
         "--json",
         action="store_true",
         help="JSON lines (the only format; accepted for symmetry)",
     )
-    export.set_defaults(command=export_command)
 
-    load = actions.add_parser(
-        "import",
-        help="load an exported event log into an empty store",
-        description=(
-            "Load a whole exported event log into an EMPTY store, then bring the "
-            "views up to date. The file is checked completely before anything is "
-            "written: a bad line refuses the whole file. Exports made with --after "
-            "or --tenant are not whole logs and are refused."
-        ),
-    )
-    load.add_argument(
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "file",
         nargs="?",
         type=Path,
         metavar="FILE",
         help="the JSON lines file (default: standard input)",
     )
-    load.add_argument(
+    parser.add_argument(
         "--send-mail",
         action="store_true",
         help="let the mailer send the imported events' mail again (by default it "
         "is recorded as delivered by the deployment the log comes from)",
     )
-    load.add_argument("--json", action="store_true", help="the summary as JSON")
-    load.set_defaults(command=import_command)
+    parser.add_argument("--json", action="store_true", help="the summary as JSON")
 
 
 def export_command(config: Config, args: argparse.Namespace) -> int:
+    """write the event log as JSON lines, one decoded event per line
+
+    Write the event log as JSON lines, in log order: id (notification id),
+    aggregate_id, aggregate_type, version, time (recorded, UTC), type, topic and
+    data (the event's fields).
+    """
     with composed(config) as root:
-        records = export_events(root.store.app, after=args.after, tenant=args.tenant)
+        records = export_events(root.store.app, after=args.after, project=args.project)
         if args.output is None:
             return _to_standard_output(records)
         with _replaced(args.output) as file:
@@ -146,6 +139,13 @@ def _replaced(path: Path) -> Iterator[TextIO]:
 
 
 def import_command(config: Config, args: argparse.Namespace) -> int:
+    """load an exported event log into an empty store
+
+    Load a whole exported event log into an EMPTY store, then bring the views up
+    to date. The file is checked completely before anything is written: a bad
+    line refuses the whole file. Exports made with --after or --tenant are not
+    whole logs and are refused.
+    """
     with _input_file(args.file) as path, composed(config) as root:
         imported = import_events(root.store, path, send_mail=args.send_mail)
     if args.json:

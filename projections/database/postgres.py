@@ -139,7 +139,8 @@ class PostgresViews(ViewDatabase):
     def has_table(self, cursor: Cursor, name: str) -> bool:
         # (found on the search path: the views' schema)
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-        return bool(cursor.fetchone()[0])
+        (exists,) = cursor.fetchone()
+        return bool(exists)
 
     def scratch(self, label: str) -> PostgresViews:
         from psycopg import sql

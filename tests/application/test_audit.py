@@ -267,23 +267,23 @@ def moved_twice(registered: OrderService, clock: FakeClock) -> str:
     return "SN-A-1"
 
 
-def test_machine_history_names_every_owner_and_the_orders_that_moved_it(
+def test_server_history_names_every_owner_and_the_orders_that_moved_it(
     store: Store, moved_twice: str
 ) -> None:
     # given a server moved from proj-a to proj-b, then from proj-b to proj-c
     # when its history is read
-    history = audit.machine_history(store.app, moved_twice)
+    history = audit.server_history(store.app, moved_twice)
     # then it was owned by the three projects in turn, moved by orders 1 and 2
     assert history.owners == ("proj-a", "proj-b", "proj-c")
     assert history.moved_by == (1, 2)
 
 
-def test_machine_history_lists_each_event_with_its_time_and_order(
+def test_server_history_lists_each_event_with_its_time_and_order(
     store: Store, moved_twice: str
 ) -> None:
     # given a server moved twice
     # when its history is read
-    steps = audit.machine_history(store.app, moved_twice).steps
+    steps = audit.server_history(store.app, moved_twice).steps
     # then registration, reservations and transfers come in order, with times
     assert [(s.event, s.at, s.order_id, s.owner) for s in steps] == [
         ("registered", datetime(2026, 11, 27, 9, 0, tzinfo=UTC), None, "proj-a"),
@@ -294,12 +294,12 @@ def test_machine_history_lists_each_event_with_its_time_and_order(
     ]
 
 
-def test_machine_history_names_who_reserved_and_who_moved_it(
+def test_server_history_names_who_reserved_and_who_moved_it(
     store: Store, moved_twice: str
 ) -> None:
     # given a server requested by alice and bob and accepted by bob and carol
     # when its history is read
-    steps = audit.machine_history(store.app, moved_twice).steps
+    steps = audit.server_history(store.app, moved_twice).steps
     # then each reservation names the requester, each transfer the decider
     assert [(s.user, s.change) for s in steps] == [
         (None, "registered to proj-a"),
@@ -310,12 +310,12 @@ def test_machine_history_names_who_reserved_and_who_moved_it(
     ]
 
 
-def test_machine_history_shows_a_refusal_freeing_the_server(
+def test_server_history_shows_a_refusal_freeing_the_server(
     store: Store, refused: int
 ) -> None:
     # given a server whose order was refused
     # when its history is read
-    history = audit.machine_history(store.app, "SN-A-1")
+    history = audit.server_history(store.app, "SN-A-1")
     # then it was freed back to its owner, which never changed
     last = history.steps[-1]
     assert (last.event, last.order_id, last.owner, last.user) == (
@@ -328,9 +328,9 @@ def test_machine_history_shows_a_refusal_freeing_the_server(
     assert history.moved_by == ()
 
 
-def test_machine_history_of_an_unknown_server_is_refused(store: Store) -> None:
+def test_server_history_of_an_unknown_server_is_refused(store: Store) -> None:
     # given an empty store
     # when the history of an unregistered server is asked for
     # then it is not found
     with pytest.raises(ServerNotFound, match="server SN-X not found"):
-        audit.machine_history(store.app, "SN-X")
+        audit.server_history(store.app, "SN-X")

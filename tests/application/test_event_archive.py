@@ -382,23 +382,23 @@ def test_an_export_after_an_id_starts_after_it(filled: Store) -> None:
     assert ids == list(range(13, head(filled) + 1))
 
 
-def test_a_tenant_export_keeps_only_orders_the_tenant_is_party_to(
+def test_a_project_export_keeps_only_orders_the_project_is_party_to(
     filled: Store,
 ) -> None:
     # given orders among proj-a, proj-b and proj-c
     # when proj-c's events are exported
-    records = list(export_events(filled.app, tenant="proj-c"))
+    records = list(export_events(filled.app, project="proj-c"))
     # then the order events are those of the orders to or from proj-c
     numbers = {r["data"]["number"] for r in records if r["aggregate_type"] == "Order"}
     assert numbers == {2, 4}
 
 
-def test_a_tenant_export_follows_its_servers_from_when_it_was_given_them(
+def test_a_project_export_follows_its_servers_from_when_it_was_given_them(
     filled: Store,
 ) -> None:
     # given SN-A-1 moved proj-a -> proj-b (order 1), then proj-b -> proj-c (order 4)
     # when proj-b's events are exported
-    records = list(export_events(filled.app, tenant="proj-b"))
+    records = list(export_events(filled.app, project="proj-b"))
     # then SN-A-1's events are those while proj-b owned it: given, reserved, given on
     moves = [
         (r["type"], r["data"]["order_id"])
@@ -412,10 +412,10 @@ def test_a_tenant_export_follows_its_servers_from_when_it_was_given_them(
     ]
 
 
-def test_a_tenant_export_leaves_out_other_projects_servers(filled: Store) -> None:
+def test_a_project_export_leaves_out_other_projects_servers(filled: Store) -> None:
     # given servers registered to three projects
     # when proj-c's events are exported
-    records = list(export_events(filled.app, tenant="proj-c"))
+    records = list(export_events(filled.app, project="proj-c"))
     # then of the registrations only proj-c's are there
     registered = {
         r["data"]["snid"] for r in records if r["type"] == "Server.Registered"
@@ -423,13 +423,13 @@ def test_a_tenant_export_leaves_out_other_projects_servers(filled: Store) -> Non
     assert registered == {"SN-C-1"}
 
 
-def test_a_tenant_export_after_an_id_still_knows_what_the_tenant_owned(
+def test_a_project_export_after_an_id_still_knows_what_the_project_owned(
     filled: Store,
 ) -> None:
     # given a filled store, and proj-b's whole export
-    whole = list(export_events(filled.app, tenant="proj-b"))
+    whole = list(export_events(filled.app, project="proj-b"))
     # when proj-b's events after notification 12 are exported
-    tail = list(export_events(filled.app, tenant="proj-b", after=12))
+    tail = list(export_events(filled.app, project="proj-b", after=12))
     # then it is the whole export's tail: ownership learnt before 12 still counts
     assert tail == [r for r in whole if r["id"] > 12]
     assert any(r["aggregate_type"] == "Server" for r in tail)

@@ -19,6 +19,7 @@ from cli.event_archive import export_events
 from domain.service import OrderService
 from projections.server_ownership import ServerRow
 from service.store import open_store
+from tests.application.conftest import decide, request
 from tests.conftest import (
     BACKENDS,
     POSTGRES_URL,
@@ -90,22 +91,15 @@ def orders(database_url: str) -> str:
         clock.advance(hours=1)
         service.raise_warning(first, every=timedelta(hours=1), most=3)
         clock.advance(minutes=10)
-        service.decide(
-            project="proj-b",
-            user="bob",
-            roles=frozenset(),
-            order_ids=[first],
-            accept=True,
-        )
+        decide(service, [first], accept=True)
         clock.advance(minutes=10)
-        second = service.request_transfer(
+        second = request(
+            service,
+            ["SN-1"],
             source_project="proj-b",
-            user="bob",
-            snids=["SN-1"],
             dest_project="proj-c",
-            mailto=[],
-        ).order_id
-        assert second is not None
+            user="bob",
+        )
         clock.advance(minutes=10)
         service.decide(
             project="proj-c",
@@ -147,6 +141,19 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+def ok_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def shown_as_of(
+    url: str, cwd: Path, moment: str, env: dict[str, str] | None = None
+) -> Any:
+    """Order 1 as `orders show 1 --as-of MOMENT --json` gives it."""
+    shown = run(url, cwd, "orders", "show", "1", "--as-of", moment, "--json", env=env)
+    return ok_json(shown)
+
+
 def refused_with(result: subprocess.CompletedProcess[str], message: str) -> None:
     assert result.returncode == 1, result.stdout
     assert message in result.stderr
@@ -164,8 +171,7 @@ def test_orders_history_prints_the_timeline_as_a_table(
     # when its history is asked for
     result = run(orders, tmp_path, "orders", "history", "1")
     # then a table shows each event with its time, actor, state change and change
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = ok_lines(result)
     assert lines[0] == "order 1: proj-a -> proj-b (times in UTC)"
     assert lines[1].split() == [
         "VERSION",
@@ -231,19 +237,7 @@ def test_orders_show_as_of_reads_the_order_as_it_stood_then(
 ) -> None:
     # given order 1, requested at 17:05 and warned about at 18:05 Shanghai time
     # when it is shown as of 18:00 in that zone
-    order = ok_json(
-        run(
-            orders,
-            tmp_path,
-            "orders",
-            "show",
-            "1",
-            "--as-of",
-            "2026-11-27 18:00:00",
-            "--json",
-            env=SHANGHAI,
-        )
-    )
+    order = shown_as_of(orders, tmp_path, "2026-11-27 18:00:00", env=SHANGHAI)
     # then it is the order as requested, unwarned
     assert (order["version"], order["state"], order["warning_count"]) == (
         1,
@@ -258,18 +252,7 @@ def test_orders_show_accepts_a_moment_with_its_offset(
 ) -> None:
     # given order 1, accepted at 10:15 UTC
     # when it is shown as of 10:15 UTC, written with an offset
-    order = ok_json(
-        run(
-            orders,
-            tmp_path,
-            "orders",
-            "show",
-            "1",
-            "--as-of",
-            "2026-11-27T10:15:00+00:00",
-            "--json",
-        )
-    )
+    order = shown_as_of(orders, tmp_path, "2026-11-27T10:15:00+00:00")
     # then the acceptance at that very moment is part of it
     assert (order["version"], order["state"], order["decided_by"]) == (
         3,
@@ -285,10 +268,7 @@ def test_orders_show_prints_the_order_now_as_a_table(
     # when it is shown with no moment
     result = run(orders, tmp_path, "orders", "show", "2")
     # then a table of its fields shows it as it is now
-    assert result.returncode == 0, result.stderr
-    fields = dict(
-        re.split(r"\s{2,}", line, maxsplit=1) for line in result.stdout.splitlines()
-    )
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok_lines(result))
     assert (fields["as of"], fields["version"]) == ("now", "2 of 2")
     assert (fields["state"], fields["decided_by"]) == ("refused", "carol")
     assert fields["decided_at"] == "2026-11-27 10:35:00"
@@ -333,8 +313,7 @@ def test_machines_history_prints_owners_and_moves_as_a_table(
     # when its history is asked for
     result = run(orders, tmp_path, "machines", "history", "SN-1")
     # then the owners, the moving orders and each event are shown
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = ok_lines(result)
     assert lines[1:3] == ["owners:   proj-a -> proj-b", "moved by: order 1"]
     assert [line.split()[3] for line in lines[4:]] == [
         "registered",
@@ -418,8 +397,7 @@ def test_export_writes_json_lines_for_a_tenant_after_an_id(
         orders, tmp_path, "events", "export", "--tenant", "proj-c", "--after", "5"
     )
     # then standard output holds order 2's events, one JSON object per line
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    records = [json.loads(line) for line in ok_lines(result)]
     assert [(r["type"], r["data"]["number"]) for r in records] == [
         ("Order.Requested", 2),
         ("Order.Rejected", 2),
@@ -495,13 +473,11 @@ def test_the_audit_tables_speak_chinese_and_json_stays_english(
         run(orders, tmp_path, "orders", "history", "1", "--json", env=CHINESE)
     )
     # then the tables' headings, lines and changes are Chinese ...
-    assert history.returncode == 0, history.stderr
-    lines = history.stdout.splitlines()
+    lines = ok_lines(history)
     assert lines[0] == "订单 1：proj-a -> proj-b（时间按 UTC）"
     assert lines[1].split() == ["版本", "时间", "事件", "用户", "项目", "状态", "变更"]
     assert lines[2].endswith("已预留 SN-1, SN-2，将从 proj-a 转至 proj-b")
-    assert machine.returncode == 0, machine.stderr
-    assert machine.stdout.splitlines()[1:3] == [
+    assert ok_lines(machine)[1:3] == [
         "所有者：  proj-a -> proj-b",
         "转移订单：订单 1",
     ]
