@@ -25,7 +25,7 @@ from domain.event_kinds import (
 from domain.event_kinds import WARNING as WARNED
 from domain.order import Order
 from projections.page_writer import Changes, Int32, Lookup, Table
-from projections.renamed_columns import RenamingReadModel
+from projections.view import ReadModel
 
 NAME: Final = "mail_outbox"
 
@@ -90,7 +90,7 @@ def message_id(order_id: int, version: int, domain: str = "pm-order") -> str:
     return f"<order-{order_id}.event-{version}@{domain}>"
 
 
-class MailOutbox(RenamingReadModel):
+class MailOutbox(ReadModel):
     """Projects Order events into messages to send."""
 
     name = NAME

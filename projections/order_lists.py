@@ -21,7 +21,7 @@ from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase
 from projections.page_writer import Changes, Int32, Lookup, Table
-from projections.renamed_columns import RenamingReadModel
+from projections.view import ReadModel
 
 NAME: Final = "order_lists"
 
@@ -220,7 +220,7 @@ class OrderPage:
     version: int | None = None
 
 
-class OrderLists(RenamingReadModel):
+class OrderLists(ReadModel):
     """Projects Order events into the per-project lists, and answers list queries."""
 
     name = NAME

@@ -37,8 +37,7 @@ from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
 from projections.database import Cursor, ViewDatabase, array_literal
 from projections.page_writer import Changes, Table
-from projections.renamed_columns import RenamingReadModel
-from projections.view import Events
+from projections.view import Events, ReadModel
 
 NAME: Final = "reports"
 
@@ -295,7 +294,7 @@ class Figures:
         return ProjectSummary(project)
 
 
-class Reports(RenamingReadModel):
+class Reports(ReadModel):
     """Projects Order events into per-project, per-day figures; answers reports."""
 
     name = NAME

@@ -10,7 +10,7 @@ from domain.event_kinds import SERVER_TOPICS
 from domain.server import Server
 from projections.database import ViewDatabase
 from projections.page_writer import Changes, Table
-from projections.renamed_columns import RenamingReadModel
+from projections.view import ReadModel
 
 NAME: Final = "server_ownership"
 
@@ -43,7 +43,7 @@ _SELECT_OF_PROJECT: Final = (
 )
 
 
-class ServerOwnership(RenamingReadModel):
+class ServerOwnership(ReadModel):
     """Projects Server events into one row per server."""
 
     name = NAME

@@ -54,8 +54,10 @@ class ReadModel(ABC):
         return tuple(table.name for table in self.layout)
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
+        """Make the tables, their indexes, and what follows them; a table made
+        before a column was renamed gets the new name (`Table.renamed`)."""
         for table in self.layout:
-            for statement in table.ddl():
+            for statement in table.ddl(db.columns(cursor, table.name)):
                 cursor.execute(statement)
         for statement in self.after_tables:
             cursor.execute(statement)

@@ -60,8 +60,13 @@ class ViewDatabase(ABC):
             return cursor.fetchall()
 
     @abstractmethod
+    def columns(self, cursor: Cursor, table: str) -> frozenset[str]:
+        """The columns `table` has now, where this database makes views (none:
+        there is no such table)."""
+
     def has_table(self, cursor: Cursor, name: str) -> bool:
         """Whether table `name` exists (where this database makes views)."""
+        return bool(self.columns(cursor, name))
 
     def leadership(self, name: str) -> Leadership:
         """Who may run the projector of view `name`: this process or another."""

@@ -136,11 +136,14 @@ class PostgresViews(ViewDatabase):
             )
         )
 
-    def has_table(self, cursor: Cursor, name: str) -> bool:
-        # (found on the search path: the views' schema)
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-        (exists,) = cursor.fetchone()
-        return bool(exists)
+    def columns(self, cursor: Cursor, table: str) -> frozenset[str]:
+        # The views' schema is the connection's search path.
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        )
+        return frozenset(name for (name,) in cursor.fetchall())
 
     def scratch(self, label: str) -> PostgresViews:
         from psycopg import sql

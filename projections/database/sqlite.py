@@ -75,11 +75,9 @@ class SQLiteViews(ViewDatabase):
             connection.rollback()
             cursor.close()
 
-    def has_table(self, cursor: Cursor, name: str) -> bool:
-        cursor.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        )
-        return cursor.fetchone() is not None
+    def columns(self, cursor: Cursor, table: str) -> frozenset[str]:
+        cursor.execute("SELECT name FROM pragma_table_info(?)", (table,))
+        return frozenset(name for (name,) in cursor.fetchall())
 
     def scratch(self, label: str) -> SQLiteViews:
         path = Path(f"{self.path}.{label}")

@@ -13,7 +13,6 @@ from psycopg.sql import SQL, Identifier
 from domain.service import OrderService
 from projections.database import SQLiteViews
 from projections.order_lists import LIST_TYPES, OrderLists
-from projections.renamed_columns import columns_now
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from service.store import SCHEMA_VERSION, Store, open_store, postgres_settings
@@ -63,7 +62,7 @@ def made_old(store: Store, store_url: str) -> None:
 
 def columns(store: Store, table: str) -> frozenset[str]:
     with store.views.reading() as cursor:
-        return columns_now(cursor, table)
+        return store.views.columns(cursor, table)
 
 
 def index_definitions(store: Store, table: str) -> dict[str, str]:
