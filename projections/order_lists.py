@@ -174,7 +174,6 @@ _ITEMS_FROM_ENTRIES: Final = (
 # itself (no read among the page's pipelined writes).
 _ITS_DESTINATION: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
 _ITS_SOURCE: Final = Lookup(ORDERS, "id", (("project", "source_project"),))
-_ITS_DESTINATIONS_ITEM: Final = Lookup(ORDERS, "id", (("project", "dest_project"),))
 
 _SELECT_PAGE_COLUMNS: Final = ", ".join(f"o.{name}" for name in ORDERS.names)
 
@@ -311,7 +310,7 @@ class OrderLists(ReadModel):
                         decided_by=event.by,
                         updated_at=at,
                     )
-                    its_dest = _ITS_DESTINATIONS_ITEM
+                    its_dest = _ITS_DESTINATION
                     changes.delete_through(
                         ITEMS, its_dest, number, list_type=INBOX, order_id=number
                     )
