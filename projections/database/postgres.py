@@ -170,6 +170,10 @@ class PostgresViews(ViewDatabase):
 
         assert isinstance(scratch, PostgresViews)
         assert scratch.schema
+        # The switch copies whole tables (millions of rows at a million orders):
+        # the service's bound on a statement would cancel it, and the rebuild
+        # with it. (SET LOCAL: until the switch's transaction ends.)
+        cursor.execute("SET LOCAL statement_timeout = 0")
         for table in tables:
             cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             cursor.execute(

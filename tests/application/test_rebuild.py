@@ -189,3 +189,27 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
     )
     assert live.catch_up() == busy_store.app.recorder.max_notification_id()
     assert verify(busy_store, "order_lists") == []
+
+
+# PostgreSQL only: SQLite has no bound on a statement.
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_switch_copies_its_tables_whatever_the_bound_on_a_statement(
+    busy_store: Store,
+) -> None:
+    # given the live views bounded to 10 ms a statement (the service's bound is
+    # 10 s; a switch at a million orders copies millions of rows)
+    db = busy_store.views
+    view = next(v for v in busy_store.all_views if v.name == "order_lists")
+    scratch = db.scratch("bounded")
+    try:
+        with scratch.writing() as cursor:
+            view.create_tables(cursor, scratch)
+        with db.writing() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 10")
+            # when the switch copies the scratch tables in
+            db.copy_tables_from(scratch, view.tables, cursor)
+            # then its statements run unbounded, to the end of the switch
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone() == ("0",)
+    finally:
+        scratch.discard()
