@@ -301,7 +301,6 @@ class Reports(ReadModel):
     layout = (DAYS, ORDERS)
     after_tables = (_OUTCOMES_IN_STATE_WORDS,)
     topics = ORDER_TOPICS
-    reads_before_folding = True
 
     def read_before(
         self, cursor: Cursor, db: ViewDatabase, events: Events, changes: Changes

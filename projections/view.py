@@ -43,11 +43,6 @@ class ReadModel(ABC):
     layout: tuple[Table[Any], ...]
     # Statements run after the tables are made (idempotent).
     after_tables: tuple[str, ...] = ()
-    # Whether the fold needs rows written before the page (`read_before`): its
-    # page is then folded within the page's transaction, after the page before
-    # has committed. Without, a page is folded ahead (`statements_of`), while
-    # the page before is being written.
-    reads_before_folding: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -70,6 +65,14 @@ class ReadModel(ABC):
         for event in events:
             self.fold(event, changes)
         changes.write(cursor, db)
+
+    @property
+    def reads_before_folding(self) -> bool:
+        """Whether the fold needs rows written before the page (it overrides
+        `read_before`): its page is then folded within the page's transaction,
+        after the page before has committed. Without, a page is folded ahead
+        (`statements_of`), while the page before is being written."""
+        return type(self).read_before is not ReadModel.read_before
 
     def statements_of(self, db: ViewDatabase, events: Events) -> list[Statement]:
         """The statements of a page of `events`, folded without the database

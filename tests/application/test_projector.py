@@ -33,6 +33,7 @@ from projections.projector import (
     tracked_position,
     view_contents,
 )
+from projections.reports import Reports
 from projections.server_ownership import ServerOwnership, ServerRow
 from projections.view import View
 from service.store import Store
@@ -530,3 +531,11 @@ def test_two_projectors_racing_on_a_page_apply_it_once(
     for projector in racers[0] + racers[1]:
         projector.catch_up()
     assert contents(store.views) == rebuilt()
+
+
+def test_only_a_view_that_reads_before_folding_folds_within_its_page() -> None:
+    # A view overriding read_before (the reports read orders of earlier pages)
+    # must not be folded ahead of its transaction; the others may be.
+    assert Reports().reads_before_folding
+    assert not OrderLists().reads_before_folding
+    assert not ServerOwnership().reads_before_folding
