@@ -55,7 +55,8 @@ from domain.order_numbers import last_taken
 from domain.server import Server
 from domain.service import OrderApplication
 from projections.projector import ProjectionConflict, Projector, tracked_position
-from service.store import FailFastPostgresRecorder, Store, open_store
+from service.recorders import FailFastPostgresRecorder
+from service.store import Store, open_store
 
 # Bumped whenever what the generator writes changes.
 VERSION: Final = 2

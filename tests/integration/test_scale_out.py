@@ -15,11 +15,8 @@ from psycopg import sql
 
 from domain.order import order_aggregate_id
 from domain.service import OrderService
-from service.store import (
-    FailFastPostgresRecorder,
-    open_store,
-    postgres_settings,
-)
+from service.recorders import FailFastPostgresRecorder
+from service.store import open_store, postgres_settings
 from tests.application.conftest import request
 from tests.integration.processes import ApiServer, PmOrderProcess
 from tests.integration.test_multi_process import (
