@@ -93,9 +93,16 @@ class Mailer:
         return sent
 
     async def _deliver(self, mail: OutgoingMail) -> bool:
-        message = compose(
-            mail, sender=self.sender, zone=self.zone, language=self.language
-        )
+        try:
+            message = compose(
+                mail, sender=self.sender, zone=self.zone, language=self.language
+            )
+        except Exception as error:  # noqa: BLE001 - any message the code cannot build
+            # Trying again cannot help until the code or the data is fixed
+            # (`pm-order mail retry` then): given up on at once, so that it
+            # never holds up the messages behind it.
+            await self._give_up_unbuildable(mail, error)
+            return False
         try:
             await aiosmtplib.send(
                 message,
@@ -141,6 +148,19 @@ class Mailer:
             DeliveryLedger.mark_sent, self.db, mail.message_id, self.clock()
         )
         return True
+
+    async def _give_up_unbuildable(self, mail: OutgoingMail, error: Exception) -> None:
+        self.attempts["gave_up"] += 1
+        reason = f"cannot be built: {type(error).__name__}: {error}"
+        log.error("giving up on %s: %s", mail.message_id, reason)
+        await self._run(
+            DeliveryLedger.mark_attempt_failed,
+            self.db,
+            mail.message_id,
+            mail.attempts + 1,
+            None,
+            reason,
+        )
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await in_pool(self.executor, function, *args)

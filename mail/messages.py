@@ -3,12 +3,14 @@ the deployment's language (PM_ORDER_LANGUAGE)."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
+from domain.values import carried_address
 from language import ENGLISH, Language, ljust, width
 from mail.ledger import OutgoingMail
 from projections import mail_outbox
@@ -21,7 +23,15 @@ def compose(
     zone: ZoneInfo,
     language: Language = ENGLISH,
 ) -> EmailMessage:
-    """The message for `mail`, plain UTF-8 text, with its stable Message-ID."""
+    """The message for `mail`, plain UTF-8 text, with its stable Message-ID;
+    MessageUnbuildable when a header would carry other addresses than given."""
+    for address in (sender, *mail.recipients):
+        carried = carried_address(address)
+        if carried != address:
+            raise MessageUnbuildable(
+                f"the address {address!r} would reach a reader as "
+                f"{carried or 'no address'!r}"
+            )
     when = datetime.fromtimestamp(mail.happened_at, zone)
     message = EmailMessage()
     _set_subject(message, subject(mail, language))
@@ -31,6 +41,10 @@ def compose(
     message["Message-ID"] = mail.message_id
     message.set_content(body(mail, when, zone, language), charset="utf-8")
     return message
+
+
+class MessageUnbuildable(ValueError):
+    """A message of the outbox that cannot be written as a mail: the reason says why."""
 
 
 def _set_subject(message: EmailMessage, text: str) -> None:
@@ -88,7 +102,7 @@ def body(
     _ = language.gettext
     names = {
         "order": mail.order_id,
-        "actor": mail.actor,
+        "actor": one_line(mail.actor),
         "moment": f"{language.moment(when)} ({zone.key})",
         "warning": language.number(mail.warning_count),
         "source": mail.source_project,
@@ -124,7 +138,7 @@ def body(
         (_("From project:"), mail.source_project),
         (_("To project:"), mail.dest_project),
         (_("Servers:"), ", ".join(mail.snids)),
-        (_("Requested by:"), mail.requested_by),
+        (_("Requested by:"), one_line(mail.requested_by)),
     ]
     # Values line up after the widest label, two columns on (CJK counts two).
     column = max(width(label) for label, _value in facts) + 2
@@ -144,3 +158,17 @@ def body(
 
 def _servers(snids: list[str], language: Language) -> str:
     return language.ngettext("{count} server", "{count} servers", len(snids))
+
+
+# Characters that break or reorder a line: controls (CR, LF, ...), formats
+# (bidirectional overrides), and the line and paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def one_line(name: str) -> str:
+    """A name from an identity (a user name from Keystone) as one line of a body:
+    every character that could break or reorder the line is shown escaped."""
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c
+        for c in name
+    )
