@@ -6,6 +6,7 @@ import ipaddress
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -161,7 +162,7 @@ class Config:
         source: Mapping[str, str] = os.environ if env is None else env
 
         def get(name: str) -> str | None:
-            return (source.get(name) or "").strip() or None
+            return one_line_setting(name, (source.get(name) or "").strip()) or None
 
         zone_name = get("PM_ORDER_TIMEZONE") or "UTC"
         try:
@@ -231,6 +232,22 @@ class Config:
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def one_line_setting(name: str, value: str) -> str:
+    """`value`, refused when it holds a control character: settings reach headers
+    (WWW-Authenticate, From), URLs and logs, where one would end a line early.
+
+    The message names the setting and where the character is, never the value
+    (it may be a password).
+    """
+    for position, character in enumerate(value, start=1):
+        if unicodedata.category(character) == "Cc":
+            raise ConfigError(
+                f"{name} holds a control character (U+{ord(character):04X} at "
+                f"character {position}): a setting is one line of printable text"
+            )
+    return value
 
 
 def _seconds(get: Callable[[str], str | None], name: str, default: str) -> float:

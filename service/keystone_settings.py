@@ -59,8 +59,9 @@ class KeystoneSettings:
             )
         if not self.public_url:
             object.__setattr__(self, "public_url", self.url)
+        # It is sent in every 401's WWW-Authenticate: one printable line.
         if not self.public_url.startswith(("http://", "https://")) or any(
-            c in self.public_url for c in '"\\ '
+            c in '"\\ ' or not c.isprintable() for c in self.public_url
         ):
             raise KeystoneSettingsInvalid(
                 f"PM_ORDER_KEYSTONE_PUBLIC_URL={self.public_url!r} must be an http:// "
