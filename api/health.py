@@ -6,6 +6,7 @@ hears). No token; outside the API prefix; for load balancers and orchestrators.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -97,10 +98,12 @@ def _projects(app: web.Application) -> bool:
 
 
 def _stuck(view: ViewStatus, config: Config, now: float) -> bool:
-    """Behind, and not moved for `ready_stuck_after` (or never)."""
-    return view.lag_events > 0 and (
-        view.moved_at is None or now - view.moved_at > config.ready_stuck_after
-    )
+    """Behind, and not moved for `ready_stuck_after` since it fell behind: since
+    its last move or the oldest event it waits for, whichever came later (a quiet
+    spell before a write is no sign of trouble)."""
+    not_moved_for = now - view.moved_at if view.moved_at is not None else math.inf
+    behind_for = min(not_moved_for, view.lag_seconds)
+    return view.lag_events > 0 and behind_for > config.ready_stuck_after
 
 
 async def refuse_writes_nobody_projects(request: web.Request) -> None:
