@@ -28,6 +28,9 @@ from projections.database import ViewDatabaseUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS: Final = "5"
+# An error's message names what was wrong, quoting the request: at most this many
+# characters of it, so that an answer never echoes a request back in bulk.
+MAX_MESSAGE_CHARS: Final = 1000
 
 STATUS_OF: Final[dict[type[DomainError], int]] = {
     InvalidInput: 400,
@@ -65,12 +68,20 @@ def error_response(
 ) -> web.Response:
     reason = reason or HTTPStatus(status).phrase
     response = error_json(
-        {"code": status, "msg": msg, "reason": reason}, status, headers
+        {"code": status, "msg": excerpt(msg), "reason": reason}, status, headers
     )
     if response.headers.get("Connection") == "close":
         # Really close it: aiohttp would otherwise linger for the rest of a body.
         response.force_close()
     return response
+
+
+def excerpt(msg: str) -> str:
+    """`msg`, cut to MAX_MESSAGE_CHARS with a note of how much was left out."""
+    if len(msg) <= MAX_MESSAGE_CHARS:
+        return msg
+    left_out = len(msg) - MAX_MESSAGE_CHARS
+    return f"{msg[:MAX_MESSAGE_CHARS]}... ({left_out} more characters)"
 
 
 def error_json(

@@ -96,6 +96,9 @@ def _order_ids(value: Any) -> list[int]:
     elif isinstance(value, list):
         if not all(_is_integer(i) for i in value):
             raise InvalidInput("'order_ids' as an array must hold integers only")
+        # Bounded before int(): 1e300 is an integral JSON number too.
+        if not all(1 <= i <= values.MAX_ORDER_ID for i in value):
+            raise InvalidInput(values.ORDER_IDS_OUT_OF_RANGE)
         ids = [int(i) for i in value]
     else:
         raise InvalidInput("'order_ids' must be a comma-separated string or an array")

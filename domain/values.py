@@ -12,6 +12,12 @@ MAX_SNIDS_PER_ORDER: Final = 200
 MAX_ORDERS_PER_DECISION: Final = 200
 MAX_MAILTO: Final = 20
 MAX_NAME_LENGTH: Final = 64
+# The largest order id, in either form of 'order_ids': 18 digits, as the string
+# form has always allowed (an id is a number, never a megabyte of digits).
+MAX_ORDER_ID: Final = 10**18 - 1
+ORDER_IDS_OUT_OF_RANGE: Final = (
+    "'order_ids' must hold positive integers of at most 18 digits"
+)
 
 _NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A practical address check: one @, a dotted domain, no spaces or control characters.
@@ -131,7 +137,7 @@ def carried_address(address: str) -> str | None:
 
 
 def check_order_ids(order_ids: list[int]) -> list[int]:
-    """1..200 distinct positive order ids."""
+    """1..200 distinct order ids, each from 1 to MAX_ORDER_ID."""
     if not order_ids:
         raise InvalidInput("'order_ids' must name at least one order")
     if len(order_ids) > MAX_ORDERS_PER_DECISION:
@@ -139,8 +145,8 @@ def check_order_ids(order_ids: list[int]) -> list[int]:
             f"'order_ids' names {len(order_ids)} orders: at most "
             f"{MAX_ORDERS_PER_DECISION} at once"
         )
-    if any(i < 1 for i in order_ids):
-        raise InvalidInput("'order_ids' must hold positive integers")
+    if any(not 1 <= i <= MAX_ORDER_ID for i in order_ids):
+        raise InvalidInput(ORDER_IDS_OUT_OF_RANGE)
     repeated = _repeated([str(i) for i in order_ids])
     if repeated:
         raise InvalidInput(f"'order_ids' repeats {', '.join(repeated)}")
