@@ -15,11 +15,10 @@ from api.auth import (
     SP_AGENT,
     Authenticator,
     Identity,
-    IdentityUnavailable,
     authenticator_for,
     www_authenticate,
 )
-from api.clients import client_address
+from api.clients import address_group, client_address
 from api.context import (
     ASYNC_READS,
     AUTHENTICATOR,
@@ -40,11 +39,11 @@ from api.metrics import Metrics
 from api.observe import observe_middleware
 from api.page_cache import PageCache
 from api.rate_limit import (
-    ADDRESS_LIMITER,
+    ADDRESS_GATE,
     RATE_LIMITER,
+    AddressGate,
     RateLimiter,
     refuse_when_limited,
-    too_many,
 )
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
@@ -91,7 +90,7 @@ def create_app(
     app[CONFIG] = config
     app.on_response_prepare.append(without_versions)
     app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
-    app[ADDRESS_LIMITER] = RateLimiter.for_addresses(config.limits)
+    app[ADDRESS_GATE] = AddressGate.from_limits(config.limits)
     app[METRICS] = Metrics()
     watch(app)
     prefix = config.api_prefix
@@ -225,22 +224,13 @@ async def authentication_middleware(
 
 
 async def _identify(request: web.Request, token: str) -> Identity | None:
-    """The token's identity; 429 when its client address has presented too many
-    tokens that were not known valid (each may cost a call to Keystone), unless
-    this one is known valid already."""
+    """The token's identity; a token not known valid goes through its client
+    address group's gate (api/rate_limit.py), which counts the refused ones."""
     authenticator = request.app[AUTHENTICATOR]
     if authenticator.vouches_for(token):
         return await authenticator.identify(token)
-    limiter = request.app[ADDRESS_LIMITER]
-    address = client_address(request)
-    wait = limiter.take_key(address)
-    if wait is not None:
-        raise too_many(f"too many unknown or expired tokens from {address}", wait)
-    try:
-        identity = await authenticator.identify(token)
-    except IdentityUnavailable:
-        limiter.give_back(address)  # Keystone's fault, not the caller's
-        raise
-    if identity is not None:
-        limiter.give_back(address)  # only refused tokens count
-    return identity
+    config = request.app[CONFIG]
+    group = address_group(client_address(request), config.limits.auth_ipv6_prefix)
+    return await request.app[ADDRESS_GATE].identify(
+        group, lambda: authenticator.identify(token)
+    )

@@ -50,6 +50,20 @@ def _address_of(request: web.Request, trusted: frozenset[str]) -> str:
     return str(address)
 
 
+def address_group(address: str, ipv6_prefix: int) -> str:
+    """The group `address` is limited with: an IPv4 address alone, an IPv6 one
+    with its /`ipv6_prefix` network (a host gets a whole /64 and may use any
+    address in it), an IPv4-mapped IPv6 address as the IPv4 address it is."""
+    parsed = _address(address)
+    if parsed is None:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
+    return str(parsed)
+
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,7 +78,32 @@ def _among(address: Address, networks: tuple[Network, ...]) -> bool:
 
 
 def _address(text: str | None) -> Address | None:
+    """An address as a peer or a hop gives it: bare, `ip:port` or `[v6]:port`
+    (as several load balancers write X-Forwarded-For); None if garbled."""
+    text = text or ""
+    if text.startswith("["):
+        inside, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not _is_port(port)):
+            return None
+        text = inside
+    elif text.count(":") == 1:
+        host, _colon, port = text.partition(":")
+        if not _is_port(":" + port):
+            return None
+        text = host
     try:
-        return ipaddress.ip_address(text or "")
+        return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def _is_port(text: str) -> bool:
+    """`text` is ":" and a port number."""
+    digits = text[1:]
+    return (
+        text.startswith(":")
+        and digits.isascii()
+        and digits.isdigit()
+        and len(digits) <= 5
+        and int(digits) <= 65535
+    )

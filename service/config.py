@@ -29,6 +29,13 @@ DEFAULT_RATE_BURST: Final = 200
 # Per client address: tokens not known valid (each may cost a Keystone call).
 DEFAULT_AUTH_FAILURES_PER_SECOND: Final = 1.0
 DEFAULT_AUTH_FAILURE_BURST: Final = 20
+# An IPv6 client is limited with its /64: a host may use any address of it.
+DEFAULT_AUTH_IPV6_PREFIX: Final = 64
+# Per client address group: tokens being checked with Keystone at once.
+DEFAULT_AUTH_VALIDATIONS_PER_ADDRESS: Final = 20
+# The widest network PM_ORDER_TRUSTED_PROXIES may name: wider is a mistake (it
+# would let any client name its own address), not a network of proxies.
+WIDEST_TRUSTED_PREFIX: Final = {4: 8, 6: 32}
 
 _DURATION: Final = re.compile(r"(\d+)\s*(s|m|h|d)?")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -67,6 +74,12 @@ class Limits:
     auth_failures_per_second: float | None = DEFAULT_AUTH_FAILURES_PER_SECOND
     # ... PM_ORDER_AUTH_FAILURE_BURST: and how many at once.
     auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST
+    # PM_ORDER_AUTH_FAILURE_IPV6_PREFIX: IPv6 clients are limited by this network
+    # (a /64 by default), IPv4 clients by their address.
+    auth_ipv6_prefix: int = DEFAULT_AUTH_IPV6_PREFIX
+    # PM_ORDER_AUTH_VALIDATIONS_PER_ADDRESS: tokens of one address group being
+    # checked with Keystone at once; more wait their turn.
+    auth_validations_per_address: int = DEFAULT_AUTH_VALIDATIONS_PER_ADDRESS
 
     @classmethod
     def from_env(cls, get: Callable[[str], str | None]) -> Limits:
@@ -109,6 +122,20 @@ class Limits:
                 DEFAULT_AUTH_FAILURE_BURST,
                 low=1,
                 high=10**6,
+            ),
+            auth_ipv6_prefix=_whole_number(
+                get,
+                "PM_ORDER_AUTH_FAILURE_IPV6_PREFIX",
+                DEFAULT_AUTH_IPV6_PREFIX,
+                low=32,
+                high=128,
+            ),
+            auth_validations_per_address=_whole_number(
+                get,
+                "PM_ORDER_AUTH_VALIDATIONS_PER_ADDRESS",
+                DEFAULT_AUTH_VALIDATIONS_PER_ADDRESS,
+                low=1,
+                high=1000,
             ),
         )
 
@@ -289,13 +316,43 @@ def _addresses(text: str) -> frozenset[str]:
         if not part:
             continue
         try:
-            networks.add(str(ipaddress.ip_network(part)))
+            network = ipaddress.ip_network(part)
         except ValueError:
             raise ConfigError(
                 f"PM_ORDER_TRUSTED_PROXIES has {part[:60]!r}: list the proxies' IP "
                 "addresses or networks (10.0.0.0/8), separated by commas"
             ) from None
+        _check_proxies_only(network)
+        networks.add(str(network))
     return frozenset(networks)
+
+
+def _check_proxies_only(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+    """ConfigError for a network that cannot hold only proxies: wider than a /8
+    (IPv4, also IPv4-mapped) or a /32 (IPv6), or holding loopback and other
+    addresses alike."""
+    widest = WIDEST_TRUSTED_PREFIX[network.version]
+    if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+        widest = 96 + WIDEST_TRUSTED_PREFIX[4]
+    loopback = _LOOPBACK[network.version]
+    if network.overlaps(loopback) and not network.subnet_of(loopback):  # type: ignore[arg-type]
+        problem = "holds loopback and other addresses"
+    elif network.prefixlen < widest:
+        problem = f"is wider than a /{widest}"
+    else:
+        return
+    raise ConfigError(
+        f"PM_ORDER_TRUSTED_PROXIES has {network}, which {problem}: list only the "
+        "proxies' addresses or networks (a client inside a trusted network could "
+        "name any address as its own)"
+    )
+
+
+_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+_LOOPBACK: Final = {
+    4: ipaddress.IPv4Network("127.0.0.0/8"),
+    6: ipaddress.IPv6Network("::1/128"),
+}
 
 
 def _mail_domain(domain: str) -> str:

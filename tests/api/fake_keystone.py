@@ -67,6 +67,8 @@ class FakeKeystone:
         # Unknown tokens are held until `release()` (a Keystone slowed down by
         # a flood of them); known ones are answered at once.
         self.hold_unknown = False
+        # How long each validation takes (a Keystone some milliseconds away).
+        self.latency = 0.0
         self.logins = 0
         self._tokens: dict[str, dict[str, Any]] = {}
         self._service_tokens: set[str] = set()
@@ -219,6 +221,8 @@ class FakeKeystone:
     async def _validation(self, request: web.Request) -> web.Response:
         subject = request.headers.get("X-Subject-Token", "")
         self.validations[subject] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the network and Keystone's work
         if self.hold_unknown and subject not in self._tokens:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), SLOW_SECONDS)
