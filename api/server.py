@@ -2,10 +2,12 @@
 instead of) the app's middlewares.
 
 - A client has `client_timeout` seconds from opening a connection, or from the
-  first byte of a request, to finish sending its headers; otherwise the
-  connection is closed. (aiohttp has no such bound: a connection sending nothing,
-  or half its headers, stayed open for as long as the client liked.) The body's
-  bound is the reading's own (api/requests.py).
+  first byte of a request (or the end of the one before, when the next began
+  while it was handled), to finish sending its headers; otherwise the
+  connection is closed, whichever request of a keep-alive connection it is.
+  (aiohttp has no such bound: a connection sending nothing, or half its
+  headers, stayed open for as long as the client liked.) The body's bound is
+  the reading's own (api/requests.py).
 - A request the HTTP parser refuses (a malformed header, a URL or a header over
   8 KiB) gets the API's JSON error with a request id, like every other error; the
   log names the kind of fault and the client, never the bytes sent (a header
@@ -26,6 +28,7 @@ from aiohttp.http_exceptions import (
     InvalidHeader,
     LineTooLong,
 )
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -62,12 +65,17 @@ class GuardedRequestHandler(RequestHandler):
         self.client_timeout = client_timeout
         self._headers_due: asyncio.TimerHandle | None = None
         self._in_request = False
+        # The body of the request being handled, and whether bytes of the next
+        # request have arrived with or during it.
+        self._payload: StreamReader | None = None
+        self._next_begun = False
         make_request = self._request_factory
         assert make_request is not None
 
         def request_factory(*args: Any) -> BaseRequest:
             # Called once a request's headers are parsed (or refused).
             self._in_request = True
+            self._payload = args[1]
             self._stop_clock()
             return make_request(*args)
 
@@ -84,13 +92,29 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if not self._in_request and self._headers_due is None:
             self._start_clock()  # the first byte of the next request
+        # Bytes after a request whose body has all arrived: the next request's.
+        payload = self._payload
+        begun = self._in_request and payload is not None and payload.is_eof()
+        requests_before = self._request_count
         super().data_received(data)
+        if self._request_count > requests_before and self._messages:
+            # Bytes after the last complete request without a body, in the same
+            # packet: the start of the next request's headers.
+            _message, last = self._messages[-1]
+            begun = begun or (last is EMPTY_PAYLOAD and not data.endswith(b"\r\n\r\n"))
+        self._next_begun = self._next_begun or begun
 
     async def _handle_request(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super()._handle_request(*args, **kwargs)
         finally:
             self._in_request = False
+            self._payload = None
+            if self._next_begun and not self._messages:
+                # The next request has begun and its headers are not complete:
+                # they have the same time as any request's (else keep-alive's).
+                self._next_begun = False
+                self._start_clock()
 
     def _start_clock(self) -> None:
         self._headers_due = self._loop.call_later(self.client_timeout, self._too_slow)
