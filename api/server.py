@@ -13,12 +13,23 @@ instead of) the app's middlewares.
   log names the kind of fault and the client, never the bytes sent (a header
   could hold a token).
 - No answer names the server's software or versions.
+- The process may hold as many connections as its hard limit on open files
+  allows (the soft limit is raised to it at start, and logged); when it is out
+  of descriptors all the same, waiting connections are shed (accepted and
+  closed at once, with a spare descriptor kept for that) and one log line a
+  minute says how many, where asyncio would log a traceback for each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import resource
+import socket
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -191,6 +202,132 @@ class GuardedServer(web.Server):
         )
 
 
+# When the hard limit is "unlimited", the soft one is raised to this (Linux's
+# default ceiling, fs.nr_open).
+MOST_DESCRIPTORS: Final = 1_048_576
+# At most one line in this many seconds about connections shed.
+SHED_LOG_SECONDS: Final = 60.0
+# Connections shed at once, at most, each time accepting fails.
+SHED_AT_ONCE: Final = 256
+_OUT_OF_DESCRIPTORS: Final = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit on open files to the hard one; the limit in force
+    (logged: what the process can hold is known from its first line)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MOST_DESCRIPTORS if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        log.info("open files: at most %s", soft)
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as error:
+        log.warning("open files: at most %d (raising it failed: %s)", soft, error)
+        return soft
+    log.info("open files: at most %d (the soft limit, %d, raised)", wanted, soft)
+    return wanted
+
+
+class DescriptorShedding:
+    """The event loop's exception handler while serving: a failure to accept for
+    want of descriptors sheds the waiting connections and is logged once a
+    minute at most; anything else goes to the handler it replaces."""
+
+    def __init__(
+        self,
+        previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.previous = previous
+        self.clock = clock
+        self.shed = 0
+        self.failures = 0
+        self._logged_at: float | None = None
+        # Two: one for a descriptor of the listening socket, one per connection.
+        self._spare = _spare_descriptors()
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        error = context.get("exception")
+        listener = context.get("socket")
+        if _retry_after_close(context):
+            return  # asyncio's retry of an accept, due after the server closed
+        if not (
+            isinstance(error, OSError)
+            and error.errno in _OUT_OF_DESCRIPTORS
+            and listener is not None
+        ):
+            if self.previous is not None:
+                self.previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        self.failures += 1
+        self.shed += self._shed(listener)
+        now = self.clock()
+        if self._logged_at is None or now - self._logged_at >= SHED_LOG_SECONDS:
+            self._logged_at = now
+            log.warning(
+                "out of file descriptors (at most %s): %d connections shed, "
+                "%d failed accepts since the last such line; raise the limit "
+                "(LimitNOFILE) or add processes",
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                self.shed,
+                self.failures,
+            )
+            self.shed = self.failures = 0
+
+    def close(self) -> None:
+        for descriptor in self._spare:
+            os.close(descriptor)
+        self._spare = []
+
+    def _shed(self, listener: Any) -> int:
+        """Accept and close at once the connections waiting on `listener`,
+        with the descriptors the spare ones free: a client is told at once,
+        instead of waiting for a descriptor that may never come."""
+        if not self._spare:
+            return 0
+        self.close()
+        shed = 0
+        try:
+            # A descriptor of the listening socket's own (closing it leaves the
+            # server's open); non-blocking, as the server's is.
+            with socket.socket(fileno=os.dup(listener.fileno())) as waiting:
+                waiting.setblocking(False)
+                while shed < SHED_AT_ONCE:
+                    connection, _address = waiting.accept()
+                    connection.close()
+                    shed += 1
+        except OSError:
+            pass  # none waiting any more, or still out of descriptors
+        self._spare = _spare_descriptors()
+        return shed
+
+
+def _spare_descriptors() -> list[int]:
+    spare: list[int] = []
+    try:
+        for _ in range(2):
+            spare.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    return spare
+
+
+def _retry_after_close(context: dict[str, Any]) -> bool:
+    """asyncio's retry of accepting (scheduled when a descriptor was lacking),
+    run after the server closed its socket: nothing is wrong, nothing to say."""
+    handle = context.get("handle")
+    callback = getattr(handle, "_callback", None)
+    return isinstance(context.get("exception"), ValueError) and (
+        getattr(callback, "__name__", "") == "_start_serving"
+    )
+
+
 class GuardedAppRunner(web.AppRunner):
     """`web.AppRunner` whose connections are `GuardedRequestHandler`s."""
 
@@ -203,6 +340,22 @@ class GuardedAppRunner(web.AppRunner):
         kwargs.setdefault("lingering_time", client_timeout)
         super().__init__(app, **kwargs)
         self.client_timeout = client_timeout
+        self._shedding: DescriptorShedding | None = None
+
+    async def setup(self) -> None:
+        raise_descriptor_limit()
+        loop = asyncio.get_running_loop()
+        self._shedding = DescriptorShedding(loop.get_exception_handler())
+        loop.set_exception_handler(self._shedding)
+        await super().setup()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._shedding is not None:
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(self._shedding.previous)
+            self._shedding.close()
+            self._shedding = None
 
     async def _make_server(self) -> web.Server:
         # The app's own server (its startup run, its handler and request
