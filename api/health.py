@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from eventsourcing.persistence import PersistenceError
 
-from api.context import BACKGROUND, CONFIG, STATUS
+from api.context import BACKGROUND, CONFIG, EXECUTOR, STATUS, STORE
 from api.errors import RETRY_AFTER_SECONDS, ApiError, error_json
 from api.responses import json_ok
+from projections.executor import in_pool
 from projections.view_status import ViewStatus
 from service.config import Config
 from service.postgres_url import hosts_report, libpq_parameters
 from service.status import Sample
+from service.write_confirmation import probe_if_unconfirmed
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ async def readyz(request: web.Request) -> web.Response:
         "views": _views_check(sample, config, time.time(), _projects(request.app)),
         "listener": _listener_check(request.app),
     }
+    unconfirmed = await _unconfirmed_writes(request.app)
+    if unconfirmed is not None and checks["store"]["ok"]:
+        checks["store"] = {"ok": False, "detail": unconfirmed}
     failed = [name for name in CHECKS if checks[name]["ok"] is False]
     _log_change(request.app, failed, checks)
     if not failed:
@@ -89,6 +95,17 @@ async def _store_check(sample: Sample, config: Config) -> dict[str, Any]:
             detail += f" ({hosts})"
         return {"ok": False, "detail": detail}
     return {"ok": True, "detail": f"answers; the log's head is {sample.head}"}
+
+
+async def _unconfirmed_writes(app: web.Application) -> str | None:
+    """What to say while writes are not confirmed durable (a lost synchronous
+    standby); None when they are (service/write_confirmation.py)."""
+    try:
+        return await in_pool(
+            app[EXECUTOR], probe_if_unconfirmed, app[STORE].app.recorder
+        )
+    except PersistenceError as error:
+        return f"writes are not confirmed durable: {error}"
 
 
 def _projects(app: web.Application) -> bool:

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from api.context import BACKGROUND, METRICS, SERVICE, STATUS, STORE
 from api.metrics import PREFIX
 from service.observed_application import CountedOrderApplication
+from service.write_confirmation import confirmation_of
 
 
 def watch(app: web.Application) -> None:
@@ -34,6 +35,19 @@ class _AppCollector(Collector):
         yield from self._counted()
         yield from self._leadership()
         yield from self._sampled()
+        yield from self._confirmation()
+
+    def _confirmation(self) -> Iterator[Metric]:
+        store = self.app.get(STORE)
+        confirmation = confirmation_of(store.app.recorder) if store else None
+        if confirmation is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "writes_unconfirmed",
+                "1 while this process's writes are not being confirmed durable "
+                "(PostgreSQL waits for a synchronous standby that does not "
+                "answer): they are answered 503, and may have been stored.",
+                value=int(confirmation.unconfirmed_since is not None),
+            )
 
     def _counted(self) -> Iterator[Metric]:
         store = self.app.get(STORE)

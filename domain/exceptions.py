@@ -41,3 +41,16 @@ class AlreadyDecided(Conflict):
 
 class StoreUnavailable(DomainError):
     """The event store cannot be reached; nothing was changed (503)."""
+
+
+class WriteUnconfirmed(StoreUnavailable):
+    """The store took a write but did not confirm it durable in time (a
+    synchronous standby is not answering): it may have been stored (503)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the database did not confirm this write within {seconds:g} s (its "
+            "synchronous standby is not answering): it may have been stored. "
+            "Before sending it again, list your project's orders (GET with "
+            "type=3) and look for it"
+        )

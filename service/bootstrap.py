@@ -21,6 +21,7 @@ from projections.order_lists import OrderLists
 from service.background import Background
 from service.config import Config
 from service.store import Store, open_store
+from service.write_confirmation import confirmation_of
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ def compose(
     config: Config, store: Store, *, clock: Callable[[], datetime] = utc_now
 ) -> Composition:
     """The service on `store`, as `config` says."""
+    confirmation = confirmation_of(store.app.recorder)
+    if confirmation is not None:
+        confirmation.timeout = config.write_confirm_timeout
     service = OrderService(
         store.app,
         approver_roles=config.approver_roles,

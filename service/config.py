@@ -171,6 +171,9 @@ class Config:
     # for `ready_stuck_after` seconds is stuck.
     ready_max_lag: float = 60.0
     ready_stuck_after: float = 30.0
+    # PM_ORDER_WRITE_CONFIRM_TIMEOUT: how long a write may wait for PostgreSQL to
+    # confirm it durable (a synchronous standby) before it is answered 503.
+    write_confirm_timeout: float = 10.0
     # SIGTERM: how long in-flight requests and background work may take to end.
     shutdown_timeout: float = 30.0
     # A client has this long to send a request's headers, and as long again for
@@ -242,6 +245,9 @@ class Config:
             ready_max_lag=_seconds(get, "PM_ORDER_READY_MAX_LAG", "60s"),
             ready_stuck_after=_seconds(get, "PM_ORDER_READY_STUCK_AFTER", "30s"),
             shutdown_timeout=_seconds(get, "PM_ORDER_SHUTDOWN_TIMEOUT", "30s"),
+            write_confirm_timeout=_seconds(
+                get, "PM_ORDER_WRITE_CONFIRM_TIMEOUT", "10s"
+            ),
             client_timeout=_seconds(get, "PM_ORDER_CLIENT_TIMEOUT", "10s"),
             trusted_proxies=_addresses(get("PM_ORDER_TRUSTED_PROXIES") or ""),
             limits=Limits.from_env(get),

@@ -20,6 +20,9 @@ from eventsourcing.utils import retry
 from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
+from domain.exceptions import WriteUnconfirmed
+from service.write_confirmation import CancelledAfter, Confirmation
+
 
 def _with_fewer_retries(method: Any) -> Any:
     """The library's `method` retrying twice instead of ten times.
@@ -44,6 +47,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.confirmation = Confirmation()
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         # One index lookup per aggregate, whatever the planner knows of the table:
@@ -194,25 +198,34 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
             self.datastore.get_connection() as conn,
             psycopg.ClientCursor(conn) as inserting,
         ):
+            # A bound on the wait for the log's confirmation (a lost
+            # synchronous standby would make it endless): service/write_confirmation.py
+            bound = CancelledAfter(conn, self.confirmation.timeout)
             try:
                 # Client-side binding: statements with parameters in one message.
                 if self._insert_text is None:  # composed once, on a connection
                     self._insert_text = self._insert_in_one_message.as_string(conn)
-                inserting.execute(
-                    self._insert_text,
-                    (
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
-                    ),
-                )
+                with bound:
+                    inserting.execute(
+                        self._insert_text,
+                        (
+                            [e.originator_id for e in stored_events],
+                            [e.originator_version for e in stored_events],
+                            [e.topic for e in stored_events],
+                            [e.state for e in stored_events],
+                        ),
+                    )
             except psycopg.Error:
                 # An error skips the rest of the message and leaves the
                 # transaction block open, failed.
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
-                raise
+                if not bound.fired:
+                    raise
+            if bound.fired:
+                self.confirmation.unconfirmed()
+                raise WriteUnconfirmed(self.confirmation.timeout)
+            self.confirmation.confirmed()
             while not (inserting.statusmessage or "").startswith("INSERT"):
                 inserting.nextset()
             return [row["notification_id"] for row in inserting.fetchall()]
