@@ -21,6 +21,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 from domain.exceptions import WriteUnconfirmed
+from service.store_outage import guard_connections
 from service.write_confirmation import CancelledAfter, Confirmation
 
 
@@ -48,6 +49,7 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.confirmation = Confirmation()
+        self.outage = guard_connections(self.datastore)
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         # One index lookup per aggregate, whatever the planner knows of the table:
