@@ -14,6 +14,7 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 from cli import audit
 from cli.arguments import action, command_group
 from cli.audit import OrderAsOf, OrderHistory, OrderStep, ServerHistory, ServerStep
+from cli.commands import operator_refusal
 from domain.service import OrderApplication
 from domain.time_format import show_time
 from language import ENGLISH, N_, Language, ljust, width
@@ -42,6 +43,7 @@ def register(commands: Any, server_actions: Any) -> None:
         "offset (2026-11-27T10:00:00+08:00); events at exactly that time count",
     )
     show.add_argument("--json", action="store_true", help="one JSON document")
+    operator_refusal.register(orders)
     server = action(server_actions, "history", server_history_command)
     server.add_argument("snid", metavar="SNID")
     server.add_argument("--json", action="store_true", help="one JSON document")
