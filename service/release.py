@@ -49,7 +49,7 @@ def _checked_out_commit(package: Path) -> str | None:
     if git is None:
         return None
     try:
-        found = subprocess.run(
+        found = subprocess.run(  # noqa: S603 (git, found on PATH; fixed arguments)
             [git, "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
             capture_output=True,
             text=True,

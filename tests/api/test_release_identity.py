@@ -18,11 +18,11 @@ def test_the_version_is_setup_cfgs_and_the_commit_is_the_checkouts() -> None:
     with open("setup.cfg") as setup:
         found = SETUP_CFG_VERSION.search(setup.read())
     assert found is not None
-    assert VERSION == found.group(1)
+    assert found.group(1) == VERSION
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert COMMIT == head
+    assert head == COMMIT
 
 
 @ONE_BACKEND
