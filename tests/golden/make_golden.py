@@ -193,7 +193,11 @@ def render(version: str, commit: str, events: list[dict[str, Any]]) -> str:
         "    " + json.dumps(e, ensure_ascii=False, sort_keys=True) for e in events
     )
     head = json.dumps(
-        {"release": version, "commit": commit, "made_by": "tests/golden/make_golden.py"},
+        {
+            "release": version,
+            "commit": commit,
+            "made_by": "tests/golden/make_golden.py",
+        },
         sort_keys=True,
     )
     return head[:-1] + ', "events": [\n' + lines + "\n]}\n"

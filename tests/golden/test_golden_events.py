@@ -158,9 +158,7 @@ def test_every_release_has_its_golden_file() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_head_decodes_every_event_of_every_release(
-    store: Store, path: Path
-) -> None:
+def test_head_decodes_every_event_of_every_release(store: Store, path: Path) -> None:
     # When: HEAD's mapper reads each event as that release stored it
     decoded = [store.app.mapper.to_domain_event(r) for r in records(path)]
     # Then: each is the event the scenario wrote, with its attributes
@@ -171,7 +169,9 @@ def test_head_decodes_every_event_of_every_release(
 
 def test_the_newest_golden_file_has_every_kind_of_event_head_writes() -> None:
     kinds = {r.topic for r in records(golden_path(VERSION))}
-    every = {f"{k.__module__}:{k.__qualname__}" for k in (*ORDER_EVENTS, *SERVER_EVENTS)}
+    every = {
+        f"{k.__module__}:{k.__qualname__}" for k in (*ORDER_EVENTS, *SERVER_EVENTS)
+    }
     assert kinds == every, (
         f"kinds of event that {VERSION}'s golden file lacks: {every - kinds}: add "
         "them to make_golden.py's scenario (and to EXPECTED here), then make the "
