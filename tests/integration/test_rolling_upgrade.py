@@ -1,0 +1,292 @@
+"""A rolling upgrade from the previous release to HEAD, and its rollback, while
+the cluster serves (issue 23's "Done when", docs/upgrading.md's procedure).
+
+The previous release (0.1.0, 3f1bc4c, built from the repository's history) and
+HEAD serve one PostgreSQL database together, behind a balancer that sends
+requests only to ready processes and takes a process out 2 s before it stops.
+Two `serve --api-only` and a `worker` of the previous release serve; HEAD's
+processes replace them one at a time, in the order docs/upgrading.md gives; then
+the previous release's replace HEAD's (the rollback). Under the load of
+tests/integration/lanes.py throughout: no request fails, no acknowledged order is
+lost or listed in another state, every write shows at once on every process,
+and `projections verify` of both releases passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import psycopg
+import pytest
+from eventsourcing.persistence import StoredEvent
+from psycopg import sql
+
+from domain.order import Order
+from domain.service import OrderApplication
+from tests.integration.balancer import Backend, Balancer
+from tests.integration.lanes import PROJECTS, TOKENS, Lanes
+from tests.integration.processes import ApiServer, PmOrderProcess
+from tests.integration.releases import (
+    PREVIOUS_COMMIT,
+    MissingHistory,
+    Release,
+    head,
+    materialise,
+)
+
+pytestmark = pytest.mark.postgres
+
+# Servers per project: one lane each.
+SERVERS_PER_PROJECT = 3
+# Lane cycles (order, list, decide, list) in each step, at the least.
+CYCLES_PER_STEP = 12
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """Release 0.1.0 (3f1bc4c) from the repository's history, once a session."""
+    try:
+        return materialise(
+            PREVIOUS_COMMIT, tmp_path_factory.mktemp("releases") / PREVIOUS_COMMIT
+        )
+    except MissingHistory as missing:
+        pytest.fail(str(missing))
+
+
+async def blocking(call: Callable[[], T]) -> T:
+    """A blocking start or stop, off the loop that the load and the balancer run on."""
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+class Cluster:
+    """The processes of both releases on one database, behind the balancer."""
+
+    def __init__(
+        self, balancer: Balancer, lanes: Lanes, env: dict[str, str], logs: Path
+    ) -> None:
+        self.balancer = balancer
+        self.lanes = lanes
+        self.env = env
+        self.logs = logs
+        self.apis: dict[Backend, ApiServer] = {}
+        self.processes: list[PmOrderProcess] = []
+        self.steps: list[tuple[str, float]] = []
+        self._started = 0
+
+    def step(self, name: str) -> None:
+        self.lanes.phase = name
+        self.steps.append((name, time.monotonic()))
+
+    def _log(self, release: Release, what: str) -> Path:
+        self._started += 1
+        return self.logs / f"{self._started:02d}-{release.version}-{what}.log"
+
+    async def start_worker(self, release: Release) -> PmOrderProcess:
+        worker = await blocking(
+            lambda: release.process(["worker"], self.env, self._log(release, "worker"))
+        )
+        self.processes.append(worker)
+        await blocking(lambda: worker.wait_for_log("worker started"))
+        return worker
+
+    async def start_api(self, release: Release) -> Backend:
+        """An API process of `release`, taking traffic once its /readyz says so."""
+        api = await blocking(lambda: release.api(self.env, self._log(release, "api")))
+        self.processes.append(api)
+        backend = self.balancer.add(f"{release.version} :{api.port}", api.base_url)
+        self.apis[backend] = api
+        await self.balancer.until_ready(backend)
+        return backend
+
+    async def replace_api(self, old: Backend, release: Release) -> Backend:
+        """A new API process of `release` takes traffic, then `old` is taken out
+        and stopped."""
+        new = await self.start_api(release)
+        await self.lanes.progress(CYCLES_PER_STEP)
+        await self.balancer.take_out(old)
+        await blocking(self.apis.pop(old).stop)
+        return new
+
+    async def stop(self, process: PmOrderProcess) -> None:
+        await blocking(process.stop)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+async def test_the_previous_release_and_head_roll_out_and_back_under_load(
+    previous_release: Release,
+    postgres_schema_url: str,
+    tokens_path: Path,
+    tmp_path: Path,
+) -> None:
+    old, new = previous_release, head()
+    env = {
+        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_TOKENS_FILE": str(tokens_path),
+        "PM_ORDER_RATE_LIMIT": "off",
+    }
+    servers = {
+        f"SN-{project[-1].upper()}-{n}": project
+        for project in PROJECTS
+        for n in range(1, SERVERS_PER_PROJECT + 1)
+    }
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "snid,project_id\n" + "".join(f"{s},{p}\n" for s, p in servers.items())
+    )
+    imported = old.run("machines", "import", str(inventory), env=env)
+    assert imported.returncode == 0, imported.stderr
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as session,
+        Balancer(session) as balancer,
+    ):
+        lanes = Lanes(balancer, session, dict(servers))
+        cluster = Cluster(balancer, lanes, env, tmp_path)
+        try:
+            # Given: the previous release serves: a worker, two API processes
+            cluster.step(f"{old.version} only")
+            old_worker = await cluster.start_worker(old)
+            apis = [await cluster.start_api(old) for _ in range(2)]
+            lanes.start()
+            await lanes.progress(CYCLES_PER_STEP)
+
+            # When: HEAD's worker starts beside the old one, then HEAD's API
+            # processes replace the old ones one at a time, then the old worker
+            # stops (docs/upgrading.md)
+            cluster.step(f"{new.version} worker starts beside {old.version}'s")
+            new_worker = await cluster.start_worker(new)
+            await lanes.progress(CYCLES_PER_STEP)
+            for n in range(len(apis)):
+                cluster.step(f"{new.version} API process {n + 1} replaces one")
+                apis[n] = await cluster.replace_api(apis[n], new)
+            cluster.step(f"{old.version} worker stops")
+            await cluster.stop(old_worker)
+            await lanes.progress(CYCLES_PER_STEP)
+            # (HEAD alone serves: its verify, with the load held for it)
+            await lanes.pause()
+            head_verify = await blocking(
+                lambda: new.run("projections", "verify", env=env)
+            )
+            lanes.resume()
+
+            # and then it is rolled back: the old worker first, its API
+            # processes replacing HEAD's once ready, HEAD's worker last
+            cluster.step(f"rollback: {old.version} worker starts")
+            await cluster.start_worker(old)
+            await lanes.progress(CYCLES_PER_STEP)
+            for n in range(len(apis)):
+                cluster.step(
+                    f"rollback: {old.version} API process {n + 1} replaces one"
+                )
+                apis[n] = await cluster.replace_api(apis[n], old)
+            cluster.step(f"rollback: {new.version} worker stops")
+            await cluster.stop(new_worker)
+            await lanes.progress(CYCLES_PER_STEP)
+            await lanes.stop()
+            took = time.monotonic() - started
+
+            # Then: no request failed, in any step
+            summary = _summary(cluster, lanes, took)
+            assert not lanes.failures, "\n".join([summary, *lanes.failures[:20]])
+            # and every write showed at once, on whichever process was asked
+            assert not lanes.stale_reads, "\n".join([summary, *lanes.stale_reads[:20]])
+            # and every acknowledged order is in the event log, in the state its
+            # last acknowledged write gave it, and nothing else is
+            acknowledged = {n: o.state for n, o in lanes.orders.items()}
+            assert _states_in_the_log(postgres_schema_url) == acknowledged
+            # and listed so by the processes serving at the end
+            for backend in list(balancer.backends):
+                assert await _listed(session, backend) == {
+                    n: (o.source, o.dest, o.state) for n, o in lanes.orders.items()
+                }, backend.name
+            # and the views of both releases equal a recomputation from the log
+            assert head_verify.returncode == 0, head_verify.stdout + head_verify.stderr
+            old_verify = await blocking(
+                lambda: old.run("projections", "verify", env=env)
+            )
+            assert old_verify.returncode == 0, old_verify.stdout + old_verify.stderr
+            print(summary)
+        finally:
+            await blocking(cluster.stop_all)
+    for log in sorted(tmp_path.glob("*.log")):
+        assert "Traceback" not in log.read_text(errors="replace"), log.name
+
+
+def _summary(cluster: Cluster, lanes: Lanes, took: float) -> str:
+    failed: dict[str, int] = {}
+    for failure in lanes.failures:
+        phase = failure[1 : failure.index("]")]
+        failed[phase] = failed.get(phase, 0) + 1
+    rows = [
+        f"  {name}: {failed.get(name, 0)} failed of {lanes.requests[name]}"
+        for name, _ in cluster.steps
+    ]
+    return "\n".join(
+        [
+            f"rolling upgrade and rollback: {took:.0f} s, {len(lanes.orders)} orders,"
+            f" {sum(lanes.requests.values())} requests",
+            *rows,
+        ]
+    )
+
+
+def _states_in_the_log(url: str) -> dict[int, str]:
+    """Each order's state, from its events in the log (read with HEAD's code)."""
+    base, _, query = url.partition("?schema=")
+    mapper = OrderApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
+    with psycopg.connect(base) as db:
+        rows = db.execute(
+            sql.SQL(
+                "SELECT originator_id, originator_version, topic, state"
+                " FROM {}.pm_order_events WHERE topic LIKE %s"
+                " ORDER BY notification_id"
+            ).format(sql.Identifier(query)),
+            ["domain.order:%"],
+        ).fetchall()
+    states: dict[int, str] = {}
+    for originator_id, version, topic, state in rows:
+        event: Any = mapper.to_domain_event(
+            StoredEvent(originator_id, version, topic, bytes(state))
+        )
+        if isinstance(event, Order.Requested):
+            states[event.number] = "unfinished"
+        elif isinstance(event, Order.Accepted | Order.Rejected):
+            states[event.number] = event.state
+    return states
+
+
+async def _listed(
+    session: aiohttp.ClientSession, backend: Backend
+) -> dict[int, tuple[str, str, str]]:
+    """Every order of every project's list 4 (all of its orders), paged through,
+    as (source, destination, state)."""
+    listed: dict[int, tuple[str, str, str]] = {}
+    for project in PROJECTS:
+        marker: int | None = None
+        while True:
+            params = {"type": "4", "limit": "1000"}
+            if marker is not None:
+                params["marker"] = str(marker)
+            async with session.get(
+                f"{backend.base_url}/mana_api/pm_order/{project}",
+                params=params,
+                headers={"Sp-Agent": "scloudm", "X-Auth-Token": TOKENS[project]},
+            ) as response:
+                assert response.status == 200, await response.text()
+                body = await response.json()
+            for o in body["orders"]:
+                listed[o["id"]] = (o["resource_project"], o["dest_project"], o["state"])
+            marker = body.get("next_marker")
+            if marker is None:
+                break
+    return listed
