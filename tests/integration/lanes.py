@@ -31,7 +31,8 @@ STATE_OF_LIST: Final = {1: "finished", 2: "refused"}
 
 
 class Failed(Exception):
-    """A request failed: the lane stops (what its server holds is unknown)."""
+    """A request failed: the lane stops writing (what its server holds is
+    unknown)."""
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Lanes:
     _busy: int = 0
     _cycled: asyncio.Condition = field(default_factory=asyncio.Condition)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _failed_lanes: set[str] = field(default_factory=set)
 
     def start(self) -> None:
         self._running.set()
@@ -93,11 +95,11 @@ class Lanes:
         target = self.cycles + cycles
         async with asyncio.timeout(seconds), self._cycled:
             await self._cycled.wait_for(
-                lambda: self.cycles >= target or self._all_lanes_ended()
+                lambda: self.cycles >= target or self._all_lanes_failed()
             )
 
-    def _all_lanes_ended(self) -> bool:
-        return all(t.done() for t in self._tasks[:-1])
+    def _all_lanes_failed(self) -> bool:
+        return len(self._failed_lanes) == len(self.owners)
 
     # -- the clients ------------------------------------------------------------
 
@@ -114,7 +116,11 @@ class Lanes:
                     self._cycled.notify_all()
         except Failed:
             async with self._cycled:
+                self._failed_lanes.add(snid)
                 self._cycled.notify_all()
+        # What its server holds is unknown now: the lane reads on, so that
+        # every later step still counts what fails.
+        await self._lister(rng)
 
     async def _cycle(self, snid: str, rng: random.Random) -> None:
         source = self.owners[snid]
@@ -157,19 +163,18 @@ class Lanes:
             )
 
     async def _lister(self, rng: random.Random) -> None:
-        try:
-            while await self._go():
-                self._busy += 1
-                try:
-                    for project in PROJECTS:
-                        await self._send(
-                            rng, "GET", project, params={"type": "4", "limit": "20"}
-                        )
-                finally:
-                    self._busy -= 1
-                await asyncio.sleep(0.05)  # a lister's pace, not a synchronisation
-        except Failed:
-            pass
+        while await self._go():
+            self._busy += 1
+            try:
+                for project in PROJECTS:
+                    await self._send(
+                        rng, "GET", project, params={"type": "4", "limit": "20"}
+                    )
+            except Failed:
+                pass  # written down; the lister goes on
+            finally:
+                self._busy -= 1
+            await asyncio.sleep(0.05)  # a lister's pace, not a synchronisation
 
     async def _go(self) -> bool:
         await self._running.wait()

@@ -15,6 +15,7 @@ and `projections verify` of both releases passes.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,45 +154,21 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
         lanes = Lanes(balancer, session, dict(servers))
         cluster = Cluster(balancer, lanes, env, tmp_path)
         try:
-            # Given: the previous release serves: a worker, two API processes
-            cluster.step(f"{old.version} only")
-            old_worker = await cluster.start_worker(old)
-            apis = [await cluster.start_api(old) for _ in range(2)]
-            lanes.start()
-            await lanes.progress(CYCLES_PER_STEP)
-
-            # When: HEAD's worker starts beside the old one, then HEAD's API
-            # processes replace the old ones one at a time, then the old worker
-            # stops (docs/upgrading.md)
-            cluster.step(f"{new.version} worker starts beside {old.version}'s")
-            new_worker = await cluster.start_worker(new)
-            await lanes.progress(CYCLES_PER_STEP)
-            for n in range(len(apis)):
-                cluster.step(f"{new.version} API process {n + 1} replaces one")
-                apis[n] = await cluster.replace_api(apis[n], new)
-            cluster.step(f"{old.version} worker stops")
-            await cluster.stop(old_worker)
-            await lanes.progress(CYCLES_PER_STEP)
-            # (HEAD alone serves: its verify, with the load held for it)
-            await lanes.pause()
-            head_verify = await blocking(
-                lambda: new.run("projections", "verify", env=env)
-            )
-            lanes.resume()
-
-            # and then it is rolled back: the old worker first, its API
-            # processes replacing HEAD's once ready, HEAD's worker last
-            cluster.step(f"rollback: {old.version} worker starts")
-            await cluster.start_worker(old)
-            await lanes.progress(CYCLES_PER_STEP)
-            for n in range(len(apis)):
-                cluster.step(
-                    f"rollback: {old.version} API process {n + 1} replaces one"
-                )
-                apis[n] = await cluster.replace_api(apis[n], old)
-            cluster.step(f"rollback: {new.version} worker stops")
-            await cluster.stop(new_worker)
-            await lanes.progress(CYCLES_PER_STEP)
+            try:
+                head_verify = await _roll_out_and_back(cluster, old, new, env)
+            except Exception as error:
+                # Say what the load met up to where the procedure stopped.
+                await lanes.stop()
+                summary = _summary(cluster, lanes, time.monotonic() - started)
+                raise AssertionError(
+                    "\n".join(
+                        [
+                            f"the procedure stopped: {error!r}",
+                            summary,
+                            *lanes.failures[:20],
+                        ]
+                    )
+                ) from error
             await lanes.stop()
             took = time.monotonic() - started
 
@@ -222,14 +199,61 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
         assert "Traceback" not in log.read_text(errors="replace"), log.name
 
 
+async def _roll_out_and_back(
+    cluster: Cluster, old: Release, new: Release, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """docs/upgrading.md's procedure, under the lanes' load: N-1 (`old`) serves,
+    N (`new`) replaces it, then N-1 replaces N. Returns N's verify, run while N
+    alone served."""
+    lanes = cluster.lanes
+    # Given: the previous release serves: a worker, two API processes
+    cluster.step(f"{old.version} only")
+    old_worker = await cluster.start_worker(old)
+    apis = [await cluster.start_api(old) for _ in range(2)]
+    lanes.start()
+    await lanes.progress(CYCLES_PER_STEP)
+
+    # When: HEAD's worker starts beside the old one, then HEAD's API
+    # processes replace the old ones one at a time, then the old worker
+    # stops (docs/upgrading.md)
+    cluster.step(f"{new.version} worker starts beside {old.version}'s")
+    new_worker = await cluster.start_worker(new)
+    await lanes.progress(CYCLES_PER_STEP)
+    for n in range(len(apis)):
+        cluster.step(f"{new.version} API process {n + 1} replaces one")
+        apis[n] = await cluster.replace_api(apis[n], new)
+    cluster.step(f"{old.version} worker stops")
+    await cluster.stop(old_worker)
+    await lanes.progress(CYCLES_PER_STEP)
+    # (HEAD alone serves: its verify, with the load held for it)
+    await lanes.pause()
+    head_verify = await blocking(lambda: new.run("projections", "verify", env=env))
+    lanes.resume()
+
+    # and then it is rolled back: the old worker first, its API
+    # processes replacing HEAD's once ready, HEAD's worker last
+    cluster.step(f"rollback: {old.version} worker starts")
+    await cluster.start_worker(old)
+    await lanes.progress(CYCLES_PER_STEP)
+    for n in range(len(apis)):
+        cluster.step(f"rollback: {old.version} API process {n + 1} replaces one")
+        apis[n] = await cluster.replace_api(apis[n], old)
+    cluster.step(f"rollback: {new.version} worker stops")
+    await cluster.stop(new_worker)
+    await lanes.progress(CYCLES_PER_STEP)
+    return head_verify
+
+
 def _summary(cluster: Cluster, lanes: Lanes, took: float) -> str:
     failed: dict[str, int] = {}
     for failure in lanes.failures:
         phase = failure[1 : failure.index("]")]
         failed[phase] = failed.get(phase, 0) + 1
+    ends = [at for _, at in cluster.steps[1:]] + [time.monotonic()]
     rows = [
         f"  {name}: {failed.get(name, 0)} failed of {lanes.requests[name]}"
-        for name, _ in cluster.steps
+        f" ({end - at:.1f} s)"
+        for (name, at), end in zip(cluster.steps, ends, strict=True)
     ]
     return "\n".join(
         [
