@@ -9,7 +9,9 @@ rollback) reads what this one writes. A change of the stored format fails
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -208,6 +210,13 @@ async def test_head_projects_every_release_s_events(
     # When: the projects list their orders over HTTP, as clients do
     client = await aiohttp_client(create_app(config, store=store, clock=FakeClock()))
     try:
+        # (it serves once it has found its read models caught up: /readyz says)
+        deadline = time.monotonic() + 10
+        while (await client.get("/readyz")).status != 200:
+            assert time.monotonic() < deadline, await (
+                await client.get("/readyz")
+            ).text()
+            await asyncio.sleep(0.05)
 
         async def listed(token: str, project: str, kind: int) -> list[Any]:
             response = await client.get(
