@@ -130,14 +130,21 @@ class Lanes:
         )
         number = int(body["order_id"])
         order = self.orders[number] = Ordered(source, dest, snid)
-        await self._listed(rng, source, 3, number, "unfinished", "after its POST")
+        await self._listed(
+            rng, source, 3, number, "unfinished", f"after its POST to {body['_by']}"
+        )
         accept = rng.random() < 0.5
-        await self._send(
+        body = await self._send(
             rng, "PUT", dest, json={"order_ids": [number], "accept": int(accept)}
         )
         order.state = "finished" if accept else "refused"
         await self._listed(
-            rng, dest, 1 if accept else 2, number, order.state, "after its PUT"
+            rng,
+            dest,
+            1 if accept else 2,
+            number,
+            order.state,
+            f"after its PUT to {body['_by']}",
         )
         if accept:
             self.owners[snid] = dest
@@ -159,7 +166,7 @@ class Lanes:
         if shown.get(number) != state:
             self.stale_reads.append(
                 f"[{self.phase}] order {number} {when}: {project}'s list {kind} on "
-                f"{body['_answered_by']} shows {shown.get(number)!r}, not {state!r}"
+                f"{body['_by']} shows {shown.get(number)!r}, not {state!r}"
             )
 
     async def _lister(self, rng: random.Random) -> None:
@@ -206,7 +213,7 @@ class Lanes:
                 status, text = response.status, await response.text()
                 if status == 200:
                     body = dict(await response.json())
-                    body["_answered_by"] = backend.name
+                    body["_by"] = backend.name  # which process answered
                     return body
                 what = f"{status} from {backend.name}: {text[:300]}"
         except (NoBackend, aiohttp.ClientError, TimeoutError) as error:
