@@ -3,7 +3,8 @@
 A lane orders its server from its owner to another project, lists the order at
 once (on whichever process the balancer picks: read-your-writes across
 processes and releases), has the destination accept or refuse it, and lists it
-again in the destination's list of that state. A lister reads every project's
+again in the destination's list of that state; a quarter of the orders mail
+someone (a message per event). A lister reads every project's
 list meanwhile. Every answer that is not a 200, and every connection that
 fails, is a failed request; each is written down with the phase it fell in.
 """
@@ -27,7 +28,8 @@ HEADERS: Final = {"Sp-Agent": "scloudm"}
 REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=20)
 # A lane's order is among its project's newest this many (few lanes per project).
 RECENT: Final = 50
-STATE_OF_LIST: Final = {1: "finished", 2: "refused"}
+# The share of orders that mail someone (each of their events: one message).
+MAIL_SHARE: Final = 0.25
 
 
 class Failed(Exception):
@@ -42,6 +44,7 @@ class Ordered:
     source: str
     dest: str
     snid: str
+    mailto: list[str]
     state: str = "unfinished"
 
 
@@ -125,11 +128,15 @@ class Lanes:
     async def _cycle(self, snid: str, rng: random.Random) -> None:
         source = self.owners[snid]
         dest = rng.choice([p for p in PROJECTS if p != source])
+        mailto = [f"{snid.lower()}@example.com"] if rng.random() < MAIL_SHARE else []
         body = await self._send(
-            rng, "POST", source, json={"snids": snid, "dest_project": dest}
+            rng,
+            "POST",
+            source,
+            json={"snids": snid, "dest_project": dest, "mailto": ",".join(mailto)},
         )
         number = int(body["order_id"])
-        order = self.orders[number] = Ordered(source, dest, snid)
+        order = self.orders[number] = Ordered(source, dest, snid, mailto)
         await self._listed(
             rng, source, 3, number, "unfinished", f"after its POST to {body['_by']}"
         )

@@ -9,12 +9,14 @@ processes replace them one at a time, in the order docs/upgrading.md gives; then
 the previous release's replace HEAD's (the rollback). Under the load of
 tests/integration/lanes.py throughout: no request fails, no acknowledged order is
 lost or listed in another state, every write shows at once on every process,
-and `projections verify` of both releases passes.
+every mail is sent once (whichever release's mailer sends it), and `projections
+verify` of both releases passes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from tests.integration.releases import (
     head,
     materialise,
 )
+from tests.integration.smtp_server import Received, SmtpServer
 
 pytestmark = pytest.mark.postgres
 
@@ -46,6 +49,8 @@ pytestmark = pytest.mark.postgres
 SERVERS_PER_PROJECT = 3
 # Lane cycles (order, list, decide, list) in each step, at the least.
 CYCLES_PER_STEP = 12
+# The Message-ID of the mail about an order's event (mail/messages.py).
+MESSAGE_ID = re.compile(r"<order-(\d+)\.event-(\d+)@[^>]+>")
 
 T = TypeVar("T")
 
@@ -127,6 +132,7 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
     previous_release: Release,
     postgres_schema_url: str,
     tokens_path: Path,
+    smtp_up: SmtpServer,
     tmp_path: Path,
 ) -> None:
     old, new = previous_release, head()
@@ -134,6 +140,8 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
         "PM_ORDER_DATABASE_URL": postgres_schema_url,
         "PM_ORDER_TOKENS_FILE": str(tokens_path),
         "PM_ORDER_RATE_LIMIT": "off",
+        "PM_ORDER_SMTP_URL": smtp_up.url,
+        "PM_ORDER_MAIL_FROM": "pm-order@example.com",
     }
     servers = {
         f"SN-{project[-1].upper()}-{n}": project
@@ -172,26 +180,56 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
             await lanes.stop()
             took = time.monotonic() - started
 
-            # Then: no request failed, in any step
-            summary = _summary(cluster, lanes, took)
-            assert not lanes.failures, "\n".join([summary, *lanes.failures[:20]])
+            # Then (each property checked, all broken ones said at once):
+            broken: list[str] = []
+            # no request failed, in any step
+            broken += lanes.failures[:20]
             # and every write showed at once, on whichever process was asked
-            assert not lanes.stale_reads, "\n".join([summary, *lanes.stale_reads[:20]])
+            broken += lanes.stale_reads[:20]
             # and every acknowledged order is in the event log, in the state its
             # last acknowledged write gave it, and nothing else is
             acknowledged = {n: o.state for n, o in lanes.orders.items()}
-            assert _states_in_the_log(postgres_schema_url) == acknowledged
+            in_the_log = _states_in_the_log(postgres_schema_url)
+            broken += _differences("the event log", acknowledged, in_the_log)
             # and listed so by the processes serving at the end
             for backend in list(balancer.backends):
-                assert await _listed(session, backend) == {
-                    n: (o.source, o.dest, o.state) for n, o in lanes.orders.items()
-                }, backend.name
+                broken += _differences(
+                    f"the lists of {backend.name}",
+                    {n: (o.source, o.dest, o.state) for n, o in lanes.orders.items()},
+                    await _listed(session, backend),
+                )
             # and the views of both releases equal a recomputation from the log
-            assert head_verify.returncode == 0, head_verify.stdout + head_verify.stderr
             old_verify = await blocking(
                 lambda: old.run("projections", "verify", env=env)
             )
-            assert old_verify.returncode == 0, old_verify.stdout + old_verify.stderr
+            for release, verify in ((new, head_verify), (old, old_verify)):
+                if verify.returncode != 0:
+                    broken.append(
+                        f"{release.version}'s projections verify: "
+                        + (verify.stdout + verify.stderr)[-2000:]
+                    )
+            # and each mail was sent once, whichever release's mailer sent it:
+            # one per event of each order that mails someone
+            expected = sorted(
+                (n, version)
+                for n, o in lanes.orders.items()
+                if o.mailto
+                for version in (1, 2)
+            )
+            try:
+                await smtp_up.mailbox.wait_for(len(expected), seconds=60)
+            except TimeoutError as error:
+                broken.append(f"mail: {error}")
+            sent = sorted(map(_order_and_event, smtp_up.mailbox.received))
+            if sent != expected:
+                twice = sorted({m for m in sent if sent.count(m) > 1})
+                broken.append(
+                    f"mail: {len(sent)} messages sent for {len(expected)} expected;"
+                    f" sent more than once: {twice[:20]};"
+                    f" never sent: {sorted(set(expected) - set(sent))[:20]}"
+                )
+            summary = _summary(cluster, lanes, took)
+            assert not broken, "\n".join([summary, *broken])
             print(summary)
         finally:
             await blocking(cluster.stop_all)
@@ -209,7 +247,7 @@ async def _roll_out_and_back(
     # Given: the previous release serves: a worker, two API processes
     cluster.step(f"{old.version} only")
     old_worker = await cluster.start_worker(old)
-    apis = [await cluster.start_api(old) for _ in range(2)]
+    apis = list(await asyncio.gather(*(cluster.start_api(old) for _ in range(2))))
     lanes.start()
     await lanes.progress(CYCLES_PER_STEP)
 
@@ -262,6 +300,24 @@ def _summary(cluster: Cluster, lanes: Lanes, took: float) -> str:
             *rows,
         ]
     )
+
+
+def _differences(
+    where: str, acknowledged: dict[int, Any], found: dict[int, Any]
+) -> list[str]:
+    """What `where` holds otherwise than the clients were told (at most 20)."""
+    return [
+        f"{where}: order {n} is {found.get(n)!r}, acknowledged {acknowledged.get(n)!r}"
+        for n in sorted(acknowledged.keys() | found.keys())
+        if acknowledged.get(n) != found.get(n)
+    ][:20]
+
+
+def _order_and_event(received: Received) -> tuple[int, int]:
+    """The order and event version a message is about, from its Message-ID."""
+    found = MESSAGE_ID.fullmatch(received.message_id)
+    assert found, received.message_id
+    return int(found.group(1)), int(found.group(2))
 
 
 def _states_in_the_log(url: str) -> dict[int, str]:
