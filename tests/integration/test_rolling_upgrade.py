@@ -16,6 +16,7 @@ verify` of both releases passes.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import time
@@ -122,6 +123,24 @@ class Cluster:
 
     async def stop(self, process: PmOrderProcess) -> None:
         await blocking(process.stop)
+
+    async def caught_up(self, release: Release, seconds: float = 60.0) -> None:
+        """Wait until `release`'s read models show every event stored when the
+        wait began, as its `projections status` says (an operator's check: a
+        release's /readyz may answer 200 while it is behind within its lag
+        bound, as 0.1.0's does)."""
+        url = self.env["PM_ORDER_DATABASE_URL"]
+        head = await blocking(lambda: _log_head(url))
+        async with asyncio.timeout(seconds):
+            while True:
+                status = await blocking(
+                    lambda: release.run("projections", "status", "--json", env=self.env)
+                )
+                assert status.returncode == 0, status.stdout + status.stderr
+                rows = [json.loads(line) for line in status.stdout.splitlines()]
+                if rows and min(row["position"] for row in rows) >= head:
+                    return
+                await asyncio.sleep(0.2)  # the command's next look
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -272,6 +291,7 @@ async def _roll_out_and_back(
     # processes replacing HEAD's once ready, HEAD's worker last
     cluster.step(f"rollback: {old.version} worker starts")
     await cluster.start_worker(old)
+    await cluster.caught_up(old)
     await lanes.progress(CYCLES_PER_STEP)
     for n in range(len(apis)):
         cluster.step(f"rollback: {old.version} API process {n + 1} replaces one")
@@ -318,6 +338,18 @@ def _order_and_event(received: Received) -> tuple[int, int]:
     found = MESSAGE_ID.fullmatch(received.message_id)
     assert found, received.message_id
     return int(found.group(1)), int(found.group(2))
+
+
+def _log_head(url: str) -> int:
+    """The event log's last position."""
+    base, _, schema = url.partition("?schema=")
+    with psycopg.connect(base) as db:
+        row = db.execute(
+            sql.SQL("SELECT max(notification_id) FROM {}.pm_order_events").format(
+                sql.Identifier(schema)
+            )
+        ).fetchone()
+    return int(row[0] or 0) if row else 0
 
 
 def _states_in_the_log(url: str) -> dict[int, str]:
