@@ -61,6 +61,8 @@ class OrderRow:
     warned_at: float | None
     created_at: float
     updated_at: float
+    # When the destination accepted or refused it (None while unfinished).
+    decided_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -223,11 +225,8 @@ class OrderLists(ReadModel):
                 after, number = event.state, event.number
                 at, into = event.at.timestamp(), _DEST_LIST_OF_STATE[after]
                 if (order := changes.inserted(ORDERS, number)) is not None:
-                    order.state, order.decided_by, order.updated_at = (
-                        after,
-                        event.by,
-                        at,
-                    )
+                    order.state, order.decided_by = after, event.by
+                    order.updated_at = order.decided_at = at
                     dest_project = order.dest_project
                     changes.delete(ITEMS, (dest_project, INBOX, number))
                     changes.insert(ITEMS, ListItem(dest_project, into, number))
@@ -243,6 +242,7 @@ class OrderLists(ReadModel):
                         state=after,
                         decided_by=event.by,
                         updated_at=at,
+                        decided_at=at,
                     )
                     its_dest = _ITS_DESTINATION
                     changes.delete_through(

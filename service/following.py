@@ -163,6 +163,8 @@ class Following:
     async def start(self) -> None:
         for view in self.views:
             self._positions[view] = await self._position_or(view, 0)
+        if self.generation is not None:
+            await self._learn_caught_up(self.generation)
         if self.run_projectors:
             for projector in self.projectors:
                 self._projecting.append(
@@ -339,13 +341,7 @@ class Following:
         """Learn when generation `name` has caught up (where another process
         projects it), then say now and then that a process serves from it."""
         while not self._caught_up.is_set():
-            try:
-                found = await self._run(generation, self.db, name)
-            except Exception as error:  # noqa: BLE001 - read again; never crash the watch
-                log.warning("cannot read generation %s: %s", name, error)
-                found = None
-            if found is not None and found.caught_up:
-                self._caught_up.set()
+            if await self._learn_caught_up(name):
                 break
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_GENERATION_POLL):
@@ -356,6 +352,17 @@ class Following:
             except Exception as error:  # noqa: BLE001 - a heartbeat missed is no harm
                 log.warning("cannot record generation %s as in use: %s", name, error)
             await asyncio.sleep(SEEN_EVERY_SECONDS)
+
+    async def _learn_caught_up(self, name: str) -> bool:
+        """Whether the registry says generation `name` has caught up (noted)."""
+        try:
+            found = await self._run(generation, self.db, name)
+        except Exception as error:  # noqa: BLE001 - read again; never crash the watch
+            log.warning("cannot read generation %s: %s", name, error)
+            return False
+        if found is not None and found.caught_up:
+            self._caught_up.set()
+        return self._caught_up.is_set()
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,13 @@ from projections.database import (
     SQLiteViews,
     ViewDatabase,
 )
+from projections.database.leadership import AdvisoryLock
 from projections.generations import (
     REGISTRY_DDL,
+    forget,
     generation,
     generation_of,
+    generations,
     mark_caught_up,
     register,
 )
@@ -52,6 +56,22 @@ log = logging.getLogger(__name__)
 # connection, and for a lock, is bounded.
 CONNECT_TIMEOUT_SECONDS: Final = 2
 LOCK_TIMEOUT_SECONDS: Final = 5
+# Release 0.1.0 kept its read models beside the event store's table: they are
+# its own, left as they are until `pm-order db finish-upgrade` drops them.
+LEGACY_RELEASE: Final = "0.1.0"
+LEGACY_TABLES: Final = (
+    "order_lists_orders",
+    "order_lists_items",
+    "order_lists_counts",
+    "order_lists_versions",
+    "order_lists_entries",
+    "server_ownership",
+    "mail_orders",
+    "mail_outbox",
+    "reports_days",
+    "reports_orders",
+    "projection_tracking",
+)
 # Writing this many rows at once (an import) refreshes the planner's statistics.
 BULK_ROWS: Final = 1000
 # Creating tables that give way to running work: how many tries in all.
@@ -189,6 +209,85 @@ class Store:
         if projector.position() >= (self.app.recorder.max_notification_id() or 0):
             mark_caught_up(self.views, self.generation)
 
+    def finish_upgrade(self, idle_seconds: float) -> list[str]:
+        """Drop the read models no process serves from any more: every other
+        generation whose processes were last seen over `idle_seconds` ago and
+        whose projector nobody leads, and release 0.1.0's tables (beside the
+        event store's) when its projector is not running. What was dropped, by
+        name. (The event log is untouched: a release rolled back to later
+        builds its read models again from it.)"""
+        dropped = []
+        now = time.time()
+        for older in generations(self.views):
+            if older.name == self.generation or now - older.seen_at < idle_seconds:
+                continue
+            if self._drop_generation(older.name):
+                dropped.append(older.name)
+        if self._drop_legacy_tables():
+            dropped.append(LEGACY_RELEASE)
+        return dropped
+
+    def _drop_generation(self, name: str) -> bool:
+        views = self.views
+        if isinstance(views, PostgresViews):
+            base = views.shared_schema or "public"
+            schema = generation_schema(base, name)
+            busy = AdvisoryLock(views, f"pm-order:{schema}:{self.projector().name}")
+            if not busy.try_acquire():
+                return False  # its projector runs: a process of it is alive
+            try:
+                with views.shared_writing() as cursor:
+                    cursor.execute(
+                        SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                            Identifier(schema)
+                        )
+                    )
+                    forget(cursor, views, name)
+            finally:
+                busy.release()
+            return True
+        assert isinstance(views, SQLiteViews)
+        assert views.shared_path is not None
+        with views.shared_writing() as cursor:
+            forget(cursor, views, name)
+        for path in _files_of(generation_path(Path(views.shared_path), name)):
+            path.unlink(missing_ok=True)
+        return True
+
+    def _drop_legacy_tables(self) -> bool:
+        """Drop release 0.1.0's read models (and its mark, so that 0.1.0 started
+        again would make them anew); False when there are none, or its
+        projector runs."""
+        views = self.views
+        names = [*LEGACY_TABLES, "pm_order_schema"]
+        if isinstance(views, PostgresViews):
+            base = views.shared_schema or "public"
+            busy = AdvisoryLock(views, f"pm-order:{base}:{self.projector().name}")
+            if not busy.try_acquire():
+                return False
+            try:
+                with views.shared_writing() as cursor:
+                    if not views.has_table(cursor, "projection_tracking"):
+                        return False
+                    for table in names:
+                        cursor.execute(
+                            SQL("DROP TABLE IF EXISTS {}.{}").format(
+                                Identifier(base), Identifier(table)
+                            )
+                        )
+            finally:
+                busy.release()
+            return True
+        with views.shared_writing() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'projection_tracking'"
+            )
+            if cursor.fetchone() is None:
+                return False
+            for table in names:
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")  # ours, not input
+        return True
+
     def shape_problems(self) -> list[str]:
         """How the generation's tables differ from what this release reads and
         writes: a table missing, or a column (none: as expected)."""
@@ -287,6 +386,11 @@ def _opened_sqlite(path: Path, *, create_tables: bool) -> Store:
     else:
         store.check_tables()
     return store
+
+
+def _files_of(database: Path) -> list[Path]:
+    """A SQLite database's file and its write-ahead log's."""
+    return [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
 
 
 def generation_path(store_path: Path, name: str) -> Path:
