@@ -48,9 +48,14 @@ class Release:
         """What every process of the release gets beside the test's settings."""
         return {"PYTHONPATH": str(self.tree)}
 
-    def api(self, env: dict[str, str], log_path: Path) -> ApiServer:
-        """`serve --api-only`, answering once started."""
-        return ApiServer({**env, **self.env}, log_path, cwd=self.tree)
+    def api(
+        self, env: dict[str, str], log_path: Path, *, api_only: bool = True
+    ) -> ApiServer:
+        """`serve --api-only` (or, not `api_only`, a `serve` that works too),
+        answering once started."""
+        return ApiServer(
+            {**env, **self.env}, log_path, api_only=api_only, cwd=self.tree
+        )
 
     def process(
         self, args: list[str], env: dict[str, str], log_path: Path

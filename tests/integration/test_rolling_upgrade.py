@@ -402,3 +402,155 @@ async def _listed(
             if marker is None:
                 break
     return listed
+
+
+async def test_a_rollback_after_the_upgrade_was_finished_rebuilds_the_old_read_models(
+    previous_release: Release,
+    postgres_schema_url: str,
+    tokens_path: Path,
+    smtp_up: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    old, new = previous_release, head()
+    env = {
+        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_TOKENS_FILE": str(tokens_path),
+        "PM_ORDER_SMTP_URL": smtp_up.url,
+        "PM_ORDER_MAIL_FROM": "pm-order@example.com",
+    }
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text(
+        "snid,project_id\n" + "".join(f"SN-A-{n},proj-a\n" for n in range(1, 7))
+    )
+    imported = old.run("machines", "import", str(inventory), env=env)
+    assert imported.returncode == 0, imported.stderr
+    told: dict[int, str] = {}  # what each order's last write was answered
+    processes: list[ApiServer] = []
+
+    def serve(release: Release, name: str) -> ApiServer:
+        started = release.api(env, tmp_path / f"{name}.log", api_only=False)
+        processes.append(started)
+        return started
+
+    async with aiohttp.ClientSession() as session:
+
+        async def write(api: ApiServer, snid: str, decision: bool | None) -> None:
+            number = await _post(session, api, snid)
+            told[number] = "unfinished"
+            if decision is not None:
+                await _put(session, api, number, decision)
+                told[number] = "finished" if decision else "refused"
+
+        try:
+            # Given: orders made under 0.1.0, then under HEAD beside it, then
+            # under HEAD alone, 0.1.0's read models dropped in between (the
+            # upgrade finished: HEAD's `db finish-upgrade`)
+            old_serve = await blocking(lambda: serve(old, "old-serve"))
+            await _ready(session, old_serve)
+            await write(old_serve, "SN-A-1", decision=True)
+            await write(old_serve, "SN-A-2", decision=None)
+            new_serve = await blocking(lambda: serve(new, "new-serve"))
+            await _ready(session, new_serve)
+            await write(new_serve, "SN-A-3", decision=False)
+            await blocking(old_serve.stop)
+            finished = await blocking(
+                lambda: new.run("db", "finish-upgrade", "--idle", "1s", env=env)
+            )
+            assert finished.returncode == 0, finished.stdout + finished.stderr
+            assert old.version in finished.stdout, finished.stdout
+            await write(new_serve, "SN-A-4", decision=True)
+
+            # When: 0.1.0 is started again beside HEAD (a rollback), and once
+            # its read models are built again from the log, HEAD stops
+            old_again = await blocking(lambda: serve(old, "old-again"))
+            log_head = await blocking(lambda: _log_head(postgres_schema_url))
+            async with asyncio.timeout(60):
+                while (await _positions(old, env)) < log_head:
+                    await asyncio.sleep(0.2)  # the command's next look
+            await _ready(session, old_again)
+            await blocking(new_serve.stop)
+            await write(old_again, "SN-A-5", decision=False)
+
+            # Then: 0.1.0 lists every order in the state it was acknowledged in
+            assert await _listed_orders(session, old_again) == told
+            # and its order numbers went on from HEAD's (the sequence is shared)
+            assert sorted(told) == list(range(1, len(told) + 1))
+            # and each mail was sent once, though 0.1.0 projected its outbox anew
+            # (a message per event: the request, and the decision if any)
+            expected = sorted(
+                (n, version)
+                for n, state in told.items()
+                for version in ((1,) if state == "unfinished" else (1, 2))
+            )
+            await smtp_up.mailbox.wait_for(len(expected), seconds=60)
+            sent = sorted(map(_order_and_event, smtp_up.mailbox.received))
+            assert sent == expected
+            # and its views equal a recomputation from the log
+            verify = await blocking(lambda: old.run("projections", "verify", env=env))
+            assert verify.returncode == 0, verify.stdout + verify.stderr
+        finally:
+            await blocking(lambda: _stop_all(processes))
+    for log in sorted(tmp_path.glob("*.log")):
+        assert "Traceback" not in log.read_text(errors="replace"), log.name
+
+
+async def _ready(
+    session: aiohttp.ClientSession, api: ApiServer, seconds: float = 60.0
+) -> None:
+    """Wait until `api`'s /readyz answers 200 (a balancer would send it traffic)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            async with session.get(f"{api.base_url}/readyz") as response:
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.2)  # the balancer's next check
+
+
+async def _positions(release: Release, env: dict[str, str]) -> int:
+    """The least position of `release`'s views, as its projections status says."""
+    status = await blocking(
+        lambda: release.run("projections", "status", "--json", env=env)
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    return min((int(row["position"]) for row in rows), default=0)
+
+
+async def _post(session: aiohttp.ClientSession, api: ApiServer, snid: str) -> int:
+    async with session.post(
+        f"{api.base_url}/mana_api/pm_order/proj-a",
+        json={"snids": snid, "dest_project": "proj-b", "mailto": "ops@example.com"},
+        headers={"Sp-Agent": "scloudm", "X-Auth-Token": TOKENS["proj-a"]},
+    ) as response:
+        body = await response.json()
+        assert response.status == 200, body
+        return int(body["order_id"])
+
+
+async def _put(
+    session: aiohttp.ClientSession, api: ApiServer, number: int, accept: bool
+) -> None:
+    async with session.put(
+        f"{api.base_url}/mana_api/pm_order/proj-b",
+        json={"order_ids": [number], "accept": int(accept)},
+        headers={"Sp-Agent": "scloudm", "X-Auth-Token": TOKENS["proj-b"]},
+    ) as response:
+        assert response.status == 200, await response.text()
+
+
+async def _listed_orders(
+    session: aiohttp.ClientSession, api: ApiServer
+) -> dict[int, str]:
+    """proj-a's orders (all of them here) and their states, as `api` lists them."""
+    async with session.get(
+        f"{api.base_url}/mana_api/pm_order/proj-a",
+        params={"type": "4"},
+        headers={"Sp-Agent": "scloudm", "X-Auth-Token": TOKENS["proj-a"]},
+    ) as response:
+        assert response.status == 200, await response.text()
+        return {o["id"]: o["state"] for o in (await response.json())["orders"]}
+
+
+def _stop_all(processes: list[ApiServer]) -> None:
+    for process in processes:
+        process.stop()
