@@ -57,6 +57,7 @@ class PmOrderProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
 
     def log(self) -> str:

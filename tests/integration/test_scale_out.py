@@ -15,8 +15,8 @@ from psycopg import sql
 
 from domain.order import order_aggregate_id
 from domain.service import OrderService
-from service.recorders import FailFastPostgresRecorder
 from projections.generations import generation_of
+from service.recorders import FailFastPostgresRecorder
 from service.store import (
     generation_schema,
     open_store,
