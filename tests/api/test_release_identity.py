@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from service.release import COMMIT, VERSION
 from tests.api.conftest import ONE_BACKEND
@@ -12,15 +13,18 @@ from tests.conftest import Api
 
 # The version setup.cfg gives this release.
 SETUP_CFG_VERSION = re.compile(r"^version = (\S+)$", re.MULTILINE)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_version_is_setup_cfgs_and_the_commit_is_the_checkouts() -> None:
-    with open("setup.cfg") as setup:
-        found = SETUP_CFG_VERSION.search(setup.read())
+    found = SETUP_CFG_VERSION.search((ROOT / "setup.cfg").read_text())
     assert found is not None
     assert found.group(1) == VERSION
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert head == COMMIT
 
