@@ -37,8 +37,7 @@ def wait_until(condition: object, what: str, seconds: float = STARTUP_SECONDS) -
 
 
 class PmOrderProcess:
-    """`python -m cli ARGS` with its own environment and log file; in `cwd` when
-    given (`python -m` imports from its working folder first)."""
+    """`python -m cli ARGS` with its own environment and log file."""
 
     def __init__(
         self,
@@ -53,7 +52,6 @@ class PmOrderProcess:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli", *args],
-            cwd=cwd,
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
