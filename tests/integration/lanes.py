@@ -48,6 +48,15 @@ class Ordered:
     state: str = "unfinished"
 
 
+@dataclass(frozen=True)
+class StaleRead:
+    """A write's answer came, and a list read right after did not show it."""
+
+    written_by: str  # the release of the process that answered the write
+    read_on: str  # the release of the process that answered the read
+    text: str
+
+
 @dataclass
 class Lanes:
     """The lanes and the lister, over `balancer`; what they were told."""
@@ -59,7 +68,7 @@ class Lanes:
     phase: str = "start"
     orders: dict[int, Ordered] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    stale_reads: list[str] = field(default_factory=list)
+    stale_reads: list[StaleRead] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     cycles: int = 0
     _running: asyncio.Event = field(default_factory=asyncio.Event)
@@ -137,21 +146,14 @@ class Lanes:
         )
         number = int(body["order_id"])
         order = self.orders[number] = Ordered(source, dest, snid, mailto)
-        await self._listed(
-            rng, source, 3, number, "unfinished", f"after its POST to {body['_by']}"
-        )
+        await self._listed(rng, source, 3, number, "unfinished", "POST", body)
         accept = rng.random() < 0.5
         body = await self._send(
             rng, "PUT", dest, json={"order_ids": [number], "accept": int(accept)}
         )
         order.state = "finished" if accept else "refused"
         await self._listed(
-            rng,
-            dest,
-            1 if accept else 2,
-            number,
-            order.state,
-            f"after its PUT to {body['_by']}",
+            rng, dest, 1 if accept else 2, number, order.state, "PUT", body
         )
         if accept:
             self.owners[snid] = dest
@@ -163,17 +165,24 @@ class Lanes:
         kind: int,
         number: int,
         state: str,
-        when: str,
+        method: str,
+        answer: dict[str, Any],
     ) -> None:
-        """Read-your-writes: the order shows, in `state`, on the process picked."""
+        """Read-your-writes: the order shows, in `state`, on the process picked
+        (`answer`: the write's)."""
         body = await self._send(
             rng, "GET", project, params={"type": str(kind), "limit": str(RECENT)}
         )
         shown = {o["id"]: o["state"] for o in body["orders"]}
         if shown.get(number) != state:
             self.stale_reads.append(
-                f"[{self.phase}] order {number} {when}: {project}'s list {kind} on "
-                f"{body['_by']} shows {shown.get(number)!r}, not {state!r}"
+                StaleRead(
+                    answer["_release"],
+                    body["_release"],
+                    f"[{self.phase}] order {number} after its {method} to "
+                    f"{answer['_by']}: {project}'s list {kind} on {body['_by']} "
+                    f"shows {shown.get(number)!r}, not {state!r}",
+                )
             )
 
     async def _lister(self, rng: random.Random) -> None:
@@ -220,7 +229,8 @@ class Lanes:
                 status, text = response.status, await response.text()
                 if status == 200:
                     body = dict(await response.json())
-                    body["_by"] = backend.name  # which process answered
+                    # which process answered, of which release
+                    body["_by"], body["_release"] = backend.name, backend.release
                     return body
                 what = f"{status} from {backend.name}: {text[:300]}"
         except (NoBackend, aiohttp.ClientError, TimeoutError) as error:

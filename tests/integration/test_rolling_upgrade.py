@@ -107,7 +107,9 @@ class Cluster:
         """An API process of `release`, taking traffic once its /readyz says so."""
         api = await blocking(lambda: release.api(self.env, self._log(release, "api")))
         self.processes.append(api)
-        backend = self.balancer.add(f"{release.version} :{api.port}", api.base_url)
+        backend = self.balancer.add(
+            f"{release.version} :{api.port}", api.base_url, release.version
+        )
         self.apis[backend] = api
         await self.balancer.until_ready(backend)
         return backend
@@ -204,7 +206,7 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
             # no request failed, in any step
             broken += lanes.failures[:20]
             # and every write showed at once, on whichever process was asked
-            broken += lanes.stale_reads[:20]
+            broken += [stale.text for stale in lanes.stale_reads[:20]]
             # and every acknowledged order is in the event log, in the state its
             # last acknowledged write gave it, and nothing else is
             acknowledged = {n: o.state for n, o in lanes.orders.items()}
