@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -42,6 +44,11 @@ class Release:
         setup = configparser.ConfigParser(interpolation=None)
         setup.read(self.tree / "setup.cfg")
         return setup["metadata"]["version"]
+
+    @property
+    def label(self) -> str:
+        """Its version and name: `0.1.0 (3f1bc4c)`, `0.2.0 (HEAD)`."""
+        return f"{self.version} ({self.name})"
 
     @property
     def env(self) -> dict[str, str]:
@@ -128,6 +135,16 @@ def _add_metadata(tree: Path, version: str) -> None:
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: pm-order\nVersion: {version}\n"
     )
+
+
+def changed_head(into: Path, change: Callable[[Path], Path], what: str) -> Release:
+    """HEAD with a change made in a test (`what`): `change` copies the code into
+    the empty folder `into` and changes it; the copy is checked as a release is."""
+    tree = change(into)
+    shutil.copy(ROOT / "setup.cfg", tree / "setup.cfg")
+    release = Release(name=f"HEAD+{what}", tree=tree)
+    _check_imports(release)
+    return release
 
 
 def _check_imports(release: Release) -> None:

@@ -1,12 +1,15 @@
-"""A rolling upgrade from the previous release to HEAD, and its rollback, while
-the cluster serves (issue 23's "Done when", docs/upgrading.md's procedure).
+"""A rolling upgrade from one release to the next, and its rollback, while the
+cluster serves (issue 23's "Done when", docs/upgrading.md's procedure): from the
+previous release to HEAD, and from HEAD to HEAD with a change made in the test
+(docs/read-models.md's worked example: a column added to the lists).
 
 The previous release (0.1.0, 3f1bc4c, built from the repository's history) and
 HEAD serve one PostgreSQL database together, behind a balancer that sends
 requests only to ready processes and takes a process out 2 s before it stops.
 Two `serve --api-only` and a `worker` of the previous release serve; HEAD's
 processes replace them one at a time, in the order docs/upgrading.md gives; then
-the previous release's replace HEAD's (the rollback). Under the load of
+the previous release's replace HEAD's (the rollback); likewise HEAD and its
+successor. Under the load of
 tests/integration/lanes.py throughout: no request fails, no acknowledged order is
 lost or listed in another state, every write shows at once on every process,
 every mail is sent once (whichever release's mailer sends it), and `projections
@@ -39,10 +42,12 @@ from tests.integration.releases import (
     PREVIOUS_COMMIT,
     MissingHistory,
     Release,
+    changed_head,
     head,
     materialise,
 )
 from tests.integration.smtp_server import Received, SmtpServer
+from tests.integration.test_worked_example import followed as worked_example
 
 pytestmark = pytest.mark.postgres
 
@@ -93,7 +98,7 @@ class Cluster:
 
     def _log(self, release: Release, what: str) -> Path:
         self._started += 1
-        return self.logs / f"{self._started:02d}-{release.version}-{what}.log"
+        return self.logs / f"{self._started:02d}-{release.name}-{what}.log"
 
     async def start_worker(self, release: Release) -> PmOrderProcess:
         worker = await blocking(
@@ -108,7 +113,7 @@ class Cluster:
         api = await blocking(lambda: release.api(self.env, self._log(release, "api")))
         self.processes.append(api)
         backend = self.balancer.add(
-            f"{release.version} :{api.port}", api.base_url, release.version
+            f"{release.label} :{api.port}", api.base_url, release.label
         )
         self.apis[backend] = api
         await self.balancer.until_ready(backend)
@@ -149,14 +154,38 @@ class Cluster:
             process.stop()
 
 
-async def test_the_previous_release_and_head_roll_out_and_back_under_load(
-    previous_release: Release,
+@pytest.fixture(scope="session")
+def head_release() -> Release:
+    return head()
+
+
+@pytest.fixture(scope="session")
+def head_with_a_column_added(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """HEAD plus docs/read-models.md's worked example: a column in the lists."""
+    return changed_head(
+        tmp_path_factory.mktemp("releases") / "server_count",
+        worked_example,
+        "server_count",
+    )
+
+
+# (N-1, N): the release users run today and HEAD; HEAD and its successor.
+PAIRS = {
+    "3f1bc4c-to-HEAD": ("previous_release", "head_release"),
+    "HEAD-to-HEAD-with-a-column": ("head_release", "head_with_a_column_added"),
+}
+
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+async def test_a_release_and_its_successor_roll_out_and_back_under_load(
+    pair: str,
+    request: pytest.FixtureRequest,
     postgres_schema_url: str,
     tokens_path: Path,
     smtp_up: SmtpServer,
     tmp_path: Path,
 ) -> None:
-    old, new = previous_release, head()
+    old, new = (request.getfixturevalue(name) for name in PAIRS[pair])
     env = {
         "PM_ORDER_DATABASE_URL": postgres_schema_url,
         "PM_ORDER_TOKENS_FILE": str(tokens_path),
@@ -226,7 +255,7 @@ async def test_the_previous_release_and_head_roll_out_and_back_under_load(
             for release, verify in ((new, head_verify), (old, old_verify)):
                 if verify.returncode != 0:
                     broken.append(
-                        f"{release.version}'s projections verify: "
+                        f"{release.label}'s projections verify: "
                         + (verify.stdout + verify.stderr)[-2000:]
                     )
             # and each mail was sent once, whichever release's mailer sent it:
@@ -266,7 +295,7 @@ async def _roll_out_and_back(
     alone served."""
     lanes = cluster.lanes
     # Given: the previous release serves: a worker, two API processes
-    cluster.step(f"{old.version} only")
+    cluster.step(f"{old.label} only")
     old_worker = await cluster.start_worker(old)
     apis = list(await asyncio.gather(*(cluster.start_api(old) for _ in range(2))))
     lanes.start()
@@ -275,13 +304,13 @@ async def _roll_out_and_back(
     # When: HEAD's worker starts beside the old one, then HEAD's API
     # processes replace the old ones one at a time, then the old worker
     # stops (docs/upgrading.md)
-    cluster.step(f"{new.version} worker starts beside {old.version}'s")
+    cluster.step(f"{new.label} worker starts beside {old.label}'s")
     new_worker = await cluster.start_worker(new)
     await lanes.progress(CYCLES_PER_STEP)
     for n in range(len(apis)):
-        cluster.step(f"{new.version} API process {n + 1} replaces one")
+        cluster.step(f"{new.label} API process {n + 1} replaces one")
         apis[n] = await cluster.replace_api(apis[n], new)
-    cluster.step(f"{old.version} worker stops")
+    cluster.step(f"{old.label} worker stops")
     await cluster.stop(old_worker)
     await lanes.progress(CYCLES_PER_STEP)
     # (HEAD alone serves: its verify, with the load held for it)
@@ -291,14 +320,14 @@ async def _roll_out_and_back(
 
     # and then it is rolled back: the old worker first, its API
     # processes replacing HEAD's once ready, HEAD's worker last
-    cluster.step(f"rollback: {old.version} worker starts")
+    cluster.step(f"rollback: {old.label} worker starts")
     await cluster.start_worker(old)
     await cluster.caught_up(old)
     await lanes.progress(CYCLES_PER_STEP)
     for n in range(len(apis)):
-        cluster.step(f"rollback: {old.version} API process {n + 1} replaces one")
+        cluster.step(f"rollback: {old.label} API process {n + 1} replaces one")
         apis[n] = await cluster.replace_api(apis[n], old)
-    cluster.step(f"rollback: {new.version} worker stops")
+    cluster.step(f"rollback: {new.label} worker stops")
     await cluster.stop(new_worker)
     await lanes.progress(CYCLES_PER_STEP)
     return head_verify
