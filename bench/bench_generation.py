@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Final
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.generate import grow
-from bench.harness import (
+from generate import grow
+from harness import (
     PYTHON,
     Process,
     Report,
@@ -40,6 +37,7 @@ from bench.harness import (
     running,
     tokens_file,
 )
+
 from domain.service import OrderService
 from projections.generations import generation
 from projections.order_lists import OrderLists
