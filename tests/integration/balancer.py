@@ -35,7 +35,6 @@ class Backend:
 
     name: str
     base_url: str
-    release: str = ""
     ready: bool = False
     out: bool = False
     in_flight: int = 0
@@ -60,9 +59,9 @@ class Balancer:
             with suppress(asyncio.CancelledError):
                 await self._checks
 
-    def add(self, name: str, base_url: str, release: str = "") -> Backend:
+    def add(self, name: str, base_url: str) -> Backend:
         """A process the balancer checks, and sends requests to once ready."""
-        backend = Backend(name, base_url, release)
+        backend = Backend(name, base_url)
         self.backends.append(backend)
         return backend
 

@@ -48,15 +48,6 @@ class Ordered:
     state: str = "unfinished"
 
 
-@dataclass(frozen=True)
-class StaleRead:
-    """A write's answer came, and a list read right after did not show it."""
-
-    written_by: str  # the release of the process that answered the write
-    read_on: str  # the release of the process that answered the read
-    text: str
-
-
 @dataclass
 class Lanes:
     """The lanes and the lister, over `balancer`; what they were told."""
@@ -68,7 +59,7 @@ class Lanes:
     phase: str = "start"
     orders: dict[int, Ordered] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    stale_reads: list[StaleRead] = field(default_factory=list)
+    stale_reads: list[str] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     cycles: int = 0
     _running: asyncio.Event = field(default_factory=asyncio.Event)
@@ -176,13 +167,9 @@ class Lanes:
         shown = {o["id"]: o["state"] for o in body["orders"]}
         if shown.get(number) != state:
             self.stale_reads.append(
-                StaleRead(
-                    answer["_release"],
-                    body["_release"],
-                    f"[{self.phase}] order {number} after its {method} to "
-                    f"{answer['_by']}: {project}'s list {kind} on {body['_by']} "
-                    f"shows {shown.get(number)!r}, not {state!r}",
-                )
+                f"[{self.phase}] order {number} after its {method} to "
+                f"{answer['_by']}: {project}'s list {kind} on {body['_by']} "
+                f"shows {shown.get(number)!r}, not {state!r}"
             )
 
     async def _lister(self, rng: random.Random) -> None:
@@ -229,8 +216,7 @@ class Lanes:
                 status, text = response.status, await response.text()
                 if status == 200:
                     body = dict(await response.json())
-                    # which process answered, of which release
-                    body["_by"], body["_release"] = backend.name, backend.release
+                    body["_by"] = backend.name  # which process answered
                     return body
                 what = f"{status} from {backend.name}: {text[:300]}"
         except (NoBackend, aiohttp.ClientError, TimeoutError) as error:
