@@ -54,7 +54,7 @@ pytestmark = pytest.mark.postgres
 # Servers per project: one lane each.
 SERVERS_PER_PROJECT = 3
 # Lane cycles (order, list, decide, list) in each step, at the least.
-CYCLES_PER_STEP = 12
+CYCLES_PER_STEP = 6
 # The Message-ID of the mail about an order's event (mail/messages.py).
 MESSAGE_ID = re.compile(r"<order-(\d+)\.event-(\d+)@[^>]+>")
 
