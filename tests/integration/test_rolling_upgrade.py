@@ -129,27 +129,27 @@ class Cluster:
     async def stop(self, process: PmOrderProcess) -> None:
         await blocking(process.stop)
 
-    async def caught_up(self, release: Release, seconds: float = 60.0) -> None:
-        """Wait until `release`'s read models show every event stored when the
-        wait began, as its `projections status` says (an operator's check: a
-        release's /readyz may answer 200 while it is behind within its lag
-        bound, as 0.1.0's does)."""
-        url = self.env["PM_ORDER_DATABASE_URL"]
-        head = await blocking(lambda: _log_head(url))
-        async with asyncio.timeout(seconds):
-            while True:
-                status = await blocking(
-                    lambda: release.run("projections", "status", "--json", env=self.env)
-                )
-                assert status.returncode == 0, status.stdout + status.stderr
-                rows = [json.loads(line) for line in status.stdout.splitlines()]
-                if rows and min(row["position"] for row in rows) >= head:
-                    return
-                await asyncio.sleep(0.2)  # the command's next look
-
     def stop_all(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+async def caught_up(release: Release, env: dict[str, str], seconds: float = 60) -> None:
+    """Wait until `release`'s read models show every event stored when the wait
+    began, as its `projections status` says (an operator's check: a release's
+    /readyz may answer 200 while it is behind within its lag bound, as 0.1.0's
+    does)."""
+    head = await blocking(lambda: _log_head(env["PM_ORDER_DATABASE_URL"]))
+    async with asyncio.timeout(seconds):
+        while True:
+            status = await blocking(
+                lambda: release.run("projections", "status", "--json", env=env)
+            )
+            assert status.returncode == 0, status.stdout + status.stderr
+            rows = [json.loads(line) for line in status.stdout.splitlines()]
+            if rows and min(int(row["position"]) for row in rows) >= head:
+                return
+            await asyncio.sleep(0.2)  # the command's next look
 
 
 @pytest.fixture(scope="session")
@@ -321,7 +321,7 @@ async def _roll_out_and_back(
     # processes replacing HEAD's once ready, HEAD's worker last
     cluster.step(f"rollback: {old.label} worker starts")
     await cluster.start_worker(old)
-    await cluster.caught_up(old)
+    await caught_up(old, env)
     await lanes.progress(CYCLES_PER_STEP)
     for n in range(len(apis)):
         cluster.step(f"rollback: {old.label} API process {n + 1} replaces one")
@@ -493,10 +493,7 @@ async def test_a_rollback_after_the_upgrade_was_finished_rebuilds_the_old_read_m
             # When: 0.1.0 is started again beside HEAD (a rollback), and once
             # its read models are built again from the log, HEAD stops
             old_again = await blocking(lambda: serve(old, "old-again"))
-            log_head = await blocking(lambda: _log_head(postgres_schema_url))
-            async with asyncio.timeout(60):
-                while (await _positions(old, env)) < log_head:
-                    await asyncio.sleep(0.2)  # the command's next look
+            await caught_up(old, env)
             await _ready(session, old_again)
             await blocking(new_serve.stop)
             await write(old_again, "SN-A-5", decision=False)
@@ -534,16 +531,6 @@ async def _ready(
                 if response.status == 200:
                     return
             await asyncio.sleep(0.2)  # the balancer's next check
-
-
-async def _positions(release: Release, env: dict[str, str]) -> int:
-    """The least position of `release`'s views, as its projections status says."""
-    status = await blocking(
-        lambda: release.run("projections", "status", "--json", env=env)
-    )
-    assert status.returncode == 0, status.stdout + status.stderr
-    rows = [json.loads(line) for line in status.stdout.splitlines()]
-    return min((int(row["position"]) for row in rows), default=0)
 
 
 async def _post(session: aiohttp.ClientSession, api: ApiServer, snid: str) -> int:
