@@ -24,6 +24,7 @@ from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
 from projections.generations import generation, mark_caught_up, mark_seen
 from projections.other_generations import (
+    PROJECTOR,
     OtherGeneration,
     position_of,
     running_others,
@@ -236,9 +237,12 @@ class Following:
             for view in views:
                 self._leading[view] = leading
 
+        # A generation's projector is named by the generation alone (its schema):
+        # another release finds whether it runs without knowing its views.
+        leadership = PROJECTOR if self.generation is not None else projector.name
         return Election(
             "projector",
-            self.db.leadership(projector.name),
+            self.db.leadership(leadership),
             self.executor,
             doing=f"projecting {', '.join(views)}",
             on_change=lead,
@@ -402,14 +406,11 @@ class Following:
         """Keep `others`: the other generations whose projector runs and that
         have caught up (their processes serve, or are about to)."""
         assert self.generation is not None
-        projector = "+".join(self.views)
         serving: set[str] = set()
         head_before = None
         while True:
             try:
-                running = await self._run(
-                    running_others, db, self.generation, projector
-                )
+                running = await self._run(running_others, db, self.generation)
                 head = (await self._run(self._head) if self._head else 0) or 0
                 found = []
                 for other in running:
