@@ -61,16 +61,16 @@ class Limits:
     auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Limits:
+    def from_settings(cls, values: s.Values) -> Limits:
         return cls(
-            max_unfinished_orders=s.MAX_UNFINISHED_ORDERS.value(env),
-            max_servers_per_order=s.MAX_SERVERS_PER_ORDER.value(env),
-            max_mailto=s.MAX_MAILTO.value(env),
-            mail_domains=s.MAIL_DOMAINS.read(env) or frozenset(),
-            rate_per_second=s.RATE_LIMIT.read(env),
-            rate_burst=s.RATE_BURST.value(env),
-            auth_failures_per_second=s.AUTH_FAILURE_LIMIT.read(env),
-            auth_failure_burst=s.AUTH_FAILURE_BURST.value(env),
+            max_unfinished_orders=values[s.MAX_UNFINISHED_ORDERS],
+            max_servers_per_order=values[s.MAX_SERVERS_PER_ORDER],
+            max_mailto=values[s.MAX_MAILTO],
+            mail_domains=values.get(s.MAIL_DOMAINS) or frozenset(),
+            rate_per_second=values.get(s.RATE_LIMIT),
+            rate_burst=values[s.RATE_BURST],
+            auth_failures_per_second=values.get(s.AUTH_FAILURE_LIMIT),
+            auth_failure_burst=values[s.AUTH_FAILURE_BURST],
         )
 
     def orders(self) -> OrderLimits:
@@ -122,31 +122,28 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """The configuration `env` (the process's environment) sets; ConfigError
         naming the first bad setting."""
-        source: Mapping[str, str] = os.environ if env is None else env
-        # Every setting is checked, those this process does not use too: a bad
-        # value stops any command, not only the one that would have read it.
-        s.check_all(source)
-        tokens = s.TOKENS_FILE.read(source)
+        values = s.Values(os.environ if env is None else env)
+        tokens = values.get(s.TOKENS_FILE)
         return cls(
-            database_url=s.DATABASE_URL.value(source),
+            database_url=values[s.DATABASE_URL],
             tokens_file=Path(tokens) if tokens else None,
-            keystone=_keystone_settings(source),
-            approver_roles=s.APPROVER_ROLES.read(source) or frozenset(),
-            timezone=s.TIMEZONE.value(source),
-            language=s.LANGUAGE.value(source),
-            warn_after=timedelta(seconds=s.WARN_AFTER.value(source)),
-            warn_max=s.WARN_MAX.value(source),
-            smtp=s.SMTP_URL.read(source),
-            mail_from=s.MAIL_FROM.value(source),
-            api_prefix=s.API_PREFIX.value(source),
-            create_tables=s.CREATE_TABLES.value(source),
-            ready_max_lag=s.READY_MAX_LAG.value(source),
-            ready_stuck_after=s.READY_STUCK_AFTER.value(source),
-            shutdown_timeout=s.SHUTDOWN_TIMEOUT.value(source),
-            client_timeout=s.CLIENT_TIMEOUT.value(source),
-            trusted_proxies=s.TRUSTED_PROXIES.read(source) or frozenset(),
-            limits=Limits.from_env(source),
-            idle_poll_seconds=s.IDLE_POLL_SECONDS.value(source),
+            keystone=_keystone_settings(values),
+            approver_roles=values.get(s.APPROVER_ROLES) or frozenset(),
+            timezone=values[s.TIMEZONE],
+            language=values[s.LANGUAGE],
+            warn_after=timedelta(seconds=values[s.WARN_AFTER]),
+            warn_max=values[s.WARN_MAX],
+            smtp=values.get(s.SMTP_URL),
+            mail_from=values[s.MAIL_FROM],
+            api_prefix=values[s.API_PREFIX],
+            create_tables=values[s.CREATE_TABLES],
+            ready_max_lag=values[s.READY_MAX_LAG],
+            ready_stuck_after=values[s.READY_STUCK_AFTER],
+            shutdown_timeout=values[s.SHUTDOWN_TIMEOUT],
+            client_timeout=values[s.CLIENT_TIMEOUT],
+            trusted_proxies=values.get(s.TRUSTED_PROXIES) or frozenset(),
+            limits=Limits.from_settings(values),
+            idle_poll_seconds=values[s.IDLE_POLL_SECONDS],
         )
 
     def check_identity(self) -> None:
@@ -162,22 +159,22 @@ class Config:
             )
 
 
-def _keystone_settings(env: Mapping[str, str]) -> KeystoneSettings | None:
-    url = s.KEYSTONE_URL.read(env)
+def _keystone_settings(values: s.Values) -> KeystoneSettings | None:
+    url = values.get(s.KEYSTONE_URL)
     if url is None:
         return None
     try:
         return KeystoneSettings(
             url=url,
-            public_url=s.KEYSTONE_PUBLIC_URL.read(env) or url,
-            user=s.KEYSTONE_USER.read(env),
-            password=s.KEYSTONE_PASSWORD.read(env),
-            project=s.KEYSTONE_PROJECT.read(env),
-            user_domain=s.KEYSTONE_USER_DOMAIN.value(env),
-            project_domain=s.KEYSTONE_PROJECT_DOMAIN.value(env),
-            app_credential_id=s.KEYSTONE_APP_CREDENTIAL_ID.read(env),
-            app_credential_secret=s.KEYSTONE_APP_CREDENTIAL_SECRET.read(env),
-            cache_seconds=s.TOKEN_CACHE_SECONDS.value(env),
+            public_url=values.get(s.KEYSTONE_PUBLIC_URL) or url,
+            user=values.get(s.KEYSTONE_USER),
+            password=values.get(s.KEYSTONE_PASSWORD),
+            project=values.get(s.KEYSTONE_PROJECT),
+            user_domain=values[s.KEYSTONE_USER_DOMAIN],
+            project_domain=values[s.KEYSTONE_PROJECT_DOMAIN],
+            app_credential_id=values.get(s.KEYSTONE_APP_CREDENTIAL_ID),
+            app_credential_secret=values.get(s.KEYSTONE_APP_CREDENTIAL_SECRET),
+            cache_seconds=values[s.TOKEN_CACHE_SECONDS],
         )
     except KeystoneSettingsInvalid as error:
         raise ConfigError(str(error)) from None

@@ -81,7 +81,7 @@ class Kind(Generic[T]):
     type_name: str = "text"
 
     def allowed(self) -> str:
-        """What a value may be, as the end of "PM_ORDER_X='...' must be ..."."""
+        """What a value may be, as an error ends: "NAME='...' must be ..."."""
         raise NotImplementedError
 
     def parse(self, name: str, text: str) -> T:
@@ -245,12 +245,13 @@ class Items(Kind[frozenset[str]]):
                 items.add(self.read(part))
             except ValueError:
                 raise ConfigError(
-                    f"{name} has {shown(part)!r}: {self.allowed()}"
+                    f"{name}={shown(text)!r} has {shown(part)!r}: {self.allowed()}"
                 ) from None
         return frozenset(items)
 
 
-def _any(text: str) -> str:
+def any_text(text: str) -> str:
+    """Any text: the setting is passed on as it is written."""
     return text
 
 
@@ -401,7 +402,7 @@ IDLE_POLL_SECONDS: Final = Setting(
 )
 TOKENS_FILE: Final = Setting(
     "PM_ORDER_TOKENS_FILE",
-    Text(_any, "a path"),
+    Text(any_text, "a path"),
     None,
     "Static tokens, a JSON file (see `examples/tokens.json` and "
     "[Security model](security.md#tokens-file)). Set this or "
@@ -410,7 +411,7 @@ TOKENS_FILE: Final = Setting(
 )
 APPROVER_ROLES: Final = Setting(
     "PM_ORDER_APPROVER_ROLES",
-    Items(_any, "list role names, separated by commas"),
+    Items(any_text, "list role names, separated by commas"),
     None,
     "Roles allowed to accept or refuse, comma-separated; empty: any member of the "
     "destination project.",
@@ -435,7 +436,7 @@ KEYSTONE_PUBLIC_URL: Final = Setting(
 )
 KEYSTONE_USER: Final = Setting(
     "PM_ORDER_KEYSTONE_USER",
-    Text(_any, "a user name"),
+    Text(any_text, "a user name"),
     None,
     "The service's own Keystone user, which it logs in as to validate tokens "
     "(with `PM_ORDER_KEYSTONE_PASSWORD` and `PM_ORDER_KEYSTONE_PROJECT`).",
@@ -443,35 +444,35 @@ KEYSTONE_USER: Final = Setting(
 )
 KEYSTONE_PASSWORD: Final = Setting(
     "PM_ORDER_KEYSTONE_PASSWORD",
-    Text(_any, "a password"),
+    Text(any_text, "a password"),
     None,
     "That user's password (never logged or shown).",
     IDENTITY,
 )
 KEYSTONE_PROJECT: Final = Setting(
     "PM_ORDER_KEYSTONE_PROJECT",
-    Text(_any, "a project name"),
+    Text(any_text, "a project name"),
     None,
     "The project the service's token is scoped to (usually `service`).",
     IDENTITY,
 )
 KEYSTONE_USER_DOMAIN: Final = Setting(
     "PM_ORDER_KEYSTONE_USER_DOMAIN",
-    Text(_any, "a domain name"),
+    Text(any_text, "a domain name"),
     "Default",
     "The domain (by name) of the service's user.",
     IDENTITY,
 )
 KEYSTONE_PROJECT_DOMAIN: Final = Setting(
     "PM_ORDER_KEYSTONE_PROJECT_DOMAIN",
-    Text(_any, "a domain name"),
+    Text(any_text, "a domain name"),
     "Default",
     "The domain (by name) of the service's project.",
     IDENTITY,
 )
 KEYSTONE_APP_CREDENTIAL_ID: Final = Setting(
     "PM_ORDER_KEYSTONE_APP_CREDENTIAL_ID",
-    Text(_any, "an application credential id"),
+    Text(any_text, "an application credential id"),
     None,
     "Instead of a user and password: the id of an application credential of the "
     "service (with `PM_ORDER_KEYSTONE_APP_CREDENTIAL_SECRET`).",
@@ -479,7 +480,7 @@ KEYSTONE_APP_CREDENTIAL_ID: Final = Setting(
 )
 KEYSTONE_APP_CREDENTIAL_SECRET: Final = Setting(
     "PM_ORDER_KEYSTONE_APP_CREDENTIAL_SECRET",
-    Text(_any, "a secret"),
+    Text(any_text, "a secret"),
     None,
     "That application credential's secret (never logged or shown).",
     IDENTITY,
@@ -501,7 +502,7 @@ TIMEZONE: Final = Setting(
 )
 LANGUAGE: Final = Setting(
     "PM_ORDER_LANGUAGE",
-    Text(_language, "a language of pm-order (one per catalog in language/locale/)"),
+    Text(_language, "a language of pm-order"),
     "en",
     "The language of mails, the HTML report and the command line's tables and "
     "messages: `en` or `zh_CN` (one per catalog in `language/locale/`); the REST "
@@ -715,7 +716,22 @@ def named(name: str) -> Setting[Any]:
     raise KeyError(name)
 
 
-def check_all(env: Mapping[str, str]) -> None:
-    """Parse every setting of `env`: ConfigError for the first bad one."""
-    for setting in SETTINGS:
-        setting.read(env)
+class Values:
+    """Every setting's value in one environment, each parsed once, in the table's
+    order: ConfigError for the first bad one, whichever command runs (a bad value
+    stops any command, not only those that read it)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._values: dict[str, Any] = {s.name: s.read(env) for s in SETTINGS}
+
+    def get(self, setting: Setting[T]) -> T | None:
+        """`setting`'s value; None when it is unset and has no default."""
+        found: T | None = self._values[setting.name]
+        return found
+
+    def __getitem__(self, setting: Setting[T]) -> T:
+        """`setting`'s value (a setting with a default always has one)."""
+        found = self.get(setting)
+        if found is None:
+            raise LookupError(f"{setting.name} has no default")
+        return found
