@@ -1,6 +1,7 @@
-"""The README's walk-through, run as written against a real `pm-order serve` with
-the demo's tokens and inventory: every curl answers what the README shows, and
-again after starting over as the README says (`rm -rf var`)."""
+"""The walk-through of the README (and of docs/api.md), run as written against a
+real `pm-order serve` with the demo's tokens and inventory: every curl answers what
+the page shows, and the README's again after starting over as it says
+(`rm -rf var`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+import pytest
 
 from tests.integration.processes import ApiServer, run_pm_order
 
@@ -33,9 +36,9 @@ class Step:
     shown: Any
 
 
-def walkthrough() -> list[Step]:
-    """Each curl of the README's walk-through, with the answer shown after it."""
-    text = README.read_text(encoding="utf-8")
+def walkthrough(page: Path) -> list[Step]:
+    """Each curl of the page's walk-through, with the answer shown after it."""
+    text = page.read_text(encoding="utf-8")
     section = text.split("## A walk through the API", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```(sh|json)\n(.*?)```", section, flags=re.S)
     steps: list[Step] = []
@@ -112,13 +115,18 @@ def make_run(var: Path, log: Path) -> ApiServer:
     return ApiServer(env, log, api_only=False)
 
 
-def test_the_readme_s_walk_through_answers_as_shown_and_again_after_starting_over(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("page", "runs"),
+    [(README, ("first", "after rm -rf var")), (ROOT / "docs" / "api.md", ("first",))],
+    ids=["README", "docs-api"],
+)
+def test_the_walk_through_answers_as_shown_and_again_after_starting_over(
+    page: Path, runs: tuple[str, ...], tmp_path: Path
 ) -> None:
-    steps = walkthrough()
+    steps = walkthrough(page)
     assert [s.method for s in steps] == ["POST", "GET", "PUT", "GET", "GET"]
     var = tmp_path / "var"
-    for run in ("first", "after rm -rf var"):
+    for run in runs:
         # given `make run` on the demo inventory
         server = make_run(var, tmp_path / f"serve-{run}.log")
         try:
