@@ -245,7 +245,8 @@ class Items(Kind[frozenset[str]]):
                 items.add(self.read(part))
             except ValueError:
                 raise ConfigError(
-                    f"{name}={shown(text)!r} has {shown(part)!r}: {self.allowed()}"
+                    f"{name}={shown(text)!r} must be {self.allowed()} "
+                    f"({shown(part)!r} is not one)"
                 ) from None
         return frozenset(items)
 
@@ -411,7 +412,7 @@ TOKENS_FILE: Final = Setting(
 )
 APPROVER_ROLES: Final = Setting(
     "PM_ORDER_APPROVER_ROLES",
-    Items(any_text, "list role names, separated by commas"),
+    Items(any_text, "role names, separated by commas"),
     None,
     "Roles allowed to accept or refuse, comma-separated; empty: any member of the "
     "destination project.",
@@ -575,7 +576,7 @@ MAX_MAILTO: Final = Setting(
 )
 MAIL_DOMAINS: Final = Setting(
     "PM_ORDER_MAIL_DOMAINS",
-    Items(_mail_domain, "list mail domains such as example.com, separated by commas"),
+    Items(_mail_domain, "mail domains such as example.com, separated by commas"),
     None,
     "The mail domains `mailto` may name, comma-separated (exact domains, any "
     "case); empty: any.",
@@ -618,7 +619,7 @@ TRUSTED_PROXIES: Final = Setting(
     "PM_ORDER_TRUSTED_PROXIES",
     Items(
         _network,
-        "list the proxies' IP addresses or networks (10.0.0.0/8), separated by commas",
+        "IP addresses or networks (such as 10.0.0.0/8), separated by commas",
     ),
     None,
     "The proxies in front (load balancer, gateway) whose `X-Forwarded-For` names "

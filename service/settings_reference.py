@@ -51,11 +51,14 @@ def _cell(text: str) -> str:
 
 
 def _row(setting: Setting[Any]) -> str:
-    takes = setting.kind.allowed()
-    if setting.unit:
-        takes += f" ({setting.unit})"
     default = f"`{setting.default}`" if setting.default is not None else "unset"
-    cells = (f"`{setting.name}`", takes, default, setting.help)
+    cells = (
+        f"`{setting.name}`",
+        setting.kind.allowed(),
+        setting.unit or "-",
+        default,
+        setting.help,
+    )
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
@@ -67,8 +70,8 @@ def markdown() -> str:
         sections.setdefault(setting.section, []).append(setting)
     for section, members in sections.items():
         parts.append(f"\n## {section}\n\n")
-        parts.append("| variable | takes | default | what it does |\n")
-        parts.append("| --- | --- | --- | --- |\n")
+        parts.append("| variable | takes | unit | default | what it does |\n")
+        parts.append("| --- | --- | --- | --- | --- |\n")
         parts.extend(_row(setting) + "\n" for setting in members)
     return "".join(parts)
 
