@@ -183,3 +183,9 @@ def _keystone_settings(values: s.Values) -> KeystoneSettings | None:
 def check_database_url(url: str) -> str:
     """`url` if it names a store (sqlite:///PATH or PostgreSQL); ConfigError if not."""
     return s.database_url(url)
+
+
+def parse_duration(text: str, name: str) -> timedelta:
+    """A duration written as every duration setting is ('500ms', '90s', '15m',
+    '2h', '1d'; a bare number is seconds) for an option called `name`."""
+    return timedelta(seconds=s.Duration(high=366 * s.DAY).parse(name, text.strip()))

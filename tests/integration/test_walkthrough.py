@@ -23,7 +23,7 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 README: Final = ROOT / "README.md"
 SHOWN_BASE: Final = "http://127.0.0.1:8080"
 # Times differ from run to run; everything else must be as shown.
-TIME_FIELDS: Final = ("create_at", "update_at")
+TIME_FIELDS: Final = ("create_at", "update_at", "handled_at")
 
 
 @dataclass(frozen=True)
