@@ -339,13 +339,15 @@ class Setting(Generic[T]):
 
     def read(self, env: Mapping[str, str]) -> T | None:
         """Its value in `env` (blank: the default; None when there is none)."""
-        text = _given(env, self.name)
+        name, text = self.name, _given(env, self.name)
         for old in self.old_names:
             if text is None and (text := _given(env, old)) is not None:
+                # An error then names the variable the operator set.
+                name = old
                 _log.warning("%s is deprecated: set %s instead", old, self.name)
         if text is None:
             text = self.default
-        return None if text is None else self.kind.parse(self.name, text)
+        return None if text is None else self.kind.parse(name, text)
 
     def value(self, env: Mapping[str, str]) -> T:
         """Its value in `env`, or its default (only for a setting with one)."""

@@ -212,6 +212,9 @@ def test_an_old_name_is_read_with_a_warning_naming_the_new_one(
     assert [r.getMessage() for r in caplog.records] == [
         "PM_ORDER_OLD is deprecated: set PM_ORDER_NEW instead"
     ]
+    # a bad value names the variable that holds it
+    with pytest.raises(ConfigError, match=r"^PM_ORDER_OLD='x' must be"):
+        renamed.read({"PM_ORDER_OLD": "x"})
 
 
 # Read by pm-order's code, set by pm-order itself: not an operator's setting.
