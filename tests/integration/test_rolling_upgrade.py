@@ -47,7 +47,7 @@ from tests.integration.releases import (
     materialise,
 )
 from tests.integration.smtp_server import Received, SmtpServer
-from tests.integration.test_worked_example import followed as worked_example
+from tests.integration.successor import successor
 
 pytestmark = pytest.mark.postgres
 
@@ -158,19 +158,25 @@ def head_release() -> Release:
 
 
 @pytest.fixture(scope="session")
-def head_with_a_column_added(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """HEAD plus docs/read-models.md's worked example: a column in the lists."""
+def head_with_changed_read_models(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Release:
+    """HEAD with its read models changed as a successor would: a column added
+    (docs/read-models.md's worked example), a column renamed, a view added."""
     return changed_head(
-        tmp_path_factory.mktemp("releases") / "server_count",
-        worked_example,
-        "server_count",
+        tmp_path_factory.mktemp("releases") / "successor",
+        successor,
+        "changed-read-models",
     )
 
 
 # (N-1, N): the release users run today and HEAD; HEAD and its successor.
 PAIRS = {
     "3f1bc4c-to-HEAD": ("previous_release", "head_release"),
-    "HEAD-to-HEAD-with-a-column": ("head_release", "head_with_a_column_added"),
+    "HEAD-to-HEAD-with-changed-read-models": (
+        "head_release",
+        "head_with_changed_read_models",
+    ),
 }
 
 
