@@ -58,8 +58,8 @@ def check_postgres() -> None:
 
 def views_schema(schema: str) -> str:
     """The schema of this release's read models beside the store's `schema`."""
-    from projections.generations import generation_of
-    from service.store import generation_schema, read_models
+    from projections.generations import generation_of, generation_schema
+    from service.store import read_models
 
     return generation_schema(schema, generation_of(read_models()))
 

@@ -84,7 +84,7 @@ def _held(
 ) -> None:
     """Server `snid` is held by `order_id` (None: by no order) from `at`, and
     belongs to `project` if given."""
-    held = {"order_id": order_id, "updated_at": at.timestamp()}
+    held: dict[str, object] = {"order_id": order_id, "updated_at": at.timestamp()}
     if project is not None:
         held["project"] = project
     changes.update(SERVERS, {"snid": snid}, **held)

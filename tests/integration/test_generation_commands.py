@@ -13,11 +13,10 @@ from pathlib import Path
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from projections.generations import generation_of
+from projections.generations import generation_of, generation_schema
 from service.release import VERSION
 from service.store import (
     generation_path,
-    generation_schema,
     postgres_settings,
     read_models,
     sqlite_path,
