@@ -61,6 +61,7 @@ def verdict_rows(table: str, key: str) -> list[str]:
 @pytest.mark.parametrize(
     ("name", "key", "printed"),
     [
+        ("peers", "1. peers", ["pm-order: POST an order", "CRUD: POST an order"]),
         ("create", "1. create", ["ours: POST an order", "baseline: bare INSERT"]),
         ("lag", "3. lag", ["ours: order created to shown", "INSERT+NOTIFY"]),
         ("projector", "4. projector", ["ours: Projector", "ProjectionRunner"]),
