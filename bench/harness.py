@@ -171,6 +171,7 @@ class Process:
         *,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
         self.port = port
@@ -180,7 +181,7 @@ class Process:
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             list(argv),
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -235,14 +236,8 @@ def running(process: Process) -> Iterator[Process]:
         process.stop()
 
 
-def pm_order_process(
-    command: str,
-    database_url: str,
-    *,
-    tokens: Path | None = None,
-    api_only: bool = False,
-) -> Process:
-    """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
+def pm_order_env(database_url: str, tokens: Path | None = None) -> dict[str, str]:
+    """The settings of a benchmark's pm-order process on `database_url`."""
     # Benchmarks measure throughput: the per-token rate limit would cap it, and one
     # source project holds more unfinished orders than the default allows (the
     # limit is still checked: its count is part of each POST's cost).
@@ -253,6 +248,18 @@ def pm_order_process(
     }
     if tokens is not None:
         env["PM_ORDER_TOKENS_FILE"] = str(tokens)
+    return env
+
+
+def pm_order_process(
+    command: str,
+    database_url: str,
+    *,
+    tokens: Path | None = None,
+    api_only: bool = False,
+) -> Process:
+    """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
+    env = pm_order_env(database_url, tokens)
     argv = [PYTHON, "-m", "cli", command]
     port = None
     if command == "serve":
