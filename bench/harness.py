@@ -322,7 +322,8 @@ class Row:
     baseline: str = ""
     ratio: str = ""
     target: str = ""
-    verdict: str = ""  # PASS, FAIL or "" (a figure shown, not judged)
+    # PASS, FAIL, "CANNOT JUDGE: why" (the run cannot tell) or "" (a figure shown)
+    verdict: str = ""
     load: str = ""
 
 
@@ -360,6 +361,18 @@ class Report:
                 f"target {target}",
                 "PASS" if ok else "FAIL",
                 load_average(),
+            )
+        )
+
+    def cannot_judge(self, label: str, value: str, target: str, why: str) -> None:
+        """A target this run cannot judge (`why`): neither PASS nor FAIL."""
+        self.rows.append(
+            Row(
+                label,
+                value,
+                target=f"target {target}",
+                verdict=f"CANNOT JUDGE: {why}",
+                load=load_average(),
             )
         )
 
