@@ -111,9 +111,11 @@ BENCHMARKS: Final = {
                 "20",
                 "--rebuild-seconds",
                 "60",
+                "--rebuild-post-rate",
+                "5",
             ),
         },
-        {"full": 2100, "small": 600, "tiny": 120},
+        {"full": 2100, "small": 600, "tiny": 200},
     ),
 }
 
