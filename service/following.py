@@ -22,6 +22,13 @@ from typing import Any, Final, TypeVar
 
 from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
+from projections.generations import generation, mark_caught_up, mark_seen
+from projections.other_generations import (
+    PROJECTOR,
+    OtherGeneration,
+    position_of,
+    running_others,
+)
 from projections.projector import ProjectionConflict, Projector, tracked_position
 from service.election import Election
 from service.notify_listener import NotifyListener
@@ -41,6 +48,13 @@ _WAIT_POLL_MOST: Final = 0.05
 # it moved; this timer only bounds the wait should an announcement be lost.
 _WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
+# How often a process looks for other releases' read models that serve.
+_OTHERS_EVERY_SECONDS: Final = 1.0
+# How often a process not projecting reads whether its generation caught up.
+_GENERATION_POLL: Final = 0.5
+# How often a process says that it serves from its generation (the registry's
+# `seen_at`: `pm-order db finish-upgrade` drops only generations unseen for long).
+SEEN_EVERY_SECONDS: Final = 30.0
 # How long stop() lets a projector finish the page it is applying.
 STOP_GRACE_SECONDS: Final = 10.0
 
@@ -85,12 +99,25 @@ class Following:
         projectors: Sequence[Projector],
         executor: Executor,
         *,
+        generation: str | None = None,
+        head: Callable[[], int | None] | None = None,
         run_projectors: bool = True,
         idle_poll: float = IDLE_POLL_SECONDS,
         standby_poll: float = STANDBY_POLL_SECONDS,
         events_channel: str | None = None,
     ) -> None:
         self.db = db
+        # The generation of the read models followed (None: not registered, as
+        # in tests of the projection alone): served from once it has caught up.
+        self.generation = generation
+        # The log's head, read from the event store (for reads while other
+        # releases serve: see projections/other_generations.py).
+        self._head = head
+        # Other releases' read models that serve now: writes wait for them too.
+        self.others: list[OtherGeneration] = []
+        self._caught_up = asyncio.Event()
+        if generation is None:
+            self._caught_up.set()
         self.projectors = list(projectors)
         self.views = [v.name for p in self.projectors for v in p.views]
         self.executor = executor
@@ -128,6 +155,16 @@ class Following:
         return min(self._positions.values(), default=0)
 
     @property
+    def caught_up_once(self) -> bool:
+        """Whether this generation of the read models has reached the log's head
+        (here or in another process): until then it is still being built from
+        the log, and nothing is served from it."""
+        return self._caught_up.is_set()
+
+    async def wait_caught_up_once(self) -> None:
+        await self._caught_up.wait()
+
+    @property
     def leading(self) -> bool:
         """Whether this process runs the projector of every followed view."""
         return all(self._leading.values())
@@ -140,6 +177,8 @@ class Following:
     async def start(self) -> None:
         for view in self.views:
             self._positions[view] = await self._position_or(view, 0)
+        if self.generation is not None:
+            await self._learn_caught_up(self.generation)
         if self.run_projectors:
             for projector in self.projectors:
                 self._projecting.append(
@@ -148,6 +187,10 @@ class Following:
         if self.listener is not None:
             self._spawn(self.listener.listen(), "listen")
             self._spawn(self.listener.heartbeat(), "listener heartbeat")
+        if self.generation is not None:
+            self._spawn(self._keep_registered(self.generation), "generation")
+            if isinstance(self.db, PostgresViews):
+                self._spawn(self._watch_others(self.db), "other releases")
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each projector finish the page it is applying (within `grace`
@@ -194,9 +237,12 @@ class Following:
             for view in views:
                 self._leading[view] = leading
 
+        # A generation's projector is named by the generation alone (its schema):
+        # another release finds whether it runs without knowing its views.
+        leadership = PROJECTOR if self.generation is not None else projector.name
         return Election(
             "projector",
-            self.db.leadership(projector.name),
+            self.db.leadership(leadership),
             self.executor,
             doing=f"projecting {', '.join(views)}",
             on_change=lead,
@@ -235,6 +281,11 @@ class Following:
                 for view in projector.views:
                     self._advance(view.name, position)
                 continue
+            if not self._caught_up.is_set() and self.generation is not None:
+                # Nothing newer to apply: the generation has reached the head.
+                await self._run(mark_caught_up, self.db, self.generation)
+                log.info("generation %s of the read models caught up", self.generation)
+                self._caught_up.set()
             await self._pause(name, self.idle_poll)
 
     async def _pause(self, name: str, seconds: float) -> None:
@@ -304,6 +355,96 @@ class Following:
         for wanted, future in self._waiters:
             if wanted <= reached and not future.done():
                 future.set_result(None)
+
+    async def _keep_registered(self, name: str) -> None:
+        """Learn when generation `name` has caught up (where another process
+        projects it), then say now and then that a process serves from it."""
+        while not self._caught_up.is_set():
+            if await self._learn_caught_up(name):
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_GENERATION_POLL):
+                    await self._caught_up.wait()
+        while True:
+            try:
+                await self._run(mark_seen, self.db, name)
+            except Exception as error:  # noqa: BLE001 - a heartbeat missed is no harm
+                log.warning("cannot record generation %s as in use: %s", name, error)
+            await asyncio.sleep(SEEN_EVERY_SECONDS)
+
+    async def others_caught_up(self, position: int, timeout: float) -> bool:
+        """Wait until every other release's serving read models show `position`
+        (none: at once)."""
+        others = list(self.others)
+        if not others:
+            return True
+        assert isinstance(self.db, PostgresViews)
+        db = self.db
+        try:
+            async with asyncio.timeout(timeout):
+                for other in others:
+                    delay = _WAIT_POLL_FIRST
+                    while True:
+                        reached = await self._run(position_of, db, other)
+                        if reached is None or reached >= position:
+                            break
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, _WAIT_POLL_MOST)
+        except TimeoutError:
+            return False
+        return True
+
+    async def caught_up_with_the_head(self, timeout: float) -> bool:
+        """While other releases serve: wait until this process's read models
+        show every write stored so far (one another release answered, say)."""
+        if not self.others or self._head is None:
+            return True
+        head = await self._run(self._head) or 0
+        return await self.caught_up(head, timeout)
+
+    async def _watch_others(self, db: PostgresViews) -> None:
+        """Keep `others`: the other generations whose projector runs and that
+        have caught up (their processes serve, or are about to)."""
+        assert self.generation is not None
+        serving: set[str] = set()
+        head_before = None
+        while True:
+            try:
+                running = await self._run(running_others, db, self.generation)
+                head = (await self._run(self._head) if self._head else 0) or 0
+                found = []
+                for other in running:
+                    position = await self._run(position_of, db, other)
+                    if position is None:
+                        continue
+                    # Caught up once since its projector started: serving.
+                    if other.name in serving or (
+                        head_before is not None and position >= head_before
+                    ):
+                        serving.add(other.name)
+                        found.append(other)
+                serving &= {other.name for other in running}
+                if [o.name for o in found] != [o.name for o in self.others]:
+                    log.info(
+                        "other releases' read models serving: %s",
+                        ", ".join(o.name for o in found) or "none",
+                    )
+                self.others = found
+                head_before = head
+            except Exception as error:  # noqa: BLE001 - look again; never crash the watch
+                log.warning("cannot see other releases' read models: %s", error)
+            await asyncio.sleep(_OTHERS_EVERY_SECONDS)
+
+    async def _learn_caught_up(self, name: str) -> bool:
+        """Whether the registry says generation `name` has caught up (noted)."""
+        try:
+            found = await self._run(generation, self.db, name)
+        except Exception as error:  # noqa: BLE001 - read again; never crash the watch
+            log.warning("cannot read generation %s: %s", name, error)
+            return False
+        if found is not None and found.caught_up:
+            self._caught_up.set()
+        return self._caught_up.is_set()
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)
