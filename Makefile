@@ -9,7 +9,7 @@ export PM_ORDER_DATABASE_URL ?= sqlite:///var/pm-order.sqlite3
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test test-sqlite lint bench clean catalogs
+.PHONY: install run test test-sqlite lint bench clean catalogs docs
 
 # The users' languages (PM_ORDER_LANGUAGE): one gettext catalog each. The .po is
 # what translators edit and what git keeps; install compiles each to its .mo.
@@ -54,6 +54,12 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# The documentation site, docs/ built into site/ (open site/index.html); the
+# configuration page is first written from the settings table (service/settings.py).
+docs: install
+	$(BIN)/python -m service.settings_reference > docs/configuration.md
+	$(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -72,4 +78,4 @@ soak: install
 	$(BIN)/python bench/soak.py $(SOAK_FLAGS)
 
 clean:
-	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)
+	rm -rf $(VENV) var site *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)

@@ -79,6 +79,12 @@ def register(commands: Any) -> None:
         default="10m",
         help="how long a generation's processes must have been gone (default 10m)",
     )
+    finish.add_argument(
+        "--generation",
+        metavar="NAME",
+        help="drop only this generation (or 0.1.0's read models): after a "
+        "rollback, the newer release's own (see `projections generations`)",
+    )
     finish.set_defaults(command=finish_upgrade)
 
 
@@ -185,7 +191,7 @@ def finish_upgrade(config: Config, args: argparse.Namespace) -> int:
     _ = config.language.gettext
     store = open_store(config.database_url, create_tables=False)
     try:
-        dropped = store.finish_upgrade(idle)
+        dropped = store.finish_upgrade(idle, only=args.generation)
     finally:
         store.close()
     if not dropped:
