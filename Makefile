@@ -65,7 +65,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# ONLY=create,list,lag,projector,growth picks some; SIZE=small for a quick look
+# ONLY=peers,create,list,lag,projector,growth picks some; SIZE=small for a quick look
 # (SIZE=tiny: every benchmark in seconds, as tests/bench does in `make test`).
 # Full size grows one store to 1,000,000 orders (growth), and list measures on it.
 bench: install
