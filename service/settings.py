@@ -381,7 +381,10 @@ class Setting(Generic[T]):
                 _log.warning("%s is deprecated: set %s instead", old, self.name)
         if text is None:
             text = self.default
-        return None if text is None else self.kind.parse(name, text)
+        if text is None:
+            return None
+        one_line(name, text, self.kind)
+        return self.kind.parse(name, text)
 
     def value(self, env: Mapping[str, str]) -> T:
         """Its value in `env`, or its default (only for a setting with one)."""
@@ -392,23 +395,24 @@ class Setting(Generic[T]):
 
 
 def _given(env: Mapping[str, str], name: str) -> str | None:
-    return one_line(name, (env.get(name) or "").strip()) or None
+    return (env.get(name) or "").strip() or None
 
 
-def one_line(name: str, value: str) -> str:
-    """`value`, refused when it holds a control character: settings reach headers
-    (WWW-Authenticate, From), URLs and logs, where one would end a line early.
+def one_line(name: str, text: str, kind: Kind[Any]) -> None:
+    """ConfigError when `text` holds a control character: a setting's value
+    reaches headers (WWW-Authenticate, From), URLs and logs, where one would end
+    a line early. (Free text, a user name or a password, is taken as written.)
 
-    The message names the setting and where the character is, never the value
-    (it may be a password).
+    The message says where the character is, never the value.
     """
-    for position, character in enumerate(value, start=1):
+    if isinstance(kind, Text | Items) and kind.read is any_text:
+        return
+    for position, character in enumerate(text, start=1):
         if unicodedata.category(character) == "Cc":
             raise ConfigError(
                 f"{name} holds a control character (U+{ord(character):04X} at "
-                f"character {position}): a setting is one line of printable text"
+                f"character {position}): it must be {kind.allowed()}, on one line"
             )
-    return value
 
 
 # Where a bound is not the contract's, it is far beyond any sensible value and
