@@ -195,6 +195,9 @@ class Store:
                 )
             )
         with self.views.writing() as cursor:
+            # Millions of rows take longer than the views' bound on a statement
+            # (SET LOCAL: until this transaction ends).
+            cursor.execute("SET LOCAL statement_timeout = 0")
             for view in self.all_views:
                 for table in view.tables:
                     cursor.execute(f"ANALYZE {table}")  # names are ours, not input
