@@ -50,8 +50,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         "and its servers while it owns them",
     )
     parser.add_argument(
-        "--output",
         "-o",
+        "--output",
         type=Path,
         metavar="FILE",
         help="write to FILE (complete or not at all) instead of standard output",
@@ -119,10 +119,13 @@ def _counted(
     records: Iterator[dict[str, Any]], bar: Progress, after: int
 ) -> Iterator[dict[str, Any]]:
     """`records`, moving `bar` by their notification ids as they go by."""
+    last = after
     for record in records:
-        if record["id"] % 1000 == 0:
-            bar.update(record["id"] - after)
+        last = record["id"]
+        if last % 100 == 0:
+            bar.update(last - after)
         yield record
+    bar.update(last - after)
     bar.close()
 
 
