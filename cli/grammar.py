@@ -127,6 +127,7 @@ def finish(root: argparse.ArgumentParser) -> None:
             parser.description = summary[0].upper() + summary[1:] + "."
         if parser is root or parser._subparsers is not None:
             continue
+        parser.set_defaults(command_path=path)
         global_options(parser, top=False)
         if path[0] in NO_OUTPUT:
             continue

@@ -33,7 +33,13 @@ from domain.exceptions import DomainError, StoreUnavailable
 from mail.settings import without_password
 from projections.database import ViewDatabaseUnavailable
 from service import interpreter, logs
-from service.config import Config, ConfigError, check_database_url
+from service.config import (
+    COMMAND_DB_POOL_SIZE,
+    Config,
+    ConfigError,
+    check_database_url,
+    db_pool_size,
+)
 from service.logs import redact
 from service.release import VERSION
 
@@ -56,6 +62,15 @@ _DATABASE_UNAVAILABLE: Final = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     interpreter.tune()
+    # Every connection says which process opened it (pg_stat_activity's
+    # application_name): libpq's own variable, so that each pool, lock and
+    # listener gets it; an operator's PGAPPNAME, or an application_name in the
+    # URL, wins.
+    os.environ.setdefault("PGAPPNAME", application_name(args))
+    if args.command_path[0] not in ("serve", "worker"):
+        # A command holds two connections at most: one a pool (event store,
+        # read models), whatever the serving processes' PM_ORDER_DB_POOL_SIZE.
+        os.environ["PM_ORDER_DB_POOL_SIZE"] = str(COMMAND_DB_POOL_SIZE)
     log_format = args.log_format or os.environ.get("PM_ORDER_LOG_FORMAT") or "json"
     if log_format not in logs.FORMATS:
         print(
@@ -67,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "needs_config", True):
         return int(args.command(None, args))
     try:
+        db_pool_size()  # a bad value: one line, exit 2, before any connection
         config = Config.from_env()
         if args.database_url:
             config = replace(config, database_url=_flag_url(args.database_url))
@@ -93,6 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so that the exit's flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def application_name(args: argparse.Namespace) -> str:
+    """`pm-order-serve`, `pm-order-serve-api-only`, `pm-order-worker`, or the
+    command's words (`pm-order-machines-list`)."""
+    words = ["pm-order", *args.command_path]
+    if words[1:] == ["serve"] and args.api_only:
+        words.append("api-only")
+    return "-".join(words)
 
 
 def _say(error: str) -> None:

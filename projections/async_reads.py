@@ -24,14 +24,15 @@ from projections.order_lists import OrderLists, OrderPage
 class AsyncListReads:
     """The order lists' page query, on the event loop."""
 
-    def __init__(self, views: PostgresViews, *, max_size: int = 4) -> None:
+    def __init__(self, views: PostgresViews, *, max_size: int | None = None) -> None:
+        """`max_size`: as the synchronous reads' pool, unless given."""
         from psycopg_pool import AsyncConnectionPool
 
         self.views = views
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             views.conninfo,
             min_size=1,
-            max_size=max_size,
+            max_size=views.max_size if max_size is None else max_size,
             timeout=views.connect_timeout,
             reconnect_timeout=POOL_RECONNECT_SECONDS,
             kwargs={

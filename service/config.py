@@ -358,3 +358,28 @@ def check_database_url(url: str) -> str:
         f"PM_ORDER_DATABASE_URL={without_password(url)!r} must be sqlite:///PATH or "
         "postgresql://USER:PASS@HOST:PORT/DB"
     )
+
+
+# -- connections to PostgreSQL (docs/deployment-connections.md) -------------------
+
+# Each pool of a serving process (event store, read models, the API's async list
+# reads) holds at most this many: `serve --api-only` opens 3 x 2 + 1 = 7, so
+# that ten API hosts and two workers fit a default server's 100 connections.
+DEFAULT_DB_POOL_SIZE: Final = 2
+MAX_DB_POOL_SIZE: Final = 50
+# A command of the command line (not serve, not worker): one connection a pool,
+# two in all.
+COMMAND_DB_POOL_SIZE: Final = 1
+
+
+def db_pool_size(env: Mapping[str, str] | None = None) -> int:
+    """PM_ORDER_DB_POOL_SIZE: the most connections each of a process's pools to
+    PostgreSQL holds (1 to 50, default 2)."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    return _whole_number(
+        lambda name: (source.get(name) or "").strip() or None,
+        "PM_ORDER_DB_POOL_SIZE",
+        DEFAULT_DB_POOL_SIZE,
+        low=1,
+        high=MAX_DB_POOL_SIZE,
+    )

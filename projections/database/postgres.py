@@ -42,6 +42,7 @@ class PostgresViews(ViewDatabase):
 
         self.conninfo = conninfo
         self.schema = schema
+        self.max_size = max_size
         self.connect_timeout = connect_timeout
         options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
         if schema:
@@ -159,7 +160,7 @@ class PostgresViews(ViewDatabase):
         return PostgresViews(
             self.conninfo,
             schema=schema,
-            max_size=2,
+            max_size=1,  # a rebuild's or a verification's scratch: one writer
             connect_timeout=self.connect_timeout,
         )
 
