@@ -221,6 +221,7 @@ async def authentication_middleware(
         )
     request[IDENTITY] = identity
     refuse_when_limited(request)
+    health.refuse_until_built(request)
     return await handler(request)
 
 

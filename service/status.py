@@ -33,6 +33,9 @@ class Sample:
     views: list[view_status.ViewStatus] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # How the tables this process reads differ from what it expects (none: as
+    # expected).
+    shape_problems: list[str] = field(default_factory=list)
 
     @property
     def head(self) -> int:
@@ -90,4 +93,5 @@ class StoreStatus:
             taken_at=self.clock(),
             views=views,
             outbox=outbox_by_state(self.store.views),
+            shape_problems=self.store.shape_problems(),
         )

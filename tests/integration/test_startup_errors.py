@@ -132,6 +132,8 @@ READ_ONLY = [
     ["mail", "list"],
     ["report", "--since", "2026-01-01"],
     ["events", "export"],
+    ["projections", "generations"],
+    ["db", "finish-upgrade"],
 ]
 
 
