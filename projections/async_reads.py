@@ -40,11 +40,16 @@ class AsyncListReads:
                 "autocommit": True,
                 "prepare_threshold": 0,
             },
+            configure=self._configure_session,
             open=False,
         )
         # version(): the calls waiting for the next read, and the task reading.
         self._waiting: list[tuple[str, asyncio.Future[int | None]]] = []
         self._reader: asyncio.Task[None] | None = None
+
+    async def _configure_session(self, connection: Any) -> None:
+        """As the views' pool: their settings, set by the session itself."""
+        await connection.execute(*self.views.session_statement())
 
     async def open(self) -> None:
         # Not waiting for the first connection: a database that is down at start

@@ -154,6 +154,21 @@ def test_a_server_and_a_worker_share_the_work_behind_pgbouncer(
             ).fetchone()
         assert row is not None
         assert row[0] >= 1
+        # and the read models are in their generation's schema, not in public:
+        # the search path reached the sessions although PgBouncer dropped the
+        # startup options
+        with psycopg.connect(
+            POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}", autocommit=True
+        ) as connection:
+            schemas = {
+                schema
+                for (schema,) in connection.execute(
+                    "SELECT table_schema FROM information_schema.tables"
+                    " WHERE table_name = 'server_ownership'"
+                )
+            }
+        assert schemas, "no server_ownership table"
+        assert "public" not in schemas, schemas
     finally:
         server.stop()
         worker.stop()
