@@ -120,7 +120,8 @@ def drop_postgres_schema(schema: str) -> None:
 
 
 # tests/integration/test_pgbouncer.py runs the contract tests again with their
-# PostgreSQL store behind a PgBouncer: its URL, with no database named.
+# PostgreSQL store behind a PgBouncer in front of the same server: its URL,
+# with no database named.
 PGBOUNCER_URL: Final = os.environ.get("PM_ORDER_TEST_PGBOUNCER_URL") or None
 
 
@@ -131,34 +132,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/pm-order.sqlite3"
         return
     need_postgres()
-    if PGBOUNCER_URL is not None:
-        yield from _database_behind_pgbouncer(PGBOUNCER_URL)
-        return
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
+    if PGBOUNCER_URL is not None:  # the same server's database, through PgBouncer
+        database = POSTGRES_URL.rsplit("/", 1)[1]
+        yield f"{PGBOUNCER_URL.rstrip('/')}/{database}?schema={schema}"
+    else:
+        yield f"{POSTGRES_URL}?schema={schema}"
     drop_postgres_schema(schema)
-
-
-def _database_behind_pgbouncer(bouncer_url: str) -> Iterator[str]:
-    """A database of its own, reached through PgBouncer: its settings are the
-    database's own, as docs/deployment-connections.md says (PgBouncer passes no
-    startup options, and so no schema: the store is in `public`)."""
-    import psycopg
-    from psycopg import sql
-
-    database = f"bounced_{uuid.uuid4().hex[:12]}"
-    name = sql.Identifier(database)
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-        for setting, value in (("statement_timeout", "10s"), ("lock_timeout", "5s")):
-            connection.execute(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    name, sql.Identifier(setting), sql.Literal(value)
-                )
-            )
-    yield f"{bouncer_url.rstrip('/')}/{database}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A real PgBouncer (Debian's package) in front of a PostgreSQL server, in the
 mode docs/deployment-connections.md recommends: session pooling, pm-order's
-startup `options` ignored (their settings are the database's own instead)."""
+startup `options` ignored (the read models' sessions set their settings
+themselves)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,7 @@ class PgBouncer:
             f"auth_file = {self.folder / 'users.txt'}\n"
             f"pool_mode = {pool_mode}\n"
             # pm-order sends statement_timeout, lock_timeout and search_path as
-            # startup options, which PgBouncer refuses; they are the database's
-            # (or the role's) settings instead.
+            # startup options too, which PgBouncer refuses unless ignored.
             "ignore_startup_parameters = options\n"
             "max_client_conn = 2000\n"
             "default_pool_size = 40\n"
