@@ -32,12 +32,14 @@ from projections.generations import (
     forget,
     generation,
     generation_of,
+    generation_schema,
     generations,
     mark_caught_up,
     register,
 )
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
+from projections.other_generations import LEGACY_PROJECTOR, PROJECTOR
 from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
@@ -129,6 +131,7 @@ class Store:
             [self.projector()],
             executor,
             generation=self.generation,
+            head=self.app.recorder.max_notification_id,
             run_projectors=run_projectors,
             idle_poll=idle_poll,
             events_channel=getattr(self.app.recorder, "channel_name", None),
@@ -209,21 +212,28 @@ class Store:
         if projector.position() >= (self.app.recorder.max_notification_id() or 0):
             mark_caught_up(self.views, self.generation)
 
-    def finish_upgrade(self, idle_seconds: float) -> list[str]:
+    def finish_upgrade(
+        self, idle_seconds: float, *, only: str | None = None
+    ) -> list[str]:
         """Drop the read models no process serves from any more: every other
         generation whose processes were last seen over `idle_seconds` ago and
         whose projector nobody leads, and release 0.1.0's tables (beside the
         event store's) when its projector is not running. What was dropped, by
-        name. (The event log is untouched: a release rolled back to later
-        builds its read models again from it.)"""
+        name; with `only`, just that generation (this release's own included:
+        after a rollback) or 0.1.0's. (The event log is untouched: a release
+        rolled back to later builds its read models again from it.)"""
         dropped = []
         now = time.time()
         for older in generations(self.views):
-            if older.name == self.generation or now - older.seen_at < idle_seconds:
+            if only is None and older.name == self.generation:
+                continue  # (`only` names it after a rollback: this release's own)
+            if only is not None and older.name != only:
+                continue
+            if now - older.seen_at < idle_seconds:
                 continue
             if self._drop_generation(older.name):
                 dropped.append(older.name)
-        if self._drop_legacy_tables():
+        if only in (None, LEGACY_RELEASE) and self._drop_legacy_tables():
             dropped.append(LEGACY_RELEASE)
         return dropped
 
@@ -232,7 +242,7 @@ class Store:
         if isinstance(views, PostgresViews):
             base = views.shared_schema or "public"
             schema = generation_schema(base, name)
-            busy = AdvisoryLock(views, f"pm-order:{schema}:{self.projector().name}")
+            busy = AdvisoryLock(views, f"pm-order:{schema}:{PROJECTOR}")
             if not busy.try_acquire():
                 return False  # its projector runs: a process of it is alive
             try:
@@ -262,7 +272,7 @@ class Store:
         names = [*LEGACY_TABLES, "pm_order_schema"]
         if isinstance(views, PostgresViews):
             base = views.shared_schema or "public"
-            busy = AdvisoryLock(views, f"pm-order:{base}:{self.projector().name}")
+            busy = AdvisoryLock(views, f"pm-order:{base}:{LEGACY_PROJECTOR}")
             if not busy.try_acquire():
                 return False
             try:
@@ -397,11 +407,6 @@ def generation_path(store_path: Path, name: str) -> Path:
     """Where generation `name` of the read models of the SQLite store at
     `store_path` is: a file beside it."""
     return store_path.with_name(f"{store_path.name}.views-{name}")
-
-
-def generation_schema(schema: str, name: str) -> str:
-    """The PostgreSQL schema of generation `name` beside the store's `schema`."""
-    return f"{schema}_views_{name}"
 
 
 def _expand_shared_tables(settings: PostgresSettings, *, upgrade: bool) -> None:

@@ -11,6 +11,8 @@ import signal
 import sqlite3
 from typing import Any
 
+import uvloop
+
 from cli.listen_address import bind_failure, check_listen_address
 from cli.store_path import check_store_path
 from service.config import Config, ConfigError, parse_duration
@@ -84,6 +86,12 @@ def register(commands: Any) -> None:
         default="10m",
         help="how long a generation's processes must have been gone (default 10m)",
     )
+    finish.add_argument(
+        "--generation",
+        metavar="NAME",
+        help="drop only this generation (or 0.1.0's read models): after a "
+        "rollback, the newer release's own (see `projections generations`)",
+    )
     finish.set_defaults(command=finish_upgrade)
 
 
@@ -118,7 +126,10 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
     app = create_app(
         config, authenticator=authenticator_for(config), background=not args.api_only
     )
-    asyncio.run(
+    # uvloop: the event loop's own work (polling, callbacks, transports) in C;
+    # measured in bench/README.md ("uvloop"). "serving on" is logged once the
+    # port is bound (_run_until_signalled).
+    uvloop.run(
         _run_until_signalled(
             app,
             args.host,
@@ -182,7 +193,7 @@ async def _run_until_signalled(
 def worker_command(config: Config, args: argparse.Namespace) -> int:
     from service.worker import work
 
-    asyncio.run(work(config))
+    uvloop.run(work(config))
     return 0
 
 
@@ -192,7 +203,7 @@ def finish_upgrade(config: Config, args: argparse.Namespace) -> int:
     check_store_path(config.database_url)  # it drops; it never makes a store
     store = open_store(config.database_url, create_tables=False)
     try:
-        dropped = store.finish_upgrade(idle)
+        dropped = store.finish_upgrade(idle, only=args.generation)
     finally:
         store.close()
     if args.json:
