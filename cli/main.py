@@ -38,7 +38,6 @@ from service.config import (
     Config,
     ConfigError,
     check_database_url,
-    db_pool_size,
 )
 from service.logs import redact
 from service.release import VERSION
@@ -67,10 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # listener gets it; an operator's PGAPPNAME, or an application_name in the
     # URL, wins.
     os.environ.setdefault("PGAPPNAME", application_name(args))
-    if args.command_path[0] not in ("serve", "worker"):
-        # A command holds two connections at most: one a pool (event store,
-        # read models), whatever the serving processes' PM_ORDER_DB_POOL_SIZE.
-        os.environ["PM_ORDER_DB_POOL_SIZE"] = str(COMMAND_DB_POOL_SIZE)
     log_format = args.log_format or os.environ.get("PM_ORDER_LOG_FORMAT") or "json"
     if log_format not in logs.FORMATS:
         print(
@@ -82,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "needs_config", True):
         return int(args.command(None, args))
     try:
-        db_pool_size()  # a bad value: one line, exit 2, before any connection
-        config = Config.from_env()
+        config = Config.from_env()  # every setting checked, the pools' size too
+        if args.command_path[0] not in ("serve", "worker"):
+            # A command holds two connections at most: one a pool (event store,
+            # read models), whatever the serving processes' PM_ORDER_DB_POOL_SIZE.
+            os.environ["PM_ORDER_DB_POOL_SIZE"] = str(COMMAND_DB_POOL_SIZE)
         if args.database_url:
             config = replace(config, database_url=_flag_url(args.database_url))
             url_named_by("--database-url")

@@ -172,6 +172,7 @@ def test_after_a_rollback_the_newer_releases_read_models_are_dropped_by_name(
 ) -> None:
     # given: this release's read models, no process of it running (rolled back;
     # none seen for longer than the operator's --idle)
+    made(database_url, tmp_path)
     assert servers(database_url, tmp_path) == []
     own = generation_of(read_models())
     if database_url.startswith("sqlite"):
