@@ -189,3 +189,16 @@ def parse_duration(text: str, name: str) -> timedelta:
     """A duration written as every duration setting is ('500ms', '90s', '15m',
     '2h', '1d'; a bare number is seconds) for an option called `name`."""
     return timedelta(seconds=s.Duration(high=366 * s.DAY).parse(name, text.strip()))
+
+
+# -- connections to PostgreSQL (docs/deployment-connections.md) -------------------
+
+# A command of the command line (not serve, not worker): one connection a pool,
+# two in all, whatever PM_ORDER_DB_POOL_SIZE says for the serving processes.
+COMMAND_DB_POOL_SIZE: Final = 1
+
+
+def db_pool_size(env: Mapping[str, str] | None = None) -> int:
+    """PM_ORDER_DB_POOL_SIZE (the settings' table): the most connections each
+    of a process's pools to PostgreSQL holds."""
+    return s.DB_POOL_SIZE.value(os.environ if env is None else env)

@@ -394,6 +394,18 @@ CREATE_TABLES: Final = Setting(
     "([Operating](operating.md)).",
     STORE,
 )
+DB_POOL_SIZE: Final = Setting(
+    "PM_ORDER_DB_POOL_SIZE",
+    Whole(1, 50),
+    "2",
+    "The most connections each pool of a serving process holds to PostgreSQL "
+    "(event store, read models, the API's list reads): `serve --api-only` opens "
+    "3 x this + 1, `serve` and `worker` a few more for their leaderships; a "
+    "command of the command line holds 2 whatever it says "
+    "([Connections](deployment-connections.md)).",
+    STORE,
+    unit="connections",
+)
 IDLE_POLL_SECONDS: Final = Setting(
     "PM_ORDER_IDLE_POLL_SECONDS",
     Duration(high=DAY),
@@ -674,6 +686,7 @@ LOG_FORMAT: Final = Setting(
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     DATABASE_URL,
     CREATE_TABLES,
+    DB_POOL_SIZE,
     IDLE_POLL_SECONDS,
     TOKENS_FILE,
     KEYSTONE_URL,
