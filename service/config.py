@@ -127,6 +127,8 @@ class Config:
     tokens_file: Path | None = None
     keystone: KeystoneSettings | None = None
     approver_roles: frozenset[str] = frozenset()
+    # PM_ORDER_POLICY_FILE: oslo.policy rules overriding the defaults (api/policy.py).
+    policy_file: Path | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     # PM_ORDER_LANGUAGE: what mails, the report and the command line speak.
     language: Language = ENGLISH
@@ -201,6 +203,7 @@ class Config:
                 for r in (get("PM_ORDER_APPROVER_ROLES") or "").split(",")
                 if r.strip()
             ),
+            policy_file=_policy_file(get("PM_ORDER_POLICY_FILE")),
             timezone=zone,
             language=_language(get("PM_ORDER_LANGUAGE") or "en"),
             warn_after=parse_duration(
@@ -231,6 +234,18 @@ class Config:
                 "no way to check tokens: set PM_ORDER_TOKENS_FILE to a tokens file "
                 "(see examples/tokens.json) or PM_ORDER_KEYSTONE_URL to Keystone v3"
             )
+
+
+def _policy_file(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(
+            f"PM_ORDER_POLICY_FILE={text!r}: no such file (a policy.yaml; see "
+            "examples/policy.yaml.sample)"
+        )
+    return path
 
 
 def _seconds(get: Callable[[str], str | None], name: str, default: str) -> float:
