@@ -18,6 +18,11 @@ from domain.limits import DEFAULT_MAX_UNFINISHED_ORDERS, OrderLimits
 from domain.values import MAX_MAILTO, MAX_SNIDS_PER_ORDER
 from language import ENGLISH, Language, LanguageUnknown
 from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
+from notifications.settings import (
+    DEFAULT_TOPIC,
+    NotificationSettings,
+    TransportUrlInvalid,
+)
 from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
 DEFAULT_DATABASE_URL: Final = "sqlite:///var/pm-order.sqlite3"
@@ -135,6 +140,9 @@ class Config:
     warn_after: timedelta = timedelta(hours=1)
     warn_max: int = 3
     smtp: SmtpSettings | None = None
+    # PM_ORDER_TRANSPORT_URL (+ PM_ORDER_NOTIFICATION_TOPIC,
+    # PM_ORDER_NOTIFICATION_DURABLE): where events are announced; None: nowhere.
+    notifications: NotificationSettings | None = None
     mail_from: str = "pm-order@localhost"
     api_prefix: str = "/mana_api"
     # Off in production: tables then come only from `pm-order db upgrade`.
@@ -211,6 +219,7 @@ class Config:
             ),
             warn_max=int(warn_max_text),
             smtp=_smtp_settings(get("PM_ORDER_SMTP_URL")),
+            notifications=_notification_settings(get),
             mail_from=check_address(get("PM_ORDER_MAIL_FROM") or "pm-order@localhost"),
             api_prefix=prefix,
             create_tables=create_tables in ("yes", "1", "true"),
@@ -321,6 +330,34 @@ def _rate(
             f"{name}={text!r} must be a rate such as 20/s, 600/m or 3600/h, or off"
         )
     return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
+
+
+_TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _notification_settings(
+    get: Callable[[str], str | None],
+) -> NotificationSettings | None:
+    url = get("PM_ORDER_TRANSPORT_URL")
+    if url is None:
+        return None
+    topic = get("PM_ORDER_NOTIFICATION_TOPIC") or DEFAULT_TOPIC
+    if not _TOPIC.fullmatch(topic):
+        raise ConfigError(
+            f"PM_ORDER_NOTIFICATION_TOPIC={topic[:60]!r} must be 1..200 of "
+            "A-Z a-z 0-9 . _ - (such as notifications)"
+        )
+    durable = (get("PM_ORDER_NOTIFICATION_DURABLE") or "yes").lower()
+    if durable not in ("yes", "no", "1", "0", "true", "false"):
+        raise ConfigError(
+            f"PM_ORDER_NOTIFICATION_DURABLE={durable[:20]!r} must be yes or no"
+        )
+    try:
+        return NotificationSettings.from_url(
+            url, topic=topic, durable=durable in ("yes", "1", "true")
+        )
+    except TransportUrlInvalid as error:
+        raise ConfigError(f"PM_ORDER_TRANSPORT_URL={error}") from None
 
 
 def _smtp_settings(url: str | None) -> SmtpSettings | None:

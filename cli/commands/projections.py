@@ -11,6 +11,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final, TextIO
 
 from language import Language, ljust, rjust, width
+from notifications.backlog import backlog
 from projections import rebuild as rebuilding
 from projections import view_status
 from projections.mail_outbox import MailOutbox
@@ -58,6 +59,9 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
             view_status.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
         ]
+        # The announcements on the bus, once published: behind like a view.
+        if announced := backlog(store.app.recorder, store.app.mapper, store.views):
+            rows.append(announced)
     if args.json:
         for row in rows:
             moved_at = _iso(row.moved_at, config.timezone)
