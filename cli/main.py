@@ -18,6 +18,7 @@ from cli.commands import (
     events,
     machines,
     mail,
+    notifications,
     projections,
     report,
     serve,
@@ -111,5 +112,6 @@ def parser() -> argparse.ArgumentParser:
     projections.register(commands)
     events.register(commands)
     mail.register(commands)
+    notifications.register(commands)
     report.register(commands)
     return root

@@ -113,9 +113,7 @@ class Publisher:
         up to the rest of the second for new events."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ROUND_SECONDS
-        if not self._started:
-            await in_pool(self.executor, self._start)
-            self._started = True
+        await self.start()
         position = await in_pool(self.executor, self._position)
         while (left := deadline - loop.time()) > 0:
             page = await in_pool(self.executor, self._page, position, None)
@@ -129,6 +127,14 @@ class Publisher:
                 self.executor, NotificationPositions.move, self.views, page.end
             )
             position = page.end
+
+    async def start(self) -> None:
+        """Make the position (at the log's head, for a new outbox) if there is
+        none: called as the process starts, so that what it stores from then on
+        is announced; again by each round until it succeeds."""
+        if not self._started:
+            await in_pool(self.executor, self._start)
+            self._started = True
 
     async def replay(self, start: int, stop: int) -> int:
         """Publish the order events at log positions `start`..`stop` again

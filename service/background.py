@@ -94,6 +94,8 @@ class Background:
         else:
             self._elected("mailer", self.mailer.deliver_due, self.mail_poll)
         if self.notifier is not None:
+            with contextlib.suppress(Exception):  # else its first round does it
+                await self.notifier.start()
             # Its round waits for new events itself; after a failure (the
             # broker down), a second before trying again.
             self._elected("notifier", self.notifier.publish_due, 0, retry_after=1.0)

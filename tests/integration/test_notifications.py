@@ -1,0 +1,199 @@
+"""Every order event announced on RabbitMQ as an OpenStack notification, read by
+oslo.messaging's own notification listener (the documented consumer, run as a
+process): each once after de-duplication, in each order's event order, also
+across a broker restart and a SIGKILL of the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from api.app import create_app
+from domain.service import OrderService
+from notifications.envelope import action_of, message_id
+from notifications.publisher import ORDER_TOPIC_PREFIX
+from service.config import Config
+from service.store import Store
+from tests.api.given import decided, ordered
+from tests.conftest import INVENTORY, Api, FakeClock
+from tests.integration.processes import run_pm_order
+from tests.integration.rabbitmq import (
+    BROKER_URL,
+    Consumer,
+    delete_queue,
+    need_broker,
+    settings,
+    unique_topic,
+)
+from tests.integration.waiting import in_thread
+
+Announced = tuple[str, int, str]  # (message_id, order, action)
+ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+def announced_events(store: Store, after: int = 0) -> list[Announced]:
+    """The order events of the log after `after`, in log order, as announced."""
+    app = store.app
+    return [
+        (message_id(event), event.number, action_of(event))
+        for n in app.recorder.select_notifications(
+            start=after, limit=10**6, inclusive_of_start=False
+        )
+        if n.topic.startswith(ORDER_TOPIC_PREFIX)
+        for event in [app.mapper.to_domain_event(n)]
+    ]
+
+
+def assert_once_each_in_order(
+    received: list[dict[str, Any]], expected: list[Announced]
+) -> None:
+    """Each expected notification came exactly once, each order's in its order."""
+    ids = [m["message_id"] for m in received]
+    assert len(ids) == len(set(ids)), "the consumer printed a repeat"
+    wanted = {m for m, _, _ in expected}
+    got = [m for m in received if m["message_id"] in wanted]
+    assert {m["message_id"] for m in got} == wanted
+    for order in {o for _, o, _ in expected}:
+        assert [m["action"] for m in got if m["order_id"] == order] == [
+            a for _, o, a in expected if o == order
+        ]
+
+
+@pytest.fixture
+def topic() -> Iterator[str]:
+    need_broker()
+    name = unique_topic()
+    yield name
+    delete_queue(BROKER_URL, name)
+
+
+@pytest.fixture
+def consumer(topic: str, tmp_path: Path) -> Iterator[Consumer]:
+    listening = Consumer(BROKER_URL, topic, tmp_path)
+    yield listening
+    listening.stop()
+
+
+async def test_every_event_of_an_api_run_comes_once_in_order_as_a_notification(
+    aiohttp_client: Any,
+    store: Store,
+    config: Config,
+    clock: FakeClock,
+    topic: str,
+    consumer: Consumer,
+) -> None:
+    # given: the API announcing on the broker
+    service = OrderService(store.app, clock=clock)
+    service.register_servers(INVENTORY)
+    app = create_app(
+        replace(config, notifications=settings(BROKER_URL, topic)),
+        store=store,
+        clock=clock,
+    )
+    api = Api(client=await aiohttp_client(app), store=store, service=service)
+    # when: orders requested, accepted, refused, warned about
+    accepted = await ordered(api, "SN-A-001,SN-A-002")
+    refused = await ordered(api, "SN-A-003")
+    warned = await ordered(
+        api, "SN-B-001", dest="proj-a", token="tok-bob", tenant="proj-b"
+    )
+    await decided(api, [accepted], accept=True)
+    await decided(api, [refused], accept=False)
+    clock.advance(hours=2)
+    service.raise_warning(warned, every=timedelta(hours=1), most=3)
+    # then
+    expected = announced_events(store)
+    assert [a for _, _, a in expected].count("warning") == 1
+    received = await in_thread(consumer.wait_for, {m for m, _, _ in expected})
+    assert_once_each_in_order(received, expected)
+    first = next(m for m in received if m["order_id"] == accepted)
+    assert first["event_type"] == "pm_order.order.requested"
+    assert first["publisher_id"].startswith("pm-order.")
+    assert first["payload_version"] == "1.0"
+    assert (first["source_project"], first["dest_project"]) == ("proj-a", "proj-b")
+    assert first["snids"] == ["SN-A-001", "SN-A-002"]
+    assert {m["event_type"] for m in received} == {
+        "pm_order.order.requested",
+        "pm_order.order.accepted",
+        "pm_order.order.refused",
+        "pm_order.order.warning",
+    }
+
+    # and the backlog drains to nothing, as /readyz says
+    async def drained() -> bool:
+        response = await api.client.get("/readyz")
+        return (await response.json())["checks"]["notifications"]["backlog_events"] == 0
+
+    for _ in range(100):
+        if await drained():
+            break
+    else:
+        raise AssertionError("the backlog never drained")
+
+
+async def test_a_new_outbox_on_a_store_with_history_announces_from_then_on_and_a_replay_the_past(
+    aiohttp_client: Any,
+    store: Store,
+    store_url: str,
+    config: Config,
+    clock: FakeClock,
+    topic: str,
+    consumer: Consumer,
+    tmp_path: Path,
+) -> None:
+    # given: orders stored before any notifier ran
+    service = OrderService(store.app, clock=clock)
+    service.register_servers(INVENTORY)
+    before = [
+        service.request_transfer(
+            source_project="proj-a",
+            user="alice",
+            snids=[snid],
+            dest_project="proj-b",
+            mailto=[],
+        ).order_id
+        for snid in ("SN-A-001", "SN-A-002")
+    ]
+    head = service.head()
+    # when: the API starts announcing, and an order follows
+    app = create_app(
+        replace(config, notifications=settings(BROKER_URL, topic)),
+        store=store,
+        clock=clock,
+    )
+    api = Api(client=await aiohttp_client(app), store=store, service=service)
+    after = await ordered(api, "SN-A-003")
+    # then: only the new order is announced
+    new = announced_events(store, after=head)
+    received = await in_thread(consumer.wait_for, {m for m, _, _ in new})
+    assert {m["order_id"] for m in received} == {after}
+    # when: the operator replays the past
+    env = {
+        "PM_ORDER_DATABASE_URL": store_url,
+        "PM_ORDER_TRANSPORT_URL": BROKER_URL,
+        "PM_ORDER_NOTIFICATION_TOPIC": topic,
+        "PM_ORDER_TOKENS_FILE": str(config.tokens_file),
+    }
+    done = await in_thread(
+        lambda: run_pm_order(
+            "notifications",
+            "replay",
+            "--from",
+            "1",
+            "--to",
+            str(head),
+            cwd=ROOT,
+            env=env,
+        )
+    )
+    # then: the earlier orders come too, each once
+    assert done.returncode == 0, done.stderr
+    assert "guest:***@" in done.stdout and ":guest@" not in done.stdout
+    old = announced_events(store)[: len(before)]
+    received = await in_thread(consumer.wait_for, {m for m, _, _ in old})
+    assert {m["order_id"] for m in received} == {*before, after}
