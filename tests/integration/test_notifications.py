@@ -5,6 +5,11 @@ across a broker restart and a SIGKILL of the worker."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -18,13 +23,19 @@ from domain.service import OrderService
 from notifications.envelope import action_of, message_id
 from notifications.publisher import ORDER_TOPIC_PREFIX
 from service.config import Config
-from service.store import Store
+from service.store import Store, open_store
 from tests.api.given import decided, ordered
 from tests.conftest import INVENTORY, Api, FakeClock
-from tests.integration.processes import run_pm_order
+from tests.integration.processes import (
+    ApiServer,
+    PmOrderProcess,
+    run_pm_order,
+    wait_until,
+)
 from tests.integration.rabbitmq import (
     BROKER_URL,
     Consumer,
+    OwnRabbitNode,
     delete_queue,
     need_broker,
     settings,
@@ -136,7 +147,7 @@ async def test_every_event_of_an_api_run_comes_once_in_order_as_a_notification(
         raise AssertionError("the backlog never drained")
 
 
-async def test_a_new_outbox_on_a_store_with_history_announces_from_then_on_and_a_replay_the_past(
+async def test_a_new_outbox_announces_from_then_on_and_a_replay_the_past(
     aiohttp_client: Any,
     store: Store,
     store_url: str,
@@ -193,7 +204,129 @@ async def test_a_new_outbox_on_a_store_with_history_announces_from_then_on_and_a
     )
     # then: the earlier orders come too, each once
     assert done.returncode == 0, done.stderr
-    assert "guest:***@" in done.stdout and ":guest@" not in done.stdout
+    assert "guest:***@" in done.stdout
+    assert ":guest@" not in done.stdout
     old = announced_events(store)[: len(before)]
     received = await in_thread(consumer.wait_for, {m for m, _, _ in old})
     assert {m["order_id"] for m in received} == {*before, after}
+
+
+# -- through a broker restart and a SIGKILL of the worker ---------------------------
+
+
+@pytest.fixture(scope="module")
+def own_node() -> Iterator[OwnRabbitNode]:
+    """A RabbitMQ node this module may stop (the machine's is never stopped)."""
+    try:
+        node = OwnRabbitNode()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        pytest.fail(f"cannot start a RabbitMQ node of the test's own: {error}")
+    yield node
+    node.destroy()
+
+
+class Client:
+    """The API over HTTP, as a client would call it; retries a 503 (the store
+    or the views not ready while a worker restarts), as the contract says."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        for _ in range(300):
+            request = urllib.request.Request(
+                self.base_url + path,
+                data=data,
+                method=method,
+                headers={
+                    "X-Auth-Token": token,
+                    "Sp-Agent": "scloudm",
+                    "Content-Type": "application/json",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if error.code != 503:
+                    raise
+            time.sleep(0.1)
+        raise AssertionError(f"{method} {path} answered 503 for 30 s")
+
+    def order(self, snid: str) -> int:
+        body = {"snids": snid, "dest_project": "proj-b"}
+        return int(
+            self.call("POST", "/mana_api/pm_order/proj-a", "tok-alice", body)[
+                "order_id"
+            ]
+        )
+
+    def decide(self, order: int, accept: bool) -> None:
+        body = {"order_ids": str(order), "accept": 1 if accept else 0}
+        self.call("PUT", "/mana_api/pm_order/proj-b", "tok-bob", body)
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(self.base_url + path, timeout=10) as response:
+            return str(response.read().decode())
+
+
+@pytest.mark.postgres
+def test_notifications_survive_a_broker_restart_and_a_killed_worker(
+    own_node: OwnRabbitNode,
+    postgres_schema_url: str,
+    tokens_path: Path,
+    tmp_path: Path,
+) -> None:
+    # given: an API process and a worker announcing on the test's own broker
+    topic = unique_topic()
+    store = open_store(postgres_schema_url)
+    OrderService(store.app).register_servers(
+        [(f"SN-K-{n:03d}", "proj-a") for n in range(1, 41)]
+    )
+    env = {
+        "PM_ORDER_DATABASE_URL": postgres_schema_url,
+        "PM_ORDER_TOKENS_FILE": str(tokens_path),
+        "PM_ORDER_TRANSPORT_URL": own_node.url,
+        "PM_ORDER_NOTIFICATION_TOPIC": topic,
+        "PM_ORDER_RATE_LIMIT": "off",
+    }
+    worker = PmOrderProcess(["worker"], env, tmp_path / "worker-1.log")
+    api = ApiServer(env, tmp_path / "api.log")
+    consumer = Consumer(own_node.url, topic, tmp_path)
+    client = Client(api.base_url)
+    snids = iter(f"SN-K-{n:03d}" for n in range(1, 41))
+    try:
+        worker.wait_for_log("running the notifier here")
+        orders = [client.order(next(snids)) for _ in range(5)]
+        # when: the broker stops while orders keep coming
+        own_node.stop_broker()
+        orders += [client.order(next(snids)) for _ in range(5)]
+        client.decide(orders[0], accept=True)
+        # then: the backlog shows
+        wait_until(lambda: _backlog(client) > 0, "the backlog to show in /readyz", 30)
+        assert "pm_order_notifications_backlog_events" in client.get("/metrics")
+        # when: the broker is back, and the worker is killed in the middle of work
+        own_node.start_broker()
+        orders += [client.order(next(snids)) for _ in range(5)]
+        worker.kill()
+        worker.stop()  # (its log file)
+        worker = PmOrderProcess(["worker"], env, tmp_path / "worker-2.log")
+        orders += [client.order(next(snids)) for _ in range(5)]
+        for order in orders[1:6]:
+            client.decide(order, accept=order % 2 == 0)
+        # then: every event came, once each, each order's in order
+        expected = announced_events(store)
+        received = consumer.wait_for({m for m, _, _ in expected}, 120)
+        assert_once_each_in_order(received, expected)
+        wait_until(lambda: _backlog(client) == 0, "the backlog to drain", 60)
+    finally:
+        consumer.stop()
+        worker.stop()
+        api.stop()
+        store.close()
+
+
+def _backlog(client: Client) -> int:
+    body = json.loads(client.get("/readyz"))
+    return int(body["checks"]["notifications"].get("backlog_events", -1))
