@@ -266,7 +266,7 @@ class Publisher:
                 _check_confirmed(result)
         except Exception as error:
             self.state.failures += 1
-            self.state.last_error = _described(error)
+            self.state.last_error = _described(error, self.settings.password)
             await self._disconnect()
             raise
         self.state.published += len(messages)
@@ -318,7 +318,7 @@ def _check_confirmed(result: ConfirmationFrameType | BaseException | None) -> No
         raise PublishFailed(f"the broker did not take a message: {result!r}")
 
 
-def _described(error: BaseException) -> str:
-    """The error for the log and status, without the URL's password (the
-    client's messages name the host, never the credentials)."""
-    return f"{type(error).__name__}: {error}"[:300]
+def _described(error: BaseException, password: str) -> str:
+    """The error for status, never with the broker's password in it."""
+    text = f"{type(error).__name__}: {error}"
+    return (text.replace(password, "***") if password else text)[:300]
