@@ -252,6 +252,7 @@ async def authentication_middleware(
         raise ApiError(403, refusal.message)
     request[IDENTITY] = identity
     refuse_when_limited(request)
+    health.refuse_until_built(request)
     return await handler(request)
 
 

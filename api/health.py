@@ -19,11 +19,12 @@ from api.responses import json_ok
 from projections.view_status import ViewStatus
 from service.config import Config
 from service.postgres_url import hosts_report, libpq_parameters
+from service.release import VERSION
 from service.status import Sample
 
 log = logging.getLogger(__name__)
 
-CHECKS: Final = ("store", "views", "listener")
+CHECKS: Final = ("store", "generation", "views", "listener")
 NO_PROJECTOR_REMEDY: Final = (
     "`pm-order worker` (or a `pm-order serve` without --api-only)"
 )
@@ -57,6 +58,7 @@ async def readyz(request: web.Request) -> web.Response:
     sample = await request.app[STATUS].sample()
     checks = {
         "store": await _store_check(sample, config),
+        "generation": _generation_check(request.app, sample),
         "views": _views_check(sample, config, time.time(), _projects(request.app)),
         "listener": _listener_check(request.app),
         # Shown, never failed on: a broker outage must not take the API out of
@@ -117,6 +119,57 @@ def _stuck(view: ViewStatus, config: Config, now: float) -> bool:
     return view.lag_events > 0 and (
         view.moved_at is None or now - view.moved_at > config.ready_stuck_after
     )
+
+
+def _building(app: web.Application) -> bool:
+    """Whether this release's read models are still being built from the log."""
+    background = app.get(BACKGROUND)
+    return background is not None and not background.following.caught_up_once
+
+
+def refuse_until_built(request: web.Request) -> None:
+    """503 while this release's generation of the read models is being built
+    from the log: what it would answer is not yet true (nor would a write's
+    answer wait for its effect to show). Load balancers see it in /readyz."""
+    if _building(request.app):
+        background = request.app[BACKGROUND]
+        raise ApiError(
+            503,
+            f"this process (release {VERSION}) is building its read models"
+            f" (generation {background.following.generation}) from the event"
+            " log: ask another process, or again shortly; nothing was written",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+
+def _generation_check(app: web.Application, sample: Sample) -> dict[str, Any]:
+    background = app.get(BACKGROUND)
+    if background is None or background.following.generation is None:
+        return {"ok": True, "detail": "not registered (no background work)"}
+    following = background.following
+    name = following.generation
+    if sample.shape_problems:
+        return {
+            "ok": False,
+            "detail": f"the tables of generation {name} are not the shape release"
+            f" {VERSION} reads: {'; '.join(sample.shape_problems)}",
+            "generation": name,
+        }
+    if not following.caught_up_once:
+        position = min((v.position for v in sample.views), default=0)
+        head = sample.head
+        done = f"{position} of {head} events" if head else "starting"
+        return {
+            "ok": False,
+            "detail": f"generation {name} of the read models (release {VERSION})"
+            f" is being built from the event log: {done}",
+            "generation": name,
+        }
+    return {
+        "ok": True,
+        "detail": f"generation {name} (release {VERSION}) has caught up",
+        "generation": name,
+    }
 
 
 async def refuse_writes_nobody_projects(request: web.Request) -> None:

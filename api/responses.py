@@ -52,6 +52,9 @@ def order_json(order: OrderRow, zone: ZoneInfo) -> dict[str, Any]:
         "create_at": format_time(order.created_at, zone),
         "update_at": format_time(order.updated_at, zone),
         "warning_count": order.warning_count,
+        # Who accepted or refused it, and when ("" while unfinished).
+        "handled_by": order.decided_by or "",
+        "handled_at": format_time(order.decided_at, zone),
     }
 
 

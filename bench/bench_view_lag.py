@@ -46,7 +46,9 @@ from harness import (
     percentile,
     pm_order_process,
     running,
+    search_path,
     tokens_file,
+    views_schema,
 )
 from psycopg import sql
 
@@ -74,7 +76,7 @@ class Tracker:
 
     async def follow(self, channel: str, stop: asyncio.Event) -> None:
         """Read the tracking on every progress NOTIFY (and every 100 ms besides)."""
-        options = f"-c search_path={self.schema.name}"
+        options = f"-c search_path={search_path(self.schema.name)}"
         async with (
             await psycopg.AsyncConnection.connect(
                 POSTGRES_URL, autocommit=True, options=options
@@ -229,7 +231,7 @@ class RowWatcher:
         self.wake = asyncio.Event()
 
     async def follow(self, channel: str, expected: int, stop: asyncio.Event) -> None:
-        options = f"-c search_path={self.schema.name}"
+        options = f"-c search_path={search_path(self.schema.name)}"
         async with (
             await psycopg.AsyncConnection.connect(
                 POSTGRES_URL, autocommit=True, options=options
@@ -282,7 +284,7 @@ async def measure_http(
     count = int(rate * seconds)
     watcher = RowWatcher(schema)
     stop = asyncio.Event()
-    channel = f"{schema.name}_pm_order_projected"
+    channel = f"{views_schema(schema.name)}_pm_order_projected"
     watching = asyncio.create_task(watcher.follow(channel, count, stop))
     latencies: list[float] = []
     url = f"{base_url}/mana_api/pm_order/{SOURCE}"

@@ -56,12 +56,30 @@ def check_postgres() -> None:
         ) from None
 
 
+def views_schema(schema: str) -> str:
+    """The schema of this release's read models beside the store's `schema`."""
+    from projections.generations import generation_of
+    from service.store import generation_schema, read_models
+
+    return generation_schema(schema, generation_of(read_models()))
+
+
+def search_path(schema: str) -> str:
+    """Where unqualified names are found, as pm-order's own connections find
+    them: this release's read models first, then the store's schema."""
+    return f"{views_schema(schema)},{schema}"
+
+
 def connect(schema: str, **kwargs: Any) -> Any:
-    """A psycopg connection whose unqualified names are `schema`'s."""
+    """A psycopg connection whose unqualified names are pm-order's tables of
+    `schema` (its read models' and its event store's)."""
     import psycopg
 
     return psycopg.connect(
-        POSTGRES_URL, options=f"-c search_path={schema}", connect_timeout=5, **kwargs
+        POSTGRES_URL,
+        options=f"-c search_path={search_path(schema)}",
+        connect_timeout=5,
+        **kwargs,
     )
 
 
@@ -120,9 +138,18 @@ def drop_schema(name: str) -> None:
     try:
         with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as c:
             c.execute("SET lock_timeout = '20s'")
-            c.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
-            )
+            # The store's schema, and those beside it (its read models').
+            beside = c.execute(
+                "SELECT nspname FROM pg_namespace"
+                " WHERE nspname = %s OR starts_with(nspname, %s)",
+                (name, f"{name}_"),
+            ).fetchall()
+            for (schema,) in beside:
+                c.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                        sql.Identifier(schema)
+                    )
+                )
     except psycopg.Error as error:
         print(f"warning: could not drop schema {name}: {error}", file=sys.stderr)
 

@@ -122,7 +122,9 @@ class DeliveryLedger:
 
     @staticmethod
     def create_tables(db: ViewDatabase) -> None:
-        with db.writing() as cursor:
+        """Make the ledger beside the event store: shared by every generation of
+        the read models, so a new generation's outbox sends nothing again."""
+        with db.shared_writing() as cursor:
             for statement in _DDL:
                 cursor.execute(statement)
 

@@ -50,7 +50,9 @@ class NotificationPositions:
 
     @staticmethod
     def create_tables(db: ViewDatabase) -> None:
-        with db.writing() as cursor:
+        """Make the table beside the event store, with the tables every release
+        and generation shares (the mail ledger)."""
+        with db.shared_writing() as cursor:
             for statement in _DDL:
                 cursor.execute(statement)
 
@@ -66,12 +68,14 @@ class NotificationPositions:
     @staticmethod
     def read(db: ViewDatabase, outbox: str = OUTBOX) -> Position | None:
         """The position; None before the outbox first ran (or its table exists)."""
-        with db.reading() as cursor:
-            if not db.has_table(cursor, "notification_positions"):
-                return None
-            cursor.execute(db.sql(_SELECT), (outbox,))
-            row = cursor.fetchone()
-        return Position(int(row[0]), float(row[1])) if row else None
+        try:
+            rows = db.query(_SELECT, (outbox,))
+        except Exception as error:
+            # (sqlite3's and psycopg's words for a table not made yet)
+            if "notification_positions" not in str(error):
+                raise
+            return None
+        return Position(int(rows[0][0]), float(rows[0][1])) if rows else None
 
     @staticmethod
     def move(db: ViewDatabase, position: int, outbox: str = OUTBOX) -> None:

@@ -65,8 +65,6 @@ ORDERS: Final = Table(
     key=["order_id"],
     keep_first=True,
     stored_as={"user": "user_name"},  # a word PostgreSQL reserves
-    # Called `resource_project` before schema version 4.
-    renamed={"resource_project": "source_project"},
 )
 OUTBOX: Final = Table(
     "mail_outbox",

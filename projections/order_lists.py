@@ -19,7 +19,7 @@ from typing import Any, Final
 from domain import workflow
 from domain.event_kinds import ORDER_TOPICS
 from domain.order import Order
-from projections.database import Cursor, ViewDatabase
+from projections.database import ViewDatabase
 from projections.page_writer import Changes, Int32, Lookup, Table
 from projections.view import ReadModel
 
@@ -61,6 +61,8 @@ class OrderRow:
     warned_at: float | None
     created_at: float
     updated_at: float
+    # When the destination accepted or refused it (None while unfinished).
+    decided_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -97,8 +99,6 @@ ORDERS: Final = Table(
     key=["id"],
     # `user` is a word PostgreSQL reserves.
     stored_as={"user": "user_name"},
-    # Called `resource_project` before schema version 4.
-    renamed={"resource_project": "source_project"},
     indexes=[
         # The warning scheduler's question: which unfinished orders waited longest.
         "CREATE INDEX IF NOT EXISTS order_lists_orders_waiting"
@@ -110,65 +110,8 @@ ORDERS: Final = Table(
 ITEMS: Final = Table(
     "order_lists_items", ListItem, key=["project", "list_type", "order_id"]
 )
-# Their `project` columns were called `tenant` before schema version 4.
-COUNTS: Final = Table(
-    "order_lists_counts",
-    ListCount,
-    key=["project", "list_type"],
-    renamed={"tenant": "project"},
-)
-VERSIONS: Final = Table(
-    "order_lists_versions",
-    ListsVersion,
-    key=["project"],
-    renamed={"tenant": "project"},
-)
-
-# Lists made before the versions were (an upgraded database) get the versions
-# their events would have stamped: per order and party, its request, each warning
-# and its decision. (Empty lists, or versions already there: nothing to do.)
-_BACKFILL_VERSIONS: Final = (
-    "INSERT INTO order_lists_versions (project, n)"
-    " SELECT project, SUM(n) FROM ("
-    "  SELECT source_project AS project, 1 + warning_count"
-    "  + CASE WHEN state = 'unfinished' THEN 0 ELSE 1 END AS n"
-    "  FROM order_lists_orders"
-    "  UNION ALL SELECT dest_project, 1 + warning_count"
-    "  + CASE WHEN state = 'unfinished' THEN 0 ELSE 1 END"
-    "  FROM order_lists_orders"
-    " ) AS parties"
-    " WHERE NOT EXISTS (SELECT 1 FROM order_lists_versions)"
-    " GROUP BY project"
-)
-
-# Databases whose counts predate SENT_UNFINISHED get it from their orders, once
-# (the fold keeps it from then on).
-_BACKFILL_SENT_UNFINISHED: Final = (
-    "INSERT INTO order_lists_counts (project, list_type, n)"
-    f" SELECT source_project, {SENT_UNFINISHED}, COUNT(*) FROM order_lists_orders"
-    f" WHERE state = '{workflow.UNFINISHED}'"
-    " AND NOT EXISTS"
-    f" (SELECT 1 FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED})"
-    " GROUP BY source_project"
-)
-
-# Lists made before the items (SCHEMA_VERSION 2 and older) kept an entry per
-# order and party (by `tenant`, as that table named the project), with its role
-# and the order's state: each becomes the items of the lists it was in, once,
-# and the entries go.
-_ENTRIES: Final = "order_lists_entries"
-_ITEMS_FROM_ENTRIES: Final = (
-    "INSERT INTO order_lists_items (project, list_type, order_id)"
-    " SELECT * FROM ("
-    f"  SELECT tenant, {ALL}, order_id FROM {_ENTRIES}"
-    "  UNION ALL SELECT tenant, CASE"
-    f"   WHEN role = 'source' THEN {REQUESTED_BY_ME}"
-    f"   WHEN state = '{workflow.UNFINISHED}' THEN {INBOX}"
-    f"   WHEN state = '{workflow.FINISHED}' THEN {ACCEPTED_BY_ME}"
-    f"   ELSE {REFUSED_BY_ME} END, order_id FROM {_ENTRIES}"
-    " ) AS items WHERE TRUE"
-    " ON CONFLICT (project, list_type, order_id) DO NOTHING"
-)
+COUNTS: Final = Table("order_lists_counts", ListCount, key=["project", "list_type"])
+VERSIONS: Final = Table("order_lists_versions", ListsVersion, key=["project"])
 
 # For an order requested before the page: its parties, found by the statement
 # itself (no read among the page's pipelined writes).
@@ -233,14 +176,7 @@ class OrderLists(ReadModel):
 
     name = NAME
     layout = (ORDERS, ITEMS, COUNTS, VERSIONS)
-    after_tables = (_BACKFILL_VERSIONS, _BACKFILL_SENT_UNFINISHED)
     topics = ORDER_TOPICS
-
-    def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        super().create_tables(cursor, db)
-        if db.has_table(cursor, _ENTRIES):
-            cursor.execute(_ITEMS_FROM_ENTRIES)
-            cursor.execute(f"DROP TABLE {_ENTRIES}")
 
     def fold(self, event: Any, changes: Changes) -> None:
         """An order requested in the page is inserted as its last event left it,
@@ -298,11 +234,8 @@ class OrderLists(ReadModel):
                 after, number = event.state, event.number
                 at, into = event.at.timestamp(), _DEST_LIST_OF_STATE[after]
                 if (order := changes.inserted(ORDERS, number)) is not None:
-                    order.state, order.decided_by, order.updated_at = (
-                        after,
-                        event.by,
-                        at,
-                    )
+                    order.state, order.decided_by = after, event.by
+                    order.updated_at = order.decided_at = at
                     dest_project = order.dest_project
                     changes.delete(ITEMS, (dest_project, INBOX, number))
                     changes.insert(ITEMS, ListItem(dest_project, into, number))
@@ -318,6 +251,7 @@ class OrderLists(ReadModel):
                         state=after,
                         decided_by=event.by,
                         updated_at=at,
+                        decided_at=at,
                     )
                     its_dest = _ITS_DESTINATION
                     changes.delete_through(

@@ -108,7 +108,6 @@ class Table(Generic[R]):
         indexes: Sequence[str] = (),
         keep_first: bool = False,
         stored_as: Mapping[str, str] | None = None,
-        renamed: Mapping[str, str] | None = None,
     ) -> None:
         hints = get_type_hints(row, include_extras=True)
         self.name = name
@@ -125,10 +124,6 @@ class Table(Generic[R]):
         # The fields that `add` sums: every one outside the key.
         self.counted = tuple(n for n in self.fields if n not in self.key)
         self.indexes = tuple(indexes)
-        # Old column name -> its name now: a database made before the rename
-        # has the column renamed by `ddl` (its indexes follow the column).
-        names = dict(zip(self.fields, self.names, strict=True))
-        self.renamed = {old: names[field] for old, field in (renamed or {}).items()}
         # A row inserted again (a replayed event) is left as it was.
         self.keep_first = keep_first
         self._fields_of: Callable[[R], tuple[Any, ...]] = attrgetter(*self.fields)
@@ -186,12 +181,8 @@ class Table(Generic[R]):
         """The column names of `fields`, each after `prefix`."""
         return [prefix + self.column(f).name for f in fields]
 
-    def ddl(self, existing: AbstractSet[str] = frozenset()) -> Iterator[str]:
-        """The statements that create the table and its indexes (idempotent);
-        `existing`: the columns the table has now, if it is there already."""
-        for old, new in self.renamed.items():
-            if old in existing:
-                yield f"ALTER TABLE {self.name} RENAME COLUMN {old} TO {new}"
+    def ddl(self) -> Iterator[str]:
+        """The statements that create the table and its indexes (idempotent)."""
         columns = ", ".join(
             f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}"
             for c in self.columns

@@ -71,10 +71,14 @@ def view_contents(db: ViewDatabase, view: View) -> Contents:
 
 
 def read_contents(cursor: Cursor, view: View) -> Contents:
+    """Every row of every table of `view`, its columns by name in the row's
+    order (whatever order the database keeps them in), sorted."""
     contents: Contents = {}
-    for table in view.tables:
-        cursor.execute(f"SELECT * FROM {table}")  # names are ours, not input
-        contents[table] = sorted((tuple(row) for row in cursor.fetchall()), key=repr)
+    for table in view.layout:
+        # Names are ours, not input.
+        cursor.execute(f"SELECT {table.selected} FROM {table.name}")
+        rows = cursor.fetchall()
+        contents[table.name] = sorted((tuple(row) for row in rows), key=repr)
     return contents
 
 

@@ -72,7 +72,7 @@ def rebuild(
             # The tracking row first: it is what a live projector locks first too,
             # so the two take turns instead of interleaving their rows.
             set_position(cursor, live, view.name, position)
-            live.copy_tables_from(scratch, view.tables, cursor)
+            live.copy_tables_from(scratch, view.layout, cursor)
             live.announce_progress(cursor)
     finally:
         scratch.discard()

@@ -59,8 +59,7 @@ class ReportedOrder:
     servers: int
     requested_at: float
     requested_day: date
-    # The state the workflow gave it (before schema version 4: "accepted" for
-    # finished, rewritten by `after_tables`).
+    # The state the workflow gave it.
     outcome: str
     decision_seconds: float | None
 
@@ -120,8 +119,6 @@ DAYS: Final = Table(
     "reports_days",
     DayFigures,
     key=["project", "day"],
-    # Called `accepted` before schema version 4.
-    renamed={"accepted": "finished"},
     indexes=[
         # Reports over every project for a date range.
         "CREATE INDEX IF NOT EXISTS reports_days_by_day ON reports_days (day, project)",
@@ -131,21 +128,12 @@ ORDERS: Final = Table(
     "reports_orders",
     ReportedOrder,
     key=["order_id"],
-    # Called `project` before schema version 4.
-    renamed={"project": "source_project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS reports_orders_by_project_day"
         " ON reports_orders (source_project, requested_day)",
         "CREATE INDEX IF NOT EXISTS reports_orders_by_day"
         " ON reports_orders (requested_day, source_project)",
     ],
-)
-
-# Orders decided before schema version 4 have the outcome "accepted" where the
-# workflow says finished. (Nothing to do once none has.)
-_OUTCOMES_IN_STATE_WORDS: Final = (
-    f"UPDATE reports_orders SET outcome = '{workflow.FINISHED}'"
-    " WHERE outcome = 'accepted'"
 )
 
 _SELECT_ORDERS: Final = (
@@ -299,7 +287,6 @@ class Reports(ReadModel):
 
     name = NAME
     layout = (DAYS, ORDERS)
-    after_tables = (_OUTCOMES_IN_STATE_WORDS,)
     topics = ORDER_TOPICS
 
     def read_before(

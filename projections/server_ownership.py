@@ -29,8 +29,6 @@ SERVERS: Final = Table(
     "server_ownership",
     ServerRow,
     key=["snid"],
-    # Called `project_id` before schema version 4.
-    renamed={"project_id": "project"},
     indexes=[
         "CREATE INDEX IF NOT EXISTS server_ownership_by_project"
         " ON server_ownership (project, snid)",

@@ -21,6 +21,11 @@ class View(Protocol):
     name: str
     # The topics of the events it reads; the projector hands it no others.
     topics: frozenset[str]
+    # Raised when the fold changes what it writes (its tables' statements are
+    # compared without it): the read models are then another generation.
+    fold_version: int
+    # Its tables, each described by its row.
+    layout: tuple[Table[Any], ...]
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -41,21 +46,18 @@ class ReadModel(ABC):
     name: str
     topics: frozenset[str]
     layout: tuple[Table[Any], ...]
-    # Statements run after the tables are made (idempotent).
-    after_tables: tuple[str, ...] = ()
+    fold_version: int = 1
 
     @property
     def tables(self) -> tuple[str, ...]:
         return tuple(table.name for table in self.layout)
 
     def create_tables(self, cursor: Cursor, db: ViewDatabase) -> None:
-        """Make the tables, their indexes, and what follows them; a table made
-        before a column was renamed gets the new name (`Table.renamed`)."""
+        """Make the tables and their indexes (in a generation of their own: never
+        altered in place, see projections/generations.py)."""
         for table in self.layout:
-            for statement in table.ddl(db.columns(cursor, table.name)):
+            for statement in table.ddl():
                 cursor.execute(statement)
-        for statement in self.after_tables:
-            cursor.execute(statement)
 
     def apply_page(self, cursor: Cursor, db: ViewDatabase, events: Events) -> None:
         """Fold the page's events, in log order, then write what they changed:

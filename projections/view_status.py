@@ -9,6 +9,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from domain.event_kinds import LOG_TOPICS
 from projections.database import ViewDatabase
 from projections.projector import tracking_of
 from projections.view import View
@@ -35,6 +36,8 @@ def status(
         for first in recorder.select_notifications(
             start=position, limit=1, inclusive_of_start=False
         ):
+            if first.topic not in LOG_TOPICS:
+                break  # written by a later release: its kind is not known here
             event = mapper.to_domain_event(first)
             waiting_since: datetime = getattr(event, "timestamp")  # noqa: B009
             lag_seconds = max(0.0, time.time() - waiting_since.timestamp())

@@ -136,9 +136,12 @@ class Background:
     ) -> None:
         """Run `step` every `interval` while this process leads `name` (after a
         failure, again after `retry_after`, by default `interval`)."""
+        # One process of every release and generation leads it (the same lock
+        # every release takes), once this one's read models have caught up: a
+        # generation being built from the log sends nothing it has not reached.
         election = Election(
             name,
-            self.store.views.leadership(name),
+            self.store.views.shared_leadership(name),
             self.executor,
             retry_after=interval if retry_after is None else retry_after,
         )
@@ -148,13 +151,22 @@ class Background:
             await step()
             await self._pause(interval)
 
-        self._spawn(
-            election.run(
+        async def once_caught_up() -> None:
+            caught_up = asyncio.ensure_future(self.following.wait_caught_up_once())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait(
+                [caught_up, stopping], return_when=asyncio.FIRST_COMPLETED
+            )
+            await stop_tasks([caught_up, stopping])
+            if self._stopping.is_set():
+                return
+            await election.run(
                 work,
                 lambda: self._pause(STANDBY_POLL_SECONDS),
                 stopping=self._stopping.is_set,
             )
-        )
+
+        self._spawn(once_caught_up())
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
+from projections.generations import generation, mark_caught_up, mark_seen
 from projections.projector import ProjectionConflict, Projector, tracked_position
 from service.election import Election
 from service.notify_listener import NotifyListener
@@ -41,6 +42,11 @@ _WAIT_POLL_MOST: Final = 0.05
 # it moved; this timer only bounds the wait should an announcement be lost.
 _WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
+# How often a process not projecting reads whether its generation caught up.
+_GENERATION_POLL: Final = 0.5
+# How often a process says that it serves from its generation (the registry's
+# `seen_at`: `pm-order db finish-upgrade` drops only generations unseen for long).
+SEEN_EVERY_SECONDS: Final = 30.0
 # How long stop() lets a projector finish the page it is applying.
 STOP_GRACE_SECONDS: Final = 10.0
 
@@ -85,12 +91,19 @@ class Following:
         projectors: Sequence[Projector],
         executor: Executor,
         *,
+        generation: str | None = None,
         run_projectors: bool = True,
         idle_poll: float = IDLE_POLL_SECONDS,
         standby_poll: float = STANDBY_POLL_SECONDS,
         events_channel: str | None = None,
     ) -> None:
         self.db = db
+        # The generation of the read models followed (None: not registered, as
+        # in tests of the projection alone): served from once it has caught up.
+        self.generation = generation
+        self._caught_up = asyncio.Event()
+        if generation is None:
+            self._caught_up.set()
         self.projectors = list(projectors)
         self.views = [v.name for p in self.projectors for v in p.views]
         self.executor = executor
@@ -128,6 +141,16 @@ class Following:
         return min(self._positions.values(), default=0)
 
     @property
+    def caught_up_once(self) -> bool:
+        """Whether this generation of the read models has reached the log's head
+        (here or in another process): until then it is still being built from
+        the log, and nothing is served from it."""
+        return self._caught_up.is_set()
+
+    async def wait_caught_up_once(self) -> None:
+        await self._caught_up.wait()
+
+    @property
     def leading(self) -> bool:
         """Whether this process runs the projector of every followed view."""
         return all(self._leading.values())
@@ -140,6 +163,8 @@ class Following:
     async def start(self) -> None:
         for view in self.views:
             self._positions[view] = await self._position_or(view, 0)
+        if self.generation is not None:
+            await self._learn_caught_up(self.generation)
         if self.run_projectors:
             for projector in self.projectors:
                 self._projecting.append(
@@ -148,6 +173,8 @@ class Following:
         if self.listener is not None:
             self._spawn(self.listener.listen(), "listen")
             self._spawn(self.listener.heartbeat(), "listener heartbeat")
+        if self.generation is not None:
+            self._spawn(self._keep_registered(self.generation), "generation")
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each projector finish the page it is applying (within `grace`
@@ -235,6 +262,11 @@ class Following:
                 for view in projector.views:
                     self._advance(view.name, position)
                 continue
+            if not self._caught_up.is_set() and self.generation is not None:
+                # Nothing newer to apply: the generation has reached the head.
+                await self._run(mark_caught_up, self.db, self.generation)
+                log.info("generation %s of the read models caught up", self.generation)
+                self._caught_up.set()
             await self._pause(name, self.idle_poll)
 
     async def _pause(self, name: str, seconds: float) -> None:
@@ -304,6 +336,33 @@ class Following:
         for wanted, future in self._waiters:
             if wanted <= reached and not future.done():
                 future.set_result(None)
+
+    async def _keep_registered(self, name: str) -> None:
+        """Learn when generation `name` has caught up (where another process
+        projects it), then say now and then that a process serves from it."""
+        while not self._caught_up.is_set():
+            if await self._learn_caught_up(name):
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_GENERATION_POLL):
+                    await self._caught_up.wait()
+        while True:
+            try:
+                await self._run(mark_seen, self.db, name)
+            except Exception as error:  # noqa: BLE001 - a heartbeat missed is no harm
+                log.warning("cannot record generation %s as in use: %s", name, error)
+            await asyncio.sleep(SEEN_EVERY_SECONDS)
+
+    async def _learn_caught_up(self, name: str) -> bool:
+        """Whether the registry says generation `name` has caught up (noted)."""
+        try:
+            found = await self._run(generation, self.db, name)
+        except Exception as error:  # noqa: BLE001 - read again; never crash the watch
+            log.warning("cannot read generation %s: %s", name, error)
+            return False
+        if found is not None and found.caught_up:
+            self._caught_up.set()
+        return self._caught_up.is_set()
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)

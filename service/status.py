@@ -36,6 +36,9 @@ class Sample:
     # The announcements' backlog (None: never published here).
     notifications: view_status.ViewStatus | None = None
     error: str | None = None
+    # How the tables this process reads differ from what it expects (none: as
+    # expected).
+    shape_problems: list[str] = field(default_factory=list)
 
     @property
     def head(self) -> int:
@@ -94,4 +97,5 @@ class StoreStatus:
             views=views,
             outbox=outbox_by_state(self.store.views),
             notifications=backlog(app.recorder, app.mapper, self.store.views),
+            shape_problems=self.store.shape_problems(),
         )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -27,7 +25,16 @@ from projections.database import (
     PostgresViews,
     SQLiteViews,
     ViewDatabase,
-    ViewDatabaseUnavailable,
+)
+from projections.database.leadership import AdvisoryLock
+from projections.generations import (
+    REGISTRY_DDL,
+    forget,
+    generation,
+    generation_of,
+    generations,
+    mark_caught_up,
+    register,
 )
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
@@ -35,11 +42,13 @@ from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
+from service import shared_tables
 from service.config import ConfigError
 from service.following import IDLE_POLL_SECONDS, Following
 from service.observed_application import CountedOrderApplication
 from service.postgres_url import LibpqPostgresFactory, libpq_parameters
 from service.recorders import BatchReadingSQLiteRecorder, FailFastPostgresRecorder
+from service.release import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +56,31 @@ log = logging.getLogger(__name__)
 # connection, and for a lock, is bounded.
 CONNECT_TIMEOUT_SECONDS: Final = 2
 LOCK_TIMEOUT_SECONDS: Final = 5
-# The version of the tables (event store, sequence, views, ledger) this code
-# makes: a process that finds the database marked with it does no DDL at start.
-# Raise it whenever a table, index or sequence is added or changed, or a
-# backfill is added (2: order_lists_counts keeps each project's unfinished sent
-# orders; 3: order_lists_items, one row per list an order is in, replace
-# order_lists_entries; 4: read-model columns renamed to one word per concept:
-# `tenant` and `project_id` to `project`, reports_orders' `project` to
-# `source_project`, reports_days' `accepted` to `finished`).
-SCHEMA_VERSION: Final = 4
-# Creating the tables can take a while on a busy database; waiting for another
-# process that does it is bounded all the same.
-TABLES_LOCK_TIMEOUT_SECONDS: Final = 30
+# Release 0.1.0 kept its read models beside the event store's table: they are
+# its own, left as they are until `pm-order db finish-upgrade` drops them.
+LEGACY_RELEASE: Final = "0.1.0"
+LEGACY_TABLES: Final = (
+    "order_lists_orders",
+    "order_lists_items",
+    "order_lists_counts",
+    "order_lists_versions",
+    "order_lists_entries",
+    "server_ownership",
+    "mail_orders",
+    "mail_outbox",
+    "reports_days",
+    "reports_orders",
+    "projection_tracking",
+)
 # Writing this many rows at once (an import) refreshes the planner's statistics.
 BULK_ROWS: Final = 1000
 # Creating tables that give way to running work: how many tries in all.
 DDL_ATTEMPTS: Final = 5
+
+
+def read_models() -> list[View]:
+    """This release's read models, as a Store has them (`Store.all_views`)."""
+    return [OrderLists(), ServerOwnership(), MailOutbox(), Reports()]
 
 
 @dataclass
@@ -70,15 +88,23 @@ class Store:
     """The event store (through the application) and the read-model database."""
 
     app: OrderApplication
+    # This release's generation of the read models (with the shared tables
+    # reachable through it: projections/generations.py).
     views: ViewDatabase
     order_lists: OrderLists = field(default_factory=OrderLists)
     server_ownership: ServerOwnership = field(default_factory=ServerOwnership)
     mail_outbox: MailOutbox = field(default_factory=MailOutbox)
     reports: Reports = field(default_factory=Reports)
+    generation: str = field(init=False)
 
     @property
     def all_views(self) -> list[View]:
         return [self.order_lists, self.server_ownership, self.mail_outbox, self.reports]
+
+    def __post_init__(self) -> None:
+        # The name of this release's generation of the read models: what they
+        # were when the store was opened.
+        self.generation = generation_of(self.all_views)
 
     def projector(self) -> Projector:
         """One projector for every view: a page is read and applied once for all."""
@@ -102,14 +128,31 @@ class Store:
             self.views,
             [self.projector()],
             executor,
+            generation=self.generation,
             run_projectors=run_projectors,
             idle_poll=idle_poll,
             events_channel=getattr(self.app.recorder, "channel_name", None),
         )
 
     def create_tables(self) -> None:
-        self.projector().create_tables()
-        DeliveryLedger.create_tables(self.views)
+        """Make this release's generation of the read models, and register it
+        (its tables are made once: a generation is never altered)."""
+        projector = self.projector()
+        projector.create_tables()
+        with self.views.shared_writing() as cursor:
+            register(cursor, self.views, self.generation, VERSION)
+        if not self.app.recorder.max_notification_id():
+            # Nothing to build it from: a new store's generation serves at once.
+            mark_caught_up(self.views, self.generation)
+
+    def create_shared_tables(self, since: int = 0) -> None:
+        """Make the tables every release shares, beside the event store's, after
+        shared version `since` (0: all): the mail ledger, the generations'
+        registry; the order numbers continue after the stored orders."""
+        if since < shared_tables.LEGACY_VERSION:
+            DeliveryLedger.create_tables(self.views)
+        with self.views.shared_writing() as cursor:
+            cursor.execute(REGISTRY_DDL)
         recorder = self.app.recorder
         if (
             isinstance(recorder, FailFastPostgresRecorder)
@@ -154,7 +197,8 @@ class Store:
                     cursor.execute(f"ANALYZE {table}")  # names are ours, not input
 
     def catch_up(self) -> None:
-        """Bring every view up to date here, whether or not a server is running."""
+        """Bring every view up to date here, whether or not a server is running
+        (a generation that reaches the log's head is recorded as caught up)."""
         projector = self.projector()
         for _ in range(10):
             try:
@@ -162,9 +206,105 @@ class Store:
                 break
             except ProjectionConflict:
                 continue  # another process moved it first: read its position again
+        if projector.position() >= (self.app.recorder.max_notification_id() or 0):
+            mark_caught_up(self.views, self.generation)
+
+    def finish_upgrade(self, idle_seconds: float) -> list[str]:
+        """Drop the read models no process serves from any more: every other
+        generation whose processes were last seen over `idle_seconds` ago and
+        whose projector nobody leads, and release 0.1.0's tables (beside the
+        event store's) when its projector is not running. What was dropped, by
+        name. (The event log is untouched: a release rolled back to later
+        builds its read models again from it.)"""
+        dropped = []
+        now = time.time()
+        for older in generations(self.views):
+            if older.name == self.generation or now - older.seen_at < idle_seconds:
+                continue
+            if self._drop_generation(older.name):
+                dropped.append(older.name)
+        if self._drop_legacy_tables():
+            dropped.append(LEGACY_RELEASE)
+        return dropped
+
+    def _drop_generation(self, name: str) -> bool:
+        views = self.views
+        if isinstance(views, PostgresViews):
+            base = views.shared_schema or "public"
+            schema = generation_schema(base, name)
+            busy = AdvisoryLock(views, f"pm-order:{schema}:{self.projector().name}")
+            if not busy.try_acquire():
+                return False  # its projector runs: a process of it is alive
+            try:
+                with views.shared_writing() as cursor:
+                    cursor.execute(
+                        SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                            Identifier(schema)
+                        )
+                    )
+                    forget(cursor, views, name)
+            finally:
+                busy.release()
+            return True
+        assert isinstance(views, SQLiteViews)
+        assert views.shared_path is not None
+        with views.shared_writing() as cursor:
+            forget(cursor, views, name)
+        for path in _files_of(generation_path(Path(views.shared_path), name)):
+            path.unlink(missing_ok=True)
+        return True
+
+    def _drop_legacy_tables(self) -> bool:
+        """Drop release 0.1.0's read models (and its mark, so that 0.1.0 started
+        again would make them anew); False when there are none, or its
+        projector runs."""
+        views = self.views
+        names = [*LEGACY_TABLES, "pm_order_schema"]
+        if isinstance(views, PostgresViews):
+            base = views.shared_schema or "public"
+            busy = AdvisoryLock(views, f"pm-order:{base}:{self.projector().name}")
+            if not busy.try_acquire():
+                return False
+            try:
+                with views.shared_writing() as cursor:
+                    if not views.has_table(cursor, "projection_tracking"):
+                        return False
+                    for table in names:
+                        cursor.execute(
+                            SQL("DROP TABLE IF EXISTS {}.{}").format(
+                                Identifier(base), Identifier(table)
+                            )
+                        )
+            finally:
+                busy.release()
+            return True
+        with views.shared_writing() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'projection_tracking'"
+            )
+            if cursor.fetchone() is None:
+                return False
+            for table in names:
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")  # ours, not input
+        return True
+
+    def shape_problems(self) -> list[str]:
+        """How the generation's tables differ from what this release reads and
+        writes: a table missing, or a column (none: as expected)."""
+        problems = []
+        with self.views.reading() as cursor:
+            for view in self.all_views:
+                for table in view.layout:
+                    have = self.views.columns(cursor, table.name)
+                    if not have:
+                        problems.append(f"{table.name} is missing")
+                    elif lacking := [n for n in table.names if n not in have]:
+                        problems.append(f"{table.name} lacks {', '.join(lacking)}")
+        return problems
 
     def check_tables(self) -> None:
-        """Fail with a clear message when the tables were never created."""
+        """Fail with a clear message when the tables were never created: the
+        event store's, or this release's generation of the read models."""
         try:
             self.app.recorder.max_notification_id()
             missing = [
@@ -176,17 +316,16 @@ class Store:
             if not _is_missing_table(error):
                 raise
             missing = ["the event store"]
-        except ViewDatabaseUnavailable:
-            raise
         except Exception as error:
             if not _is_missing_table(error):
                 raise
-            missing = ["projection_tracking"]
+            missing = [f"the read models of release {VERSION}"]
         if missing:
             self.close()
             raise ConfigError(
-                f"the database lacks pm-order tables ({', '.join(missing)}): "
-                "run `pm-order db upgrade` (or set PM_ORDER_CREATE_TABLES=yes)"
+                f"the database lacks pm-order tables ({', '.join(missing)};"
+                f" generation {self.generation}): run `pm-order db upgrade`"
+                " (or set PM_ORDER_CREATE_TABLES=yes)"
             )
 
     def close(self) -> None:
@@ -197,123 +336,140 @@ class Store:
 def open_store(url: str, *, create_tables: bool = True, upgrade: bool = False) -> Store:
     """Open the store at `url` (sqlite:///PATH or postgresql://...).
 
-    With `create_tables`, the tables are made where the schema mark says they are
-    not this version's; with `upgrade` (`pm-order db upgrade`), whatever it says.
+    With `create_tables`, the shared tables are made where their mark says they
+    are older than this release's, and this release's generation of the read
+    models where it is not registered; with `upgrade` (`pm-order db upgrade`),
+    whatever the marks say. A database changed by a release this one cannot work
+    beside: ConfigError.
     """
     if url.startswith("sqlite:///"):
-        path = sqlite_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "APPLICATION_RECORDER_TOPIC": get_topic(BatchReadingSQLiteRecorder),
-            "SQLITE_DBNAME": str(path),
-            "SQLITE_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
-            "CREATE_TABLE": "y" if create_tables else "n",
-        }
-        app = CountedOrderApplication(env=env)
-        views: ViewDatabase = SQLiteViews(path, busy_timeout=LOCK_TIMEOUT_SECONDS)
-        return _with_tables(Store(app=app, views=views), create_tables)
+        return _opened_sqlite(sqlite_path(url), create_tables=create_tables)
     settings = postgres_settings(url)
-    if upgrade or (create_tables and not tables_current(settings)):
-        # Processes starting together on a fresh (or older) database would race
-        # to create the same tables: they take turns, and the ones after the
-        # first find the tables made.
-        with tables_lock(settings):
-            for attempt in range(1, DDL_ATTEMPTS + 1):
-                if tables_current(settings) and not upgrade:
-                    break
-                try:
-                    return _opened_postgres(settings, create_tables=True)
-                except Exception as error:
-                    # Upgrading a running system: DDL waits on (or deadlocks
-                    # with) its writers and projectors for a bounded time, then
-                    # gives way and tries again, rather than hold them up.
-                    if attempt == DDL_ATTEMPTS or not _is_lock_contention(error):
-                        raise
-                    log.warning("creating tables gave way to running work: again")
-                    time.sleep(0.5 * attempt)
-    # The tables are there (or must be): no DDL, so no lock that a running
-    # projector or writer could wait on, or deadlock with.
-    return _opened_postgres(settings, create_tables=False)
-
-
-def _opened_postgres(settings: PostgresSettings, *, create_tables: bool) -> Store:
-    if create_tables and settings.schema:
-        create_schema(settings)
-    app = CountedOrderApplication(env=settings.env(create_tables))
-    views = PostgresViews(
-        settings.conninfo,
-        schema=settings.schema,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-    )
-    store = _with_tables(Store(app=app, views=views), create_tables)
-    if create_tables:
-        mark_tables_current(settings)
+    schema = settings.schema or "public"
+    mark = shared_tables.shared_mark(settings.conninfo, schema)
+    mark.check_readable(VERSION)
+    if upgrade or (create_tables and mark.version < shared_tables.SHARED_VERSION):
+        _expand_shared_tables(settings, upgrade=upgrade)
+    store = _opened_postgres(settings)
+    try:
+        if upgrade or (
+            create_tables and generation(store.views, store.generation) is None
+        ):
+            _make_generation(store, settings)
+        else:
+            store.check_tables()
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
-def _with_tables(store: Store, create_tables: bool) -> Store:
+def _opened_sqlite(path: Path, *, create_tables: bool) -> Store:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "APPLICATION_RECORDER_TOPIC": get_topic(BatchReadingSQLiteRecorder),
+        "SQLITE_DBNAME": str(path),
+        "SQLITE_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
+        "CREATE_TABLE": "y" if create_tables else "n",
+    }
+    app = CountedOrderApplication(env=env)
+    # The generation's file is named after the read models it holds.
+    generation_file = generation_path(path, generation_of(read_models()))
+    views = SQLiteViews(
+        generation_file, shared_path=path, busy_timeout=LOCK_TIMEOUT_SECONDS
+    )
+    store = Store(app=app, views=views)
     if create_tables:
+        store.create_shared_tables()
         store.create_tables()
     else:
         store.check_tables()
     return store
 
 
-def tables_current(settings: PostgresSettings) -> bool:
-    """Whether the database's pm-order tables are this version's (one read of
-    the schema mark, no lock beyond it)."""
-
-    with psycopg.connect(
-        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
-    ) as connection:
-        try:
-            row = connection.execute(
-                SQL("SELECT version FROM {}.pm_order_schema").format(
-                    Identifier(settings.schema or "public")
-                )
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
-            return False
-    return row is not None and row[0] == SCHEMA_VERSION
+def _files_of(database: Path) -> list[Path]:
+    """A SQLite database's file and its write-ahead log's."""
+    return [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
 
 
-def mark_tables_current(settings: PostgresSettings) -> None:
-    """Record that the tables are this version's: later starts skip their DDL."""
-
-    schema = Identifier(settings.schema or "public")
-    with (
-        psycopg.connect(
-            settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
-        ) as connection,
-        connection.transaction(),
-    ):
-        connection.execute(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {}.pm_order_schema"
-                " (version INTEGER NOT NULL)"
-            ).format(schema)
-        )
-        connection.execute(SQL("DELETE FROM {}.pm_order_schema").format(schema))
-        connection.execute(
-            SQL("INSERT INTO {}.pm_order_schema (version) VALUES (%s)").format(schema),
-            (SCHEMA_VERSION,),
-        )
+def generation_path(store_path: Path, name: str) -> Path:
+    """Where generation `name` of the read models of the SQLite store at
+    `store_path` is: a file beside it."""
+    return store_path.with_name(f"{store_path.name}.views-{name}")
 
 
-@contextmanager
-def tables_lock(settings: PostgresSettings) -> Iterator[None]:
-    """Hold the database-wide lock under which pm-order creates its tables."""
+def generation_schema(schema: str, name: str) -> str:
+    """The PostgreSQL schema of generation `name` beside the store's `schema`."""
+    return f"{schema}_views_{name}"
 
-    with psycopg.connect(
-        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
-    ) as connection:
-        connection.execute(f"SET lock_timeout = '{TABLES_LOCK_TIMEOUT_SECONDS}s'")
-        connection.execute(
-            "SELECT pg_advisory_lock(hashtext(%s))",
-            (f"pm-order tables {settings.schema or 'public'}",),
-        )
-        yield  # the lock ends with the session
+
+def _expand_shared_tables(settings: PostgresSettings, *, upgrade: bool) -> None:
+    """Make or expand the shared tables, under the lock every release takes for
+    them; processes starting together take turns, and the ones after the first
+    find them made."""
+    schema = settings.schema or "public"
+    with shared_tables.ddl_lock(settings.conninfo, f"pm-order tables {schema}"):
+        for attempt in range(1, DDL_ATTEMPTS + 1):
+            mark = shared_tables.shared_mark(settings.conninfo, schema)
+            if mark.version >= shared_tables.SHARED_VERSION and not upgrade:
+                return
+            try:
+                _create_shared(settings, since=0 if upgrade else mark.version)
+                shared_tables.raise_mark(settings.conninfo, schema)
+                return
+            except Exception as error:
+                # Upgrading a running system: DDL waits on (or deadlocks with)
+                # its writers for a bounded time, then gives way and tries
+                # again, rather than hold them up.
+                if attempt == DDL_ATTEMPTS or not _is_lock_contention(error):
+                    raise
+                log.warning("creating tables gave way to running work: again")
+                shared_tables.wait_briefly(attempt)
+
+
+def _create_shared(settings: PostgresSettings, *, since: int) -> None:
+    """The shared tables' statements after version `since` (0: all of them)."""
+    schema = settings.schema or "public"
+    shared_tables.create_schema(settings.conninfo, schema)
+    # The event store's table and sequence: made by the library, as by every
+    # release before (their statements take locks that running writers hold,
+    # so a database that has them is spared them).
+    app = CountedOrderApplication(env=settings.env(create_tables=since == 0))
+    views = PostgresViews(
+        settings.conninfo,
+        schema=schema,
+        max_size=1,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        Store(app=app, views=views).create_shared_tables(since)
+    finally:
+        views.close()
+        app.close()
+
+
+def _opened_postgres(settings: PostgresSettings) -> Store:
+    app = CountedOrderApplication(env=settings.env(create_tables=False))
+    schema = settings.schema or "public"
+    name = generation_of(read_models())
+    views = PostgresViews(
+        settings.conninfo,
+        schema=generation_schema(schema, name),
+        shared_schema=schema,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    return Store(app=app, views=views)
+
+
+def _make_generation(store: Store, settings: PostgresSettings) -> None:
+    """Make this release's generation (its schema, tables and registration),
+    once among processes starting together; it touches no table another
+    generation or release uses, so it waits on no running work."""
+    schema = generation_schema(settings.schema or "public", store.generation)
+    with shared_tables.ddl_lock(settings.conninfo, f"pm-order tables {schema}"):
+        shared_tables.create_schema(settings.conninfo, schema)
+        store.create_tables()
 
 
 def _is_missing_table(error: BaseException) -> bool:
@@ -419,13 +575,5 @@ def postgres_settings(url: str) -> PostgresSettings:
 
 
 def create_schema(settings: PostgresSettings) -> None:
-    from psycopg import sql
-
-    with psycopg.connect(
-        settings.conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True
-    ) as connection:
-        connection.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(settings.schema or "public")
-            )
-        )
+    """Make the store's schema (the event store's and the shared tables')."""
+    shared_tables.create_schema(settings.conninfo, settings.schema or "public")

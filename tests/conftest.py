@@ -64,9 +64,17 @@ def drop_postgres_schema(schema: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-        )
+        # The store's schema, and those beside it: its generations of the read
+        # models, a rebuild's scratch schemas.
+        beside = connection.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = %s"
+            " OR starts_with(nspname, %s)",
+            (schema, f"{schema}_"),
+        ).fetchall()
+        for (name,) in beside:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture(params=BACKENDS)

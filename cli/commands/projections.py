@@ -14,6 +14,7 @@ from language import Language, ljust, rjust, width
 from notifications.backlog import backlog
 from projections import rebuild as rebuilding
 from projections import view_status
+from projections.generations import generations
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
 from projections.reports import Reports
@@ -38,6 +39,16 @@ def register(commands: Any) -> None:
     )
     status.add_argument("--json", action="store_true", help="JSON lines")
     status.set_defaults(command=show_status)
+    listed = actions.add_parser(
+        "generations",
+        help="the generations of the read models, and which this release serves",
+        description="Every generation of the read models in the database: the "
+        "release that made it, when, whether it has caught up with the event log, "
+        "when a process serving from it was last seen. `pm-order db "
+        "finish-upgrade` drops those no process uses any more.",
+    )
+    listed.add_argument("--json", action="store_true", help="JSON lines")
+    listed.set_defaults(command=show_generations)
     rebuild = actions.add_parser(
         "rebuild",
         help="rebuild views from the events into fresh tables, then switch them in",
@@ -84,6 +95,47 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
         print(
             f"{row.name:<18} {row.position:>9} {row.head:>9} {row.lag_events:>7} "
             f"{row.lag_seconds:>8.1f}  {moved}"
+        )
+    return 0
+
+
+def show_generations(config: Config, args: argparse.Namespace) -> int:
+    with composed(config) as root:
+        store = root.store
+        found = generations(store.views)
+        current = store.generation
+    zone = config.timezone
+    if args.json:
+        for made in found:
+            print(
+                json.dumps(
+                    {
+                        "generation": made.name,
+                        "release": made.release,
+                        "this_release": made.name == current,
+                        "created_at": _iso(made.created_at, zone),
+                        "caught_up_at": _iso(made.caught_up_at, zone),
+                        "seen_at": _iso(made.seen_at, zone),
+                    }
+                )
+            )
+        return 0
+    language = config.language
+    _ = language.gettext
+
+    def moment(seconds: float | None) -> str:
+        if seconds is None:
+            return _("not yet")
+        return language.moment(datetime.fromtimestamp(seconds, zone))
+
+    name, release = _("GENERATION"), _("RELEASE")
+    caught_up, seen = _("CAUGHT UP"), _("LAST SEEN")
+    print(f"{ljust(name, 12)} {ljust(release, 9)} {ljust(caught_up, 20)} {seen}")
+    for made in found:
+        mark = " *" if made.name == current else ""
+        print(
+            f"{made.name + mark:<12} {made.release:<9} "
+            f"{moment(made.caught_up_at):<20} {moment(made.seen_at)}"
         )
     return 0
 

@@ -8,7 +8,7 @@ import logging
 import signal
 from typing import Any
 
-from service.config import Config, ConfigError
+from service.config import Config, ConfigError, parse_duration
 from service.store import open_store
 
 log = logging.getLogger("pm_order")
@@ -62,6 +62,22 @@ def register(commands: Any) -> None:
         "PM_ORDER_CREATE_TABLES=no.",
     )
     upgrade.set_defaults(command=upgrade_database)
+    finish = db_commands.add_parser(
+        "finish-upgrade",
+        help="drop the read models of releases no process runs any more",
+        description="Finish an upgrade (or a rollback) once every process runs "
+        "one release: drop the other generations of the read models whose "
+        "processes were last seen longer ago than --idle and whose projector "
+        "nobody runs, and release 0.1.0's read models when its projector is not "
+        "running. The event log is untouched: a release started again later "
+        "builds its read models anew from it.",
+    )
+    finish.add_argument(
+        "--idle",
+        default="10m",
+        help="how long a generation's processes must have been gone (default 10m)",
+    )
+    finish.set_defaults(command=finish_upgrade)
 
 
 def serve_command(config: Config, args: argparse.Namespace) -> int:
@@ -157,6 +173,21 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
     from service.worker import work
 
     asyncio.run(work(config))
+    return 0
+
+
+def finish_upgrade(config: Config, args: argparse.Namespace) -> int:
+    idle = parse_duration(args.idle, "--idle").total_seconds()
+    _ = config.language.gettext
+    store = open_store(config.database_url, create_tables=False)
+    try:
+        dropped = store.finish_upgrade(idle)
+    finally:
+        store.close()
+    if not dropped:
+        print(_("no older read models to drop"))
+    for name in dropped:
+        print(_("dropped the read models of {name}", name=name))
     return 0
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, closing, nullcontext
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from projections.database.leadership import Leadership, SoleLeader
+
+if TYPE_CHECKING:
+    from projections.page_writer import Table
 
 
 class Cursor(Protocol):
@@ -60,6 +63,12 @@ class ViewDatabase(ABC):
             return cursor.fetchall()
 
     @abstractmethod
+    def shared_writing(self) -> AbstractContextManager[Cursor]:
+        """One write transaction on the tables every release shares (beside the
+        event store: the mail ledger, the generations' registry), where an
+        unqualified name is one of theirs."""
+
+    @abstractmethod
     def columns(self, cursor: Cursor, table: str) -> frozenset[str]:
         """The columns `table` has now, where this database makes views (none:
         there is no such table)."""
@@ -70,6 +79,11 @@ class ViewDatabase(ABC):
 
     def leadership(self, name: str) -> Leadership:
         """Who may run the projector of view `name`: this process or another."""
+        return SoleLeader()
+
+    def shared_leadership(self, name: str) -> Leadership:
+        """Who may do work `name` whose effects are shared by every generation
+        and release (the mailer, the warning scheduler): one process of them all."""
         return SoleLeader()
 
     def announce_progress(
@@ -104,9 +118,10 @@ class ViewDatabase(ABC):
 
     @abstractmethod
     def copy_tables_from(
-        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+        self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
-        """Replace `tables`' rows with `scratch`'s, in `cursor`'s transaction."""
+        """Replace `tables`' rows with `scratch`'s (column by column, by name), in
+        `cursor`'s transaction."""
 
     @abstractmethod
     def discard(self) -> None:

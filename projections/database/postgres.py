@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from projections.database.interface import (
     Cursor,
@@ -15,6 +15,9 @@ from projections.database.interface import (
     ViewDatabaseUnavailable,
 )
 from projections.database.leadership import AdvisoryLock, Leadership
+
+if TYPE_CHECKING:
+    from projections.page_writer import Table
 
 # A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
 # after an outage of a minute, the first connection to a promoted standby would
@@ -33,6 +36,7 @@ class PostgresViews(ViewDatabase):
         conninfo: str,
         *,
         schema: str | None = None,
+        shared_schema: str | None = None,
         max_size: int = 8,
         connect_timeout: float = 5.0,
         statement_timeout_ms: int = 10_000,
@@ -42,10 +46,15 @@ class PostgresViews(ViewDatabase):
 
         self.conninfo = conninfo
         self.schema = schema
+        # Where the tables every release shares are (the event store's schema):
+        # the mail ledger, the generations' registry. Found after the views'
+        # own schema on the search path.
+        self.shared_schema = schema if shared_schema is None else shared_schema
         self.connect_timeout = connect_timeout
         options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000"
-        if schema:
-            options += f" -c search_path={schema}"
+        path = [s for s in (schema, self.shared_schema) if s]
+        if path:
+            options += f" -c search_path={','.join(dict.fromkeys(path))}"
         self.connect_kwargs: dict[str, Any] = {"options": options}
         if "connect_timeout" not in conninfo_to_dict(conninfo):
             # (the database URL's own, if it has one, is the operator's choice)
@@ -83,6 +92,18 @@ class PostgresViews(ViewDatabase):
         with self.writing() as cursor:
             yield cursor
 
+    @contextmanager
+    def shared_writing(self) -> Iterator[Cursor]:
+        from psycopg import sql
+
+        with self.writing() as cursor:
+            cursor.execute(
+                sql.SQL("SET LOCAL search_path = {}").format(
+                    sql.Identifier(self.shared_schema or "public")
+                )
+            )
+            yield cursor
+
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         for attempt in read_attempts():
             with attempt, self._pool.connection() as connection:
@@ -106,6 +127,10 @@ class PostgresViews(ViewDatabase):
 
     def leadership(self, name: str) -> Leadership:
         return AdvisoryLock(self, f"pm-order:{self.schema or 'public'}:{name}")
+
+    def shared_leadership(self, name: str) -> Leadership:
+        # The name every release has used for it (the event store's schema).
+        return AdvisoryLock(self, f"pm-order:{self.shared_schema or 'public'}:{name}")
 
     def batched(self, cursor: Cursor) -> AbstractContextManager[None]:
         return cursor.connection.pipeline()  # type: ignore[attr-defined,no-any-return]
@@ -159,12 +184,13 @@ class PostgresViews(ViewDatabase):
         return PostgresViews(
             self.conninfo,
             schema=schema,
+            shared_schema=self.shared_schema,
             max_size=2,
             connect_timeout=self.connect_timeout,
         )
 
     def copy_tables_from(
-        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+        self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
         from psycopg import sql
 
@@ -175,12 +201,13 @@ class PostgresViews(ViewDatabase):
         # with it. (SET LOCAL: until the switch's transaction ends.)
         cursor.execute("SET LOCAL statement_timeout = 0")
         for table in tables:
-            cursor.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            name = sql.Identifier(table.name)
+            # Columns by name: the statement means the same whatever their order.
+            columns = sql.SQL(", ").join(map(sql.Identifier, table.names))
+            cursor.execute(sql.SQL("DELETE FROM {}").format(name))
             cursor.execute(
-                sql.SQL("INSERT INTO {} SELECT * FROM {}.{}").format(
-                    sql.Identifier(table),
-                    sql.Identifier(scratch.schema),
-                    sql.Identifier(table),
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}.{}").format(
+                    name, columns, columns, sql.Identifier(scratch.schema), name
                 )
             )
 

@@ -1,4 +1,7 @@
-"""The read models in the SQLite file of the event store (WAL mode)."""
+"""The read models in a SQLite file of their generation's, beside the event
+store's file (WAL mode), which every connection attaches as `shared`: the
+tables every release shares (the mail ledger, the generations' registry) are
+found there."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from projections.database.interface import (
     Cursor,
@@ -14,14 +18,27 @@ from projections.database.interface import (
     ViewDatabaseUnavailable,
 )
 
+if TYPE_CHECKING:
+    from projections.page_writer import Table
+
 
 class SQLiteViews(ViewDatabase):
-    """Read models in the same SQLite file as the event store (WAL mode)."""
+    """Read models in a SQLite file (WAL mode); the shared tables in the event
+    store's (`shared_path`: attached as `shared`; None: this file has them)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        shared_path: str | Path | None = None,
+        busy_timeout: float = 5.0,
+    ) -> None:
         self.path = str(path)
+        self.shared_path = None if shared_path is None else str(shared_path)
         self.busy_timeout = busy_timeout
         self._write_lock = threading.Lock()
+        self._shared_lock = threading.Lock()
+        self._shared_writer: sqlite3.Connection | None = None
         self._writer = self._connect()
         self._readers = threading.local()
         self._all: list[sqlite3.Connection] = [self._writer]
@@ -37,6 +54,8 @@ class SQLiteViews(ViewDatabase):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            if self.shared_path is not None:
+                connection.execute("ATTACH DATABASE ? AS shared", (self.shared_path,))
         except sqlite3.Error as error:
             raise ViewDatabaseUnavailable(str(error)) from error
         return connection
@@ -75,6 +94,35 @@ class SQLiteViews(ViewDatabase):
             connection.rollback()
             cursor.close()
 
+    @contextmanager
+    def shared_writing(self) -> Iterator[Cursor]:
+        if self.shared_path is None:
+            with self.writing() as cursor:
+                yield cursor
+            return
+        with self._shared_lock, _sqlite_errors():
+            if self._shared_writer is None:
+                self._shared_writer = sqlite3.connect(
+                    self.shared_path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                with self._all_lock:
+                    self._all.append(self._shared_writer)
+            writer = self._shared_writer
+            cursor = writer.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+            except BaseException:
+                writer.rollback()
+                raise
+            else:
+                writer.commit()
+            finally:
+                cursor.close()
+
     def columns(self, cursor: Cursor, table: str) -> frozenset[str]:
         cursor.execute("SELECT name FROM pragma_table_info(?)", (table,))
         return frozenset(name for (name,) in cursor.fetchall())
@@ -86,12 +134,17 @@ class SQLiteViews(ViewDatabase):
         return SQLiteViews(path, busy_timeout=self.busy_timeout)
 
     def copy_tables_from(
-        self, scratch: ViewDatabase, tables: Sequence[str], cursor: Cursor
+        self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
         assert isinstance(scratch, SQLiteViews)
         for table in tables:  # names are the views' own, never input
-            cursor.execute(f"DELETE FROM main.{table}")
-            cursor.execute(f"INSERT INTO main.{table} SELECT * FROM scratch.{table}")
+            # Columns by name: the statement means the same whatever their order.
+            columns = ", ".join(table.names)
+            cursor.execute(f"DELETE FROM main.{table.name}")
+            cursor.execute(
+                f"INSERT INTO main.{table.name} ({columns})"
+                f" SELECT {columns} FROM scratch.{table.name}"
+            )
 
     @contextmanager
     def attached(self, scratch: ViewDatabase) -> Iterator[None]:

@@ -286,7 +286,7 @@ async def test_warnning_times_is_the_time_of_the_latest_warning(
 # -- the order's JSON ---------------------------------------------------------------
 
 
-async def test_an_order_has_exactly_the_contracts_fields_and_warning_count(
+async def test_an_order_has_exactly_the_contracts_fields_and_its_additions(
     api: Api,
 ) -> None:
     # given
@@ -294,7 +294,7 @@ async def test_an_order_has_exactly_the_contracts_fields_and_warning_count(
     # when
     (order,) = (await given.listed(api, "tok-alice", "proj-a"))["orders"]
     # then
-    assert set(order) == ORDER_FIELDS | {"warning_count"}
+    assert set(order) == ORDER_FIELDS | {"warning_count", "handled_by", "handled_at"}
     assert order == {
         "id": order_id,
         "snids": "SN-A-002,SN-A-001",
@@ -306,7 +306,24 @@ async def test_an_order_has_exactly_the_contracts_fields_and_warning_count(
         "create_at": "2026-11-27 09:00:00",
         "update_at": "2026-11-27 09:00:00",
         "warning_count": 0,
+        "handled_by": "",
+        "handled_at": "",
     }
+
+
+async def test_a_decided_order_says_who_handled_it_and_when(
+    api: Api, clock: FakeClock
+) -> None:
+    # given: an order, accepted by bob an hour later
+    order_id = await given.ordered(api, "SN-A-001")
+    clock.advance(hours=1)
+    await given.decided(api, [order_id], accept=True)
+    # when
+    (order,) = (await given.listed(api, "tok-alice", "proj-a", type=3))["orders"]
+    # then
+    assert order["handled_by"] == "bob"
+    assert order["handled_at"] == "2026-11-27 10:00:00"
+    assert order["update_at"] == "2026-11-27 10:00:00"
 
 
 @ONE_BACKEND

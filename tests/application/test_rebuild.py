@@ -179,7 +179,7 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
         busy_store.catch_up()
         # When: the older rebuild is switched in
         with busy_store.views.attached(scratch), busy_store.views.writing() as cursor:
-            busy_store.views.copy_tables_from(scratch, view.tables, cursor)
+            busy_store.views.copy_tables_from(scratch, view.layout, cursor)
             set_position(cursor, busy_store.views, view.name, rebuilt.position())
     finally:
         scratch.discard()
@@ -207,7 +207,7 @@ def test_a_switch_copies_its_tables_whatever_the_bound_on_a_statement(
         with db.writing() as cursor:
             cursor.execute("SET LOCAL statement_timeout = 10")
             # when the switch copies the scratch tables in
-            db.copy_tables_from(scratch, view.tables, cursor)
+            db.copy_tables_from(scratch, view.layout, cursor)
             # then its statements run unbounded, to the end of the switch
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone() == ("0",)

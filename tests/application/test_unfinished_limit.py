@@ -108,24 +108,3 @@ def test_the_kept_count_follows_requests_and_decisions_in_any_page(
     assert OrderLists.unfinished_as_source(store.views, "proj-a") == 1
     assert orders_count(store, "proj-a") == 1
     assert OrderLists.unfinished_as_source(store.views, "proj-c") == 0
-
-
-def test_lists_from_before_the_kept_count_get_it_from_their_orders(
-    store: Store, clock: FakeClock
-) -> None:
-    # given: three unfinished orders of proj-a, on a database whose counts predate
-    # the kept count (its rows removed)
-    service = limited(store, clock, 100)
-    for n in range(1, 4):
-        service.request_transfer(**request(f"SN-A-{n:03d}"))
-    store.catch_up()
-    with store.views.writing() as cursor:
-        cursor.execute("DELETE FROM order_lists_counts WHERE list_type = -1")
-    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 0
-    # when: the tables are made again (an upgrade)
-    store.create_tables()
-    # then: the count is back, and goes on from there
-    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 3
-    service.request_transfer(**request("SN-A-004"))
-    store.catch_up()
-    assert OrderLists.unfinished_as_source(store.views, "proj-a") == 4

@@ -39,7 +39,14 @@ def wait_until(condition: object, what: str, seconds: float = STARTUP_SECONDS) -
 class PmOrderProcess:
     """`python -m cli ARGS` with its own environment and log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -48,6 +55,7 @@ class PmOrderProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
 
     def log(self) -> str:
@@ -79,11 +87,18 @@ class PmOrderProcess:
 
 class ApiServer(PmOrderProcess):
     def __init__(
-        self, env: dict[str, str], log_path: Path, *, api_only: bool = True
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        api_only: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__([*args, "--api-only"] if api_only else args, env, log_path)
+        super().__init__(
+            [*args, "--api-only"] if api_only else args, env, log_path, cwd=cwd
+        )
         wait_until(self._answers, f"pm-order serve on port {self.port}")
 
     @property

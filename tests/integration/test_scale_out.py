@@ -15,8 +15,14 @@ from psycopg import sql
 
 from domain.order import order_aggregate_id
 from domain.service import OrderService
+from projections.generations import generation_of
 from service.recorders import FailFastPostgresRecorder
-from service.store import open_store, postgres_settings
+from service.store import (
+    generation_schema,
+    open_store,
+    postgres_settings,
+    read_models,
+)
 from tests.application.conftest import request
 from tests.integration.processes import ApiServer, PmOrderProcess
 from tests.integration.test_multi_process import (
@@ -143,12 +149,12 @@ def test_starting_on_made_tables_takes_no_lock_that_running_work_holds(
     # Given: the tables, and running work holding the locks that writers and
     # projectors take (DDL on these tables would wait for them, or deadlock)
     open_store(postgres_schema_url).close()
-    schema = postgres_settings(postgres_schema_url).schema
     with psycopg.connect(postgres_schema_url.split("?")[0]) as running:
         for table in ("pm_order_events", "projection_tracking", "order_lists_orders"):
             running.execute(
                 sql.SQL("LOCK TABLE {}.{} IN ROW EXCLUSIVE MODE").format(
-                    sql.Identifier(str(schema)), sql.Identifier(table)
+                    sql.Identifier(schema_of(postgres_schema_url, table)),
+                    sql.Identifier(table),
                 )
             )
         # When: another process starts, creating tables where needed
@@ -173,7 +179,7 @@ def test_a_store_numbered_before_the_sequence_continues_after_its_last_order(
     schema = sql.Identifier(str(postgres_settings(postgres_schema_url).schema))
     with psycopg.connect(postgres_schema_url.split("?")[0], autocommit=True) as db:
         db.execute(sql.SQL("DROP SEQUENCE {}.pm_order_order_numbers").format(schema))
-        db.execute(sql.SQL("DROP TABLE {}.pm_order_schema").format(schema))
+        db.execute(sql.SQL("DROP TABLE {}.pm_order_shared_schema").format(schema))
     # When: this version starts on it and an order is requested
     store = open_store(postgres_schema_url)
     try:
@@ -255,7 +261,7 @@ def test_db_upgrade_makes_the_tables_whatever_the_schema_mark_says(
 ) -> None:
     # Given: the tables, marked as this version's, less an index (dropped by hand)
     open_store(postgres_schema_url).close()
-    schema = str(postgres_settings(postgres_schema_url).schema)
+    schema = schema_of(postgres_schema_url, "order_lists_orders")
     index = "order_lists_orders_waiting"
 
     def indexed() -> bool:
@@ -277,9 +283,19 @@ def test_db_upgrade_makes_the_tables_whatever_the_schema_mark_says(
     assert indexed()
 
 
-def analysed(url: str, table: str) -> bool:
-    """Whether `table` of the URL's schema has planner statistics (ANALYZEd)."""
+def schema_of(url: str, table: str) -> str:
+    """The schema of `table`: the store's (the event store's table), or that of
+    this release's generation of the read models."""
     schema = str(postgres_settings(url).schema)
+    if table.startswith("pm_order_"):
+        return schema
+    return generation_schema(schema, generation_of(read_models()))
+
+
+def analysed(url: str, table: str) -> bool:
+    """Whether `table` (of the URL's schema, or of the read models' generation)
+    has planner statistics (ANALYZEd)."""
+    schema = schema_of(url, table)
     with psycopg.connect(url.split("?")[0]) as db:
         row = db.execute(
             "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
