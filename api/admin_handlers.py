@@ -63,7 +63,8 @@ def _history(store: Store, snid: str) -> list[dict[str, Any]]:
     project that owned it after the event."""
     steps: list[dict[str, Any]] = []
     owner = ""
-    for event in store.app.events.get(server_aggregate_id(snid)):
+    events: list[Any] = list(store.app.events.get(server_aggregate_id(snid)))
+    for event in events:
         source = destination = None
         order_id = getattr(event, "order_id", None)
         match event:
