@@ -249,6 +249,7 @@ class Client:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return json.loads(response.read())
             except urllib.error.HTTPError as error:
+                error.close()
                 if error.code != 503:
                     raise
             time.sleep(0.1)
@@ -272,7 +273,8 @@ class Client:
             with urllib.request.urlopen(self.base_url + path, timeout=10) as response:
                 return str(response.read().decode())
         except urllib.error.HTTPError as error:
-            return str(error.read().decode())
+            with error:
+                return str(error.read().decode())
 
 
 @pytest.mark.postgres
