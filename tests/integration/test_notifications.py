@@ -209,6 +209,14 @@ async def test_a_new_outbox_announces_from_then_on_and_a_replay_the_past(
     old = announced_events(store)[: len(before)]
     received = await in_thread(consumer.wait_for, {m for m, _, _ in old})
     assert {m["order_id"] for m in received} == {*before, after}
+    # and `projections status` shows the announcements beside the views
+    status = await in_thread(
+        lambda: run_pm_order("projections", "status", "--json", cwd=ROOT, env=env)
+    )
+    assert status.returncode == 0, status.stderr
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    (announced,) = [row for row in rows if row["name"] == "notifications"]
+    assert announced["position"] <= announced["head"]
 
 
 # -- through a broker restart and a SIGKILL of the worker ---------------------------
