@@ -22,6 +22,7 @@ from oslo_config import cfg
 from oslo_policy import policy
 
 from api.auth import Identity
+from service.config import ConfigError
 
 PROJECT_READER: Final = "project_reader"
 PROJECT_MEMBER: Final = "project_member"
@@ -172,7 +173,14 @@ class Policy:
             [*base_rules(self.approver_roles), *ACTION_RULES]
         )
         # Read now, so that a broken file stops the process at start.
-        self._enforcer.load_rules()
+        try:
+            self._enforcer.load_rules()
+        except ValueError as error:  # YAML's and oslo.policy's errors alike
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(
+                f"PM_ORDER_POLICY_FILE={str(policy_file)!r} is not a policy file "
+                f"oslo.policy reads ({first}); see examples/policy.yaml.sample"
+            ) from None
 
     def refusal(
         self, rule: str, identity: Identity, project: str | None = None

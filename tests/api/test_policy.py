@@ -13,6 +13,7 @@ from typing import Any, Final
 import pytest
 from oslo_policy import generator
 
+from api.policy import Policy
 from service.config import Config, ConfigError
 from tests.api.conftest import ONE_BACKEND, MakeApi
 from tests.api.given import decided, ordered
@@ -132,6 +133,15 @@ async def test_a_changed_policy_file_changes_the_answer_without_a_restart(
 def test_a_policy_file_that_does_not_exist_stops_the_service_at_start() -> None:
     with pytest.raises(ConfigError, match="PM_ORDER_POLICY_FILE"):
         Config.from_env({"PM_ORDER_POLICY_FILE": "/nonexistent/policy.yaml"})
+
+
+def test_a_policy_file_that_is_not_yaml_stops_the_service_at_start(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "policy.yaml"
+    broken.write_text('"pm_order:order:list": [unclosed\n')
+    with pytest.raises(ConfigError, match="is not a policy file"):
+        Policy(broken)
 
 
 @ONE_BACKEND
