@@ -71,7 +71,6 @@ class Background:
                 store.app,
                 store.views,
                 config.notifications,
-                executor,
                 wait_for_events=self.following.caught_up,
             )
         seconds = config.warn_after.total_seconds()

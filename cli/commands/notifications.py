@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from notifications.publisher import Publisher
@@ -42,10 +41,8 @@ def replay_notifications(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("set PM_ORDER_TRANSPORT_URL to replay notifications")
     if not 1 <= args.start <= args.stop:
         raise ConfigError("--from and --to must be positions with 1 <= FROM <= TO")
-    with composed(config) as root, ThreadPoolExecutor(2) as executor:
-        publisher = Publisher(
-            root.store.app, root.store.views, config.notifications, executor
-        )
+    with composed(config) as root:
+        publisher = Publisher(root.store.app, root.store.views, config.notifications)
         count = asyncio.run(publisher.replay(args.start, args.stop))
     print(
         f"published {count} notifications of positions {args.start}..{args.stop} "
