@@ -56,14 +56,29 @@ async def run(
     return await in_pool(request.app[EXECUTOR], function, *args, **kwargs)
 
 
+async def before_read(request: web.Request) -> None:
+    """While other releases serve too, wait until this process's read models
+    show every write stored so far (one another release answered may not be in
+    them yet): read-your-writes whichever process answers."""
+    following = request.app[FOLLOWING]
+    if following.others:
+        config = request.app[CONFIG]
+        await following.caught_up_with_the_head(config.read_your_writes_timeout)
+
+
 async def after_write(request: web.Request, position: int) -> None:
     """Hold the answer until the views show the write (read-your-writes)."""
     config = request.app[CONFIG]
     metrics = request.app[METRICS]
     started = time.perf_counter()
-    reached = await request.app[FOLLOWING].caught_up(
-        position, config.read_your_writes_timeout
-    )
+    following = request.app[FOLLOWING]
+    timeout = config.read_your_writes_timeout
+    reached = await following.caught_up(position, timeout)
+    if reached and following.others:
+        # Other releases serve too (an upgrade under way): their read models
+        # show it before the answer, so a read any process answers does.
+        left = timeout - (time.perf_counter() - started)
+        reached = await following.others_caught_up(position, max(left, 0.0))
     metrics.read_your_writes_wait.observe(time.perf_counter() - started)
     if not reached:
         metrics.read_your_writes_timeouts.inc()

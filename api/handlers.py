@@ -17,6 +17,7 @@ from api.context import (
     SERVICE,
     STORE,
     after_write,
+    before_read,
     run,
 )
 from api.health import refuse_writes_nobody_projects
@@ -27,6 +28,7 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 async def list_orders(request: web.Request) -> web.Response:
     """GET: one page of one of the caller's five lists."""
+    await before_read(request)
     reads = request.app.get(ASYNC_READS)
     if reads is not None:
         project = request[IDENTITY].project

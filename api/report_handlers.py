@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.context import IDENTITY, STORE, run
+from api.context import IDENTITY, STORE, before_read, run
 from api.responses import json_ok
 from domain.exceptions import InvalidInput
 from projections.reports import Figures, Reports, parse_day
@@ -21,6 +21,7 @@ async def project_report(request: web.Request) -> web.Response:
     """GET: the caller's project per day, with its summary."""
     project = request[IDENTITY].project
     since, until = _day_range(request)
+    await before_read(request)
     figures = await run(
         request, Reports.figures, request.app[STORE].views, project, since, until
     )

@@ -24,7 +24,14 @@ from typing import Any, Final, cast
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection, ProjectionRunner
-from harness import Report, Schema, fresh_schema, machine_line, main_of
+from harness import (
+    Report,
+    Schema,
+    fresh_schema,
+    machine_line,
+    main_of,
+    search_path,
+)
 from psycopg.rows import tuple_row
 
 from domain.order import Order
@@ -63,10 +70,10 @@ class OrderListsRecorder(PostgresTrackingRecorder):
     """The order_lists tables as a library view: one event per transaction."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        # The view's SQL names its tables unqualified, like ours: find them in the
-        # datastore's schema. (Set once per connection, not per transaction.)
+        # The view's SQL names its tables unqualified, like ours: find them where
+        # ours are. (Set once per connection, not per transaction.)
         cast(dict[str, Any], datastore.pool.kwargs)["options"] = (
-            f"-c search_path={datastore.schema}"
+            f"-c search_path={search_path(datastore.schema)}"
         )
         super().__init__(datastore, **kwargs)
         self.order_lists = OrderLists()

@@ -57,6 +57,11 @@ _SELECT_ALL: Final = (
 _FORGET: Final = "DELETE FROM pm_order_generations WHERE generation = ?"
 
 
+def generation_schema(schema: str, name: str) -> str:
+    """The PostgreSQL schema of generation `name` beside the store's `schema`."""
+    return f"{schema}_views_{name}"
+
+
 def generation_of(views: Sequence[View]) -> str:
     """The generation `views` make: eight hex digits of a hash of each view's
     name, fold version and table statements (the same code, the same name)."""

@@ -23,6 +23,11 @@ from typing import Any, Final, TypeVar
 from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
 from projections.generations import generation, mark_caught_up, mark_seen
+from projections.other_generations import (
+    OtherGeneration,
+    position_of,
+    running_others,
+)
 from projections.projector import ProjectionConflict, Projector, tracked_position
 from service.election import Election
 from service.notify_listener import NotifyListener
@@ -42,6 +47,8 @@ _WAIT_POLL_MOST: Final = 0.05
 # it moved; this timer only bounds the wait should an announcement be lost.
 _WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
+# How often a process looks for other releases' read models that serve.
+_OTHERS_EVERY_SECONDS: Final = 1.0
 # How often a process not projecting reads whether its generation caught up.
 _GENERATION_POLL: Final = 0.5
 # How often a process says that it serves from its generation (the registry's
@@ -92,6 +99,7 @@ class Following:
         executor: Executor,
         *,
         generation: str | None = None,
+        head: Callable[[], int | None] | None = None,
         run_projectors: bool = True,
         idle_poll: float = IDLE_POLL_SECONDS,
         standby_poll: float = STANDBY_POLL_SECONDS,
@@ -101,6 +109,11 @@ class Following:
         # The generation of the read models followed (None: not registered, as
         # in tests of the projection alone): served from once it has caught up.
         self.generation = generation
+        # The log's head, read from the event store (for reads while other
+        # releases serve: see projections/other_generations.py).
+        self._head = head
+        # Other releases' read models that serve now: writes wait for them too.
+        self.others: list[OtherGeneration] = []
         self._caught_up = asyncio.Event()
         if generation is None:
             self._caught_up.set()
@@ -175,6 +188,8 @@ class Following:
             self._spawn(self.listener.heartbeat(), "listener heartbeat")
         if self.generation is not None:
             self._spawn(self._keep_registered(self.generation), "generation")
+            if isinstance(self.db, PostgresViews):
+                self._spawn(self._watch_others(self.db), "other releases")
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each projector finish the page it is applying (within `grace`
@@ -352,6 +367,72 @@ class Following:
             except Exception as error:  # noqa: BLE001 - a heartbeat missed is no harm
                 log.warning("cannot record generation %s as in use: %s", name, error)
             await asyncio.sleep(SEEN_EVERY_SECONDS)
+
+    async def others_caught_up(self, position: int, timeout: float) -> bool:
+        """Wait until every other release's serving read models show `position`
+        (none: at once)."""
+        others = list(self.others)
+        if not others:
+            return True
+        assert isinstance(self.db, PostgresViews)
+        db = self.db
+        try:
+            async with asyncio.timeout(timeout):
+                for other in others:
+                    delay = _WAIT_POLL_FIRST
+                    while True:
+                        reached = await self._run(position_of, db, other)
+                        if reached is None or reached >= position:
+                            break
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, _WAIT_POLL_MOST)
+        except TimeoutError:
+            return False
+        return True
+
+    async def caught_up_with_the_head(self, timeout: float) -> bool:
+        """While other releases serve: wait until this process's read models
+        show every write stored so far (one another release answered, say)."""
+        if not self.others or self._head is None:
+            return True
+        head = await self._run(self._head) or 0
+        return await self.caught_up(head, timeout)
+
+    async def _watch_others(self, db: PostgresViews) -> None:
+        """Keep `others`: the other generations whose projector runs and that
+        have caught up (their processes serve, or are about to)."""
+        assert self.generation is not None
+        projector = "+".join(self.views)
+        serving: set[str] = set()
+        head_before = None
+        while True:
+            try:
+                running = await self._run(
+                    running_others, db, self.generation, projector
+                )
+                head = (await self._run(self._head) if self._head else 0) or 0
+                found = []
+                for other in running:
+                    position = await self._run(position_of, db, other)
+                    if position is None:
+                        continue
+                    # Caught up once since its projector started: serving.
+                    if other.name in serving or (
+                        head_before is not None and position >= head_before
+                    ):
+                        serving.add(other.name)
+                        found.append(other)
+                serving &= {other.name for other in running}
+                if [o.name for o in found] != [o.name for o in self.others]:
+                    log.info(
+                        "other releases' read models serving: %s",
+                        ", ".join(o.name for o in found) or "none",
+                    )
+                self.others = found
+                head_before = head
+            except Exception as error:  # noqa: BLE001 - look again; never crash the watch
+                log.warning("cannot see other releases' read models: %s", error)
+            await asyncio.sleep(_OTHERS_EVERY_SECONDS)
 
     async def _learn_caught_up(self, name: str) -> bool:
         """Whether the registry says generation `name` has caught up (noted)."""

@@ -32,6 +32,7 @@ from projections.generations import (
     forget,
     generation,
     generation_of,
+    generation_schema,
     generations,
     mark_caught_up,
     register,
@@ -129,6 +130,7 @@ class Store:
             [self.projector()],
             executor,
             generation=self.generation,
+            head=self.app.recorder.max_notification_id,
             run_projectors=run_projectors,
             idle_poll=idle_poll,
             events_channel=getattr(self.app.recorder, "channel_name", None),
@@ -397,11 +399,6 @@ def generation_path(store_path: Path, name: str) -> Path:
     """Where generation `name` of the read models of the SQLite store at
     `store_path` is: a file beside it."""
     return store_path.with_name(f"{store_path.name}.views-{name}")
-
-
-def generation_schema(schema: str, name: str) -> str:
-    """The PostgreSQL schema of generation `name` beside the store's `schema`."""
-    return f"{schema}_views_{name}"
 
 
 def _expand_shared_tables(settings: PostgresSettings, *, upgrade: bool) -> None:

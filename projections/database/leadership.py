@@ -29,6 +29,13 @@ class SoleLeader:
         return None
 
 
+def advisory_key(name: str) -> int:
+    """The advisory lock (a signed 64-bit number) of leadership `name`."""
+    return int.from_bytes(
+        hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
+    )
+
+
 class AdvisoryLock:
     """Leadership held as a session advisory lock on a connection of its own.
 
@@ -38,9 +45,7 @@ class AdvisoryLock:
 
     def __init__(self, views: PostgresViews, name: str) -> None:
         self.views = views
-        self.key = int.from_bytes(
-            hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
-        )
+        self.key = advisory_key(name)
         self._connection: Any = None
 
     def try_acquire(self) -> bool:

@@ -119,6 +119,7 @@ async def test_healthz_and_readyz_answer_without_a_token_outside_the_prefix(
     assert ready.status == 200, body
     assert {k: v["ok"] for k, v in body["checks"].items()} == {
         "store": True,
+        "generation": True,
         "views": True,
         "listener": True,
         # Shown only when announcing (PM_ORDER_TRANSPORT_URL); never failed on.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -182,32 +181,6 @@ async def test_each_tenants_version_counts_the_events_of_its_lists(api: Api) -> 
     assert OrderLists.version(views, "proj-a") == 4
     assert OrderLists.version(views, "proj-b") == 3
     assert OrderLists.version(views, "proj-c") == 1
-
-
-async def test_lists_made_before_the_versions_get_them_when_tables_are_created(
-    api: Api, clock: FakeClock
-) -> None:
-    # given orders in every state, one warned twice
-    first = await given.ordered(api, "SN-A-001")
-    second = await given.ordered(api, "SN-A-002")
-    await given.ordered(api, "SN-A-003", dest="proj-c")
-    await given.decided(api, [first], accept=True)
-    for _ in range(2):
-        clock.advance(hours=2)
-        api.service.raise_warning(second, every=timedelta(hours=1), most=3)
-    api.store.catch_up()
-    views = api.store.views
-    stamped = {t: OrderLists.version(views, t) for t in ("proj-a", "proj-b", "proj-c")}
-    assert stamped == {"proj-a": 6, "proj-b": 5, "proj-c": 1}
-    # when the versions are lost, as in a database whose lists predate them
-    with views.writing() as cursor:
-        cursor.execute("DELETE FROM order_lists_versions")
-    # then creating the tables gives back what the events stamped
-    api.store.create_tables()
-    assert {t: OrderLists.version(views, t) for t in stamped} == stamped
-    # and creating them again changes nothing
-    api.store.create_tables()
-    assert {t: OrderLists.version(views, t) for t in stamped} == stamped
 
 
 @postgres_only
