@@ -19,7 +19,7 @@ from api.responses import json_ok
 from projections.view_status import ViewStatus
 from service.config import Config
 from service.postgres_url import hosts_report, libpq_parameters
-from service.release import VERSION
+from service.release import COMMIT, VERSION
 from service.status import Sample
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,18 @@ def add_routes(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Alive: the event loop answers. Nothing else is asked."""
-    return json_ok({"code": 200, "msg": "alive", "pid": os.getpid()})
+    """Alive: the event loop answers. Nothing else is asked. It says which
+    release answers (version and commit): during a rolling upgrade, which
+    processes are replaced yet."""
+    return json_ok(
+        {
+            "code": 200,
+            "msg": "alive",
+            "pid": os.getpid(),
+            "version": VERSION,
+            "commit": COMMIT,
+        }
+    )
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from service.release import COMMIT, VERSION
+
 PREFIX: Final = "pm_order_"
 # From a quick read (1 ms) to the read-your-writes bound (10 s).
 _SECONDS_BUCKETS: Final = (
@@ -74,7 +76,8 @@ class Metrics:
             registry=self.registry,
         ).info(
             {
-                "version": _version("pm-order"),
+                "version": VERSION,
+                "commit": COMMIT,
                 "python": platform.python_version(),
                 "eventsourcing": _version("eventsourcing"),
                 "aiohttp": _version("aiohttp"),

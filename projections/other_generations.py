@@ -26,8 +26,12 @@ from projections.database import PostgresViews
 from projections.database.leadership import advisory_key
 from projections.generations import generation_schema, generations
 
-# The release whose read models were not yet in generations of their own.
+# The release whose read models were not yet in generations of their own, and
+# the name of its projector's leadership (its views').
 LEGACY: Final = "0.1.0"
+LEGACY_PROJECTOR: Final = "order_lists+server_ownership+mail_outbox+reports"
+# The name of a generation's projector's leadership, in its schema.
+PROJECTOR: Final = "projector"
 
 _HELD_KEYS: Final = (
     "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
@@ -47,18 +51,16 @@ class OtherGeneration:
     lock_key: int
 
 
-def running_others(
-    db: PostgresViews, own: str, projector: str
-) -> list[OtherGeneration]:
+def running_others(db: PostgresViews, own: str) -> list[OtherGeneration]:
     """The other generations whose projector runs now."""
     base = db.shared_schema or "public"
     candidates = [
-        _of(g.name, generation_schema(base, g.name), projector)
+        _of(g.name, generation_schema(base, g.name), PROJECTOR)
         for g in generations(db)
         if g.name != own
     ]
     if db.query("SELECT to_regclass(?)", [f'"{base}".projection_tracking'])[0][0]:
-        candidates.append(_of(LEGACY, base, projector))
+        candidates.append(_of(LEGACY, base, LEGACY_PROJECTOR))
     if not candidates:
         return []
     held = {int(key) & _UNSIGNED for (key,) in db.query(_HELD_KEYS)}

@@ -24,6 +24,7 @@ from projections.database import PostgresViews, ViewDatabase, progress_of
 from projections.executor import in_pool
 from projections.generations import generation, mark_caught_up, mark_seen
 from projections.other_generations import (
+    PROJECTOR,
     OtherGeneration,
     position_of,
     running_others,
@@ -236,9 +237,12 @@ class Following:
             for view in views:
                 self._leading[view] = leading
 
+        # A generation's projector is named by the generation alone (its schema):
+        # another release finds whether it runs without knowing its views.
+        leadership = PROJECTOR if self.generation is not None else projector.name
         return Election(
             "projector",
-            self.db.leadership(projector.name),
+            self.db.leadership(leadership),
             self.executor,
             doing=f"projecting {', '.join(views)}",
             on_change=lead,
@@ -263,6 +267,11 @@ class Following:
         while not self._stopping:
             # Cleared before reading, so a wake during the read is not lost.
             self._wakes[name].clear()
+            # While the generation is being built, the log's head before each
+            # page says when it has caught up (writes may never pause long
+            # enough for a page to find nothing newer).
+            building = self.generation is not None and not self._caught_up.is_set()
+            head = await self._run(self._head) if building and self._head else None
             try:
                 moved = await in_pool(self._pages, projector.run_page, position)
             except ProjectionConflict:
@@ -272,17 +281,21 @@ class Following:
                 position = None
                 continue
             succeeded()
+            if building and (moved == position or moved >= (head or 0)):
+                await self._built()
             if moved != position:
                 position = moved
                 for view in projector.views:
                     self._advance(view.name, position)
                 continue
-            if not self._caught_up.is_set() and self.generation is not None:
-                # Nothing newer to apply: the generation has reached the head.
-                await self._run(mark_caught_up, self.db, self.generation)
-                log.info("generation %s of the read models caught up", self.generation)
-                self._caught_up.set()
             await self._pause(name, self.idle_poll)
+
+    async def _built(self) -> None:
+        """This process's projector brought the generation to the log's head."""
+        assert self.generation is not None
+        await self._run(mark_caught_up, self.db, self.generation)
+        log.info("generation %s of the read models caught up", self.generation)
+        self._caught_up.set()
 
     async def _pause(self, name: str, seconds: float) -> None:
         wake = self._wakes[name]
@@ -402,14 +415,11 @@ class Following:
         """Keep `others`: the other generations whose projector runs and that
         have caught up (their processes serve, or are about to)."""
         assert self.generation is not None
-        projector = "+".join(self.views)
         serving: set[str] = set()
         head_before = None
         while True:
             try:
-                running = await self._run(
-                    running_others, db, self.generation, projector
-                )
+                running = await self._run(running_others, db, self.generation)
                 head = (await self._run(self._head) if self._head else 0) or 0
                 found = []
                 for other in running:

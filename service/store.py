@@ -39,6 +39,7 @@ from projections.generations import (
 )
 from projections.mail_outbox import MailOutbox
 from projections.order_lists import OrderLists
+from projections.other_generations import LEGACY_PROJECTOR, PROJECTOR
 from projections.projector import ProjectionConflict, Projector, has_tracking
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
@@ -234,7 +235,7 @@ class Store:
         if isinstance(views, PostgresViews):
             base = views.shared_schema or "public"
             schema = generation_schema(base, name)
-            busy = AdvisoryLock(views, f"pm-order:{schema}:{self.projector().name}")
+            busy = AdvisoryLock(views, f"pm-order:{schema}:{PROJECTOR}")
             if not busy.try_acquire():
                 return False  # its projector runs: a process of it is alive
             try:
@@ -264,7 +265,7 @@ class Store:
         names = [*LEGACY_TABLES, "pm_order_schema"]
         if isinstance(views, PostgresViews):
             base = views.shared_schema or "public"
-            busy = AdvisoryLock(views, f"pm-order:{base}:{self.projector().name}")
+            busy = AdvisoryLock(views, f"pm-order:{base}:{LEGACY_PROJECTOR}")
             if not busy.try_acquire():
                 return False
             try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from api.app import create_app
 from domain.service import OrderService
-from service.store import Store
+from projections.order_lists import OrderLists
+from service.store import Store, open_store
 from tests.api import given
 from tests.conftest import INVENTORY, Api, FakeClock
 
@@ -123,3 +126,55 @@ async def test_an_api_only_process_refuses_writes_while_no_process_projects(
     assert "this process is API only" in ready["checks"]["views"]["detail"]
     assert "`pm-order worker`" in ready["msg"]
     await client.close()
+
+
+async def test_a_release_whose_read_models_are_being_built_serves_nothing_yet(
+    aiohttp_client: Any,
+    store: Store,
+    store_url: str,
+    config_with: Any,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a store with history, opened by a release whose order lists fold
+    # otherwise (a new generation), as an API-only process: nobody builds it yet
+    service = OrderService(store.app, clock=clock)
+    service.register_servers(INVENTORY)
+    store.catch_up()
+    monkeypatch.setattr(OrderLists, "fold_version", OrderLists.fold_version + 1)
+    newer = open_store(store_url)
+    try:
+        app = create_app(config_with(), store=newer, clock=clock, background=False)
+        client = await aiohttp_client(app)
+        api = Api(client=client, store=newer, service=service)
+        head = api.head()
+        # when: a client asks it anything
+        listed = await client.get(api.url("proj-a"), headers=api.headers("tok-alice"))
+        status, body = await api.request(
+            "tok-alice", "proj-a", {"snids": "SN-A-001", "dest_project": "proj-b"}
+        )
+        # then: 503, nothing written, and /readyz says why
+        assert listed.status == 503
+        assert "building its read models" in (await listed.json())["msg"]
+        assert (status, body["code"]) == (503, 503)
+        assert "nothing was written" in body["msg"]
+        assert api.head() == head
+        response = await client.get("/readyz")
+        ready = await response.json()
+        assert response.status == 503
+        assert "generation" in ready["failed"]
+        assert (
+            f"generation {newer.generation}" in ready["checks"]["generation"]["detail"]
+        )
+        # when: its worker has built it
+        newer.catch_up()
+        # then: it serves, as soon as it learns so
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await client.get("/readyz")).status != 200:
+            assert asyncio.get_running_loop().time() < deadline, "never ready"
+            await asyncio.sleep(0.05)
+        listed = await client.get(api.url("proj-a"), headers=api.headers("tok-alice"))
+        assert listed.status == 200
+        await client.close()
+    finally:
+        newer.close()
