@@ -9,7 +9,7 @@ export PM_ORDER_DATABASE_URL ?= sqlite:///var/pm-order.sqlite3
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test test-sqlite lint bench clean catalogs
+.PHONY: install run test test-sqlite lint bench clean catalogs docs
 
 # The users' languages (PM_ORDER_LANGUAGE): one gettext catalog each. The .po is
 # what translators edit and what git keeps; install compiles each to its .mo.
@@ -54,12 +54,18 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# The documentation site, docs/ built into site/ (open site/index.html); the
+# configuration page is first written from the settings table (service/settings.py).
+docs: install
+	$(BIN)/python -m service.settings_reference > docs/configuration.md
+	$(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# ONLY=create,list,lag,projector,growth picks some; SIZE=small for a quick look
+# ONLY=peers,create,list,lag,projector,growth picks some; SIZE=small for a quick look
 # (SIZE=tiny: every benchmark in seconds, as tests/bench does in `make test`).
 # Full size grows one store to 1,000,000 orders (growth), and list measures on it.
 bench: install
@@ -72,4 +78,4 @@ soak: install
 	$(BIN)/python bench/soak.py $(SOAK_FLAGS)
 
 clean:
-	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)
+	rm -rf $(VENV) var site *.egg-info .pytest_cache .mypy_cache .ruff_cache $(CATALOGS:.po=.mo)

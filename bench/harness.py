@@ -58,8 +58,8 @@ def check_postgres() -> None:
 
 def views_schema(schema: str) -> str:
     """The schema of this release's read models beside the store's `schema`."""
-    from projections.generations import generation_of
-    from service.store import generation_schema, read_models
+    from projections.generations import generation_of, generation_schema
+    from service.store import read_models
 
     return generation_schema(schema, generation_of(read_models()))
 
@@ -198,6 +198,7 @@ class Process:
         *,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
         self.port = port
@@ -207,7 +208,7 @@ class Process:
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             list(argv),
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -262,14 +263,8 @@ def running(process: Process) -> Iterator[Process]:
         process.stop()
 
 
-def pm_order_process(
-    command: str,
-    database_url: str,
-    *,
-    tokens: Path | None = None,
-    api_only: bool = False,
-) -> Process:
-    """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
+def pm_order_env(database_url: str, tokens: Path | None = None) -> dict[str, str]:
+    """The settings of a benchmark's pm-order process on `database_url`."""
     # Benchmarks measure throughput: the per-token rate limit would cap it, and one
     # source project holds more unfinished orders than the default allows (the
     # limit is still checked: its count is part of each POST's cost).
@@ -280,6 +275,18 @@ def pm_order_process(
     }
     if tokens is not None:
         env["PM_ORDER_TOKENS_FILE"] = str(tokens)
+    return env
+
+
+def pm_order_process(
+    command: str,
+    database_url: str,
+    *,
+    tokens: Path | None = None,
+    api_only: bool = False,
+) -> Process:
+    """`python -m cli serve|worker` on `database_url` (serve: on a free port)."""
+    env = pm_order_env(database_url, tokens)
     argv = [PYTHON, "-m", "cli", command]
     port = None
     if command == "serve":
@@ -342,7 +349,8 @@ class Row:
     baseline: str = ""
     ratio: str = ""
     target: str = ""
-    verdict: str = ""  # PASS, FAIL or "" (a figure shown, not judged)
+    # PASS, FAIL, "CANNOT JUDGE: why" (the run cannot tell) or "" (a figure shown)
+    verdict: str = ""
     load: str = ""
 
 
@@ -380,6 +388,18 @@ class Report:
                 f"target {target}",
                 "PASS" if ok else "FAIL",
                 load_average(),
+            )
+        )
+
+    def cannot_judge(self, label: str, value: str, target: str, why: str) -> None:
+        """A target this run cannot judge (`why`): neither PASS nor FAIL."""
+        self.rows.append(
+            Row(
+                label,
+                value,
+                target=f"target {target}",
+                verdict=f"CANNOT JUDGE: {why}",
+                load=load_average(),
             )
         )
 

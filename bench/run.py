@@ -1,4 +1,4 @@
-"""Run the five benchmarks (or some) and print one table of their verdicts.
+"""Run the six benchmarks (or some) and print one table of their verdicts.
 
     .venv/bin/python bench/run.py [--only create,list] [--size small|tiny]
     make bench [ONLY=list] [SIZE=small]
@@ -42,6 +42,15 @@ SIZES: Final = ("full", "small", "tiny")
 
 # tiny: every benchmark end to end in seconds, for tests/bench (figures meaningless).
 BENCHMARKS: Final = {
+    "peers": Benchmark(
+        "bench_peers.py",
+        {
+            "full": ("--orders", "2000", "--rounds", "3"),
+            "small": ("--orders", "400", "--rounds", "2"),
+            "tiny": ("--orders", "30", "--rounds", "1", "--clients", "4"),
+        },
+        {"full": 400, "small": 200, "tiny": 90},
+    ),
     "create": Benchmark(
         "bench_create_orders.py",
         {
@@ -102,9 +111,11 @@ BENCHMARKS: Final = {
                 "20",
                 "--rebuild-seconds",
                 "60",
+                "--rebuild-post-rate",
+                "5",
             ),
         },
-        {"full": 2100, "small": 600, "tiny": 120},
+        {"full": 2100, "small": 600, "tiny": 200},
     ),
 }
 

@@ -14,9 +14,15 @@ from uuid import UUID
 from eventsourcing.application import (
     AggregateNotFoundError,
     Application,
+    ProcessingEvent,
     project_aggregate,
 )
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 
 from domain import values
 from domain.exceptions import (
@@ -90,6 +96,22 @@ class OrderApplication(Application[UUID]):
 
     # Table names come from the name: fixed so that subclasses share the store.
     name = "pm_order"
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's `save` of aggregates (only aggregates are saved here),
+        each one's events collected without the library's two `isinstance`
+        checks against its Protocols: on Python 3.11 each check walks the
+        Protocol's classes, a twentieth of a create's CPU (bench/README.md)."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook
+        return recordings
 
 
 class OrderService:

@@ -79,7 +79,11 @@ OUTBOX: Final = Table(
 # A later event's message goes to its order's `mailto`, as its request recorded
 # it: found by the statement itself (no read among the page's pipelined writes).
 _ITS_RECIPIENTS: Final = Lookup(
-    ORDERS, "order_id", (("recipients", "mailto"),), where="o.mailto <> ''"
+    ORDERS,
+    "order_id",
+    (("recipients", "mailto"),),
+    where="o.mailto <> ''",
+    keeps=lambda order: bool(order.mailto),
 )
 
 

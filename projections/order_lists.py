@@ -179,10 +179,10 @@ class OrderLists(ReadModel):
     topics = ORDER_TOPICS
 
     def fold(self, event: Any, changes: Changes) -> None:
-        """An order requested in the page is inserted as its last event left it,
-        with its items; one requested before gets one update, and its items
-        move in the database. Counts and versions are summed."""
-        order: OrderRow | None
+        """What each event changes, once: the page writer merges a change into a
+        row the page inserts, and looks the order's parties up in the page or,
+        for an order requested before it, in the database. Counts and versions
+        are summed."""
         match event:
             case Order.Requested():
                 at, number = event.at.timestamp(), event.number
@@ -212,64 +212,44 @@ class OrderLists(ReadModel):
                     changes.insert(ITEMS, ListItem(project, list_type, number))
                     changes.add(COUNTS, ListCount(project, list_type, 1))
                 changes.add(COUNTS, ListCount(source_project, SENT_UNFINISHED, 1))
-                _stamp_versions(changes, number, order)
+                _stamp_versions(changes, number)
             case Order.WarningRaised():
                 at, number = event.at.timestamp(), event.number
-                if (order := changes.inserted(ORDERS, number)) is not None:
-                    order.warning_count, order.warned_at = event.count, at
-                    order.updated_at = at
-                else:
-                    changes.update(
-                        ORDERS,
-                        {"id": number},
-                        warning_count=event.count,
-                        warned_at=at,
-                        updated_at=at,
-                    )
-                _stamp_versions(changes, number, order)
+                changes.update(
+                    ORDERS,
+                    {"id": number},
+                    warning_count=event.count,
+                    warned_at=at,
+                    updated_at=at,
+                )
+                _stamp_versions(changes, number)
             case Order.Accepted() | Order.Rejected():
                 # A decision is always taken from unfinished (the workflow says
                 # so) and records the state it led to: no read needed. The order
                 # leaves its destination's INBOX for the list of that state.
                 after, number = event.state, event.number
                 at, into = event.at.timestamp(), _DEST_LIST_OF_STATE[after]
-                if (order := changes.inserted(ORDERS, number)) is not None:
-                    order.state, order.decided_by = after, event.by
-                    order.updated_at = order.decided_at = at
-                    dest_project = order.dest_project
-                    changes.delete(ITEMS, (dest_project, INBOX, number))
-                    changes.insert(ITEMS, ListItem(dest_project, into, number))
-                    changes.add(COUNTS, ListCount(dest_project, INBOX, -1))
-                    changes.add(COUNTS, ListCount(dest_project, into, 1))
-                    changes.add(
-                        COUNTS, ListCount(order.source_project, SENT_UNFINISHED, -1)
-                    )
-                else:
-                    changes.update(
-                        ORDERS,
-                        {"id": number},
-                        state=after,
-                        decided_by=event.by,
-                        updated_at=at,
-                        decided_at=at,
-                    )
-                    its_dest = _ITS_DESTINATION
-                    changes.delete_through(
-                        ITEMS, its_dest, number, list_type=INBOX, order_id=number
-                    )
-                    changes.insert_through(
-                        ITEMS, its_dest, number, list_type=into, order_id=number
-                    )
-                    changes.add_through(
-                        COUNTS, _ITS_DESTINATION, number, list_type=INBOX, n=-1
-                    )
-                    changes.add_through(
-                        COUNTS, _ITS_DESTINATION, number, list_type=into, n=1
-                    )
-                    changes.add_through(
-                        COUNTS, _ITS_SOURCE, number, list_type=SENT_UNFINISHED, n=-1
-                    )
-                _stamp_versions(changes, number, order)
+                changes.update(
+                    ORDERS,
+                    {"id": number},
+                    state=after,
+                    decided_by=event.by,
+                    updated_at=at,
+                    decided_at=at,
+                )
+                its_dest = _ITS_DESTINATION
+                changes.delete_through(
+                    ITEMS, its_dest, number, list_type=INBOX, order_id=number
+                )
+                changes.insert_through(
+                    ITEMS, its_dest, number, list_type=into, order_id=number
+                )
+                changes.add_through(COUNTS, its_dest, number, list_type=INBOX, n=-1)
+                changes.add_through(COUNTS, its_dest, number, list_type=into, n=1)
+                changes.add_through(
+                    COUNTS, _ITS_SOURCE, number, list_type=SENT_UNFINISHED, n=-1
+                )
+                _stamp_versions(changes, number)
 
     # -- queries ---------------------------------------------------------------
 
@@ -367,12 +347,8 @@ class OrderLists(ReadModel):
             return [int(order_id) for (order_id,) in cursor.fetchall()]
 
 
-def _stamp_versions(changes: Changes, number: int, order: OrderRow | None) -> None:
-    """Add one to the versions of both parties of order `number` (`order`, if
-    requested in the page): the readers' caches compare them."""
-    if order is not None:
-        changes.add(VERSIONS, ListsVersion(order.source_project, 1))
-        changes.add(VERSIONS, ListsVersion(order.dest_project, 1))
-    else:
-        changes.add_through(VERSIONS, _ITS_SOURCE, number, n=1)
-        changes.add_through(VERSIONS, _ITS_DESTINATION, number, n=1)
+def _stamp_versions(changes: Changes, number: int) -> None:
+    """Add one to the versions of both parties of order `number`: the readers'
+    caches compare them."""
+    changes.add_through(VERSIONS, _ITS_SOURCE, number, n=1)
+    changes.add_through(VERSIONS, _ITS_DESTINATION, number, n=1)

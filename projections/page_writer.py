@@ -223,6 +223,19 @@ class Lookup:
     # This table's column -> the other table's.
     columns: tuple[tuple[str, str], ...]
     where: str = ""
+    # `where` of a row inserted in the same page (the writer looks it up there).
+    keeps: Callable[[Any], bool] | None = None
+
+    def found_in(self, changes: Changes, key: Any) -> dict[str, Any] | None:
+        """The columns this lookup gives, from the row with `key` inserted in
+        the page (None: not inserted in the page: the database looks it up);
+        empty when that row does not meet `where`."""
+        row = changes.inserted(self.table, key)
+        if row is None:
+            return None
+        if self.keeps is not None and not self.keeps(row):
+            return {}
+        return {mine: getattr(row, theirs) for mine, theirs in self.columns}
 
 
 class Changes:
@@ -289,7 +302,17 @@ class Changes:
     def update(
         self, table: Table[Any], where: Mapping[str, Any], **values: Any
     ) -> None:
-        """Set `values` on the rows written before the page that match `where`."""
+        """Set `values` on the rows that match `where`: merged into the row, when
+        `where` is its key and the page inserts it; else on the rows written
+        before the page."""
+        if tuple(where) == table.key:
+            key = (
+                next(iter(where.values())) if len(where) == 1 else tuple(where.values())
+            )
+            if (row := self._inserts[table].get(key)) is not None:
+                for name, value in values.items():
+                    setattr(row, name, value)
+                return
         rows = self._updates[table]
         key = (tuple(where), tuple(where.values()))
         if (merged := rows.get(key)) is None:
@@ -301,7 +324,11 @@ class Changes:
         self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
     ) -> None:
         """`add`, with the columns of `lookup` taken from the other table's row
-        whose `lookup.by` is `key`."""
+        whose `lookup.by` is `key` (merged here when the page inserts it)."""
+        if (found := lookup.found_in(self, key)) is not None:
+            if found:
+                self.add(table, table.row(**found, **values))
+            return
         rows = self._looked_up["add", table, lookup]
         given = (key, *map(values.get, table.key))
         if (summed := rows.get(given)) is None:
@@ -315,7 +342,12 @@ class Changes:
         self, table: Table[Any], lookup: Lookup, key: Any, **values: Any
     ) -> None:
         """`insert`, with the columns of `lookup` taken from the other table's row
-        whose `lookup.by` is `key` (nothing when there is no such row)."""
+        whose `lookup.by` is `key` (nothing when there is no such row; merged
+        here when the page inserts it)."""
+        if (found := lookup.found_in(self, key)) is not None:
+            if found:
+                self.insert(table, table.row(**found, **values))
+            return
         given = (key, *map(values.get, table.key))
         self._looked_up["insert", table, lookup][given] = values
 
@@ -324,7 +356,14 @@ class Changes:
     ) -> None:
         """`delete` of a row written before the page, the columns of `lookup`
         of its key taken from the other table's row whose `lookup.by` is `key`
-        (`values` give the rest of its key)."""
+        (`values` give the rest of its key; merged here when the page inserts
+        that row)."""
+        if (found := lookup.found_in(self, key)) is not None:
+            if found:
+                named = {**found, **values}
+                keys = tuple(named[name] for name in table.key)
+                self.delete(table, keys[0] if len(keys) == 1 else keys)
+            return
         given = (key, *map(values.get, table.key))
         self._looked_up["delete", table, lookup][given] = values
 

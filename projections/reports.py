@@ -344,15 +344,12 @@ class Reports(ReadModel):
                 outcome = event.state
                 # Rounded to the microsecond `at` holds: no float noise.
                 seconds = round(event.at.timestamp() - order.requested_at, 6)
-                if changes.inserted(ORDERS, event.number) is not None:
-                    order.outcome, order.decision_seconds = outcome, seconds
-                else:
-                    changes.update(
-                        ORDERS,
-                        {"order_id": event.number},
-                        outcome=outcome,
-                        decision_seconds=seconds,
-                    )
+                changes.update(
+                    ORDERS,
+                    {"order_id": event.number},
+                    outcome=outcome,
+                    decision_seconds=seconds,
+                )
                 source_project, requested_day = (
                     order.source_project,
                     order.requested_day,

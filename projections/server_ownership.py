@@ -50,8 +50,8 @@ class ServerOwnership(ReadModel):
     topics = SERVER_TOPICS
 
     def fold(self, event: Any, changes: Changes) -> None:
-        """A server registered in the page is inserted as its last event left it;
-        one registered before gets one update."""
+        """What each event changes, once (the page writer merges a change into
+        a server the page registers)."""
         match event:
             case Server.Registered():
                 at = event.at.timestamp()
@@ -91,20 +91,7 @@ def _held(
 ) -> None:
     """Server `snid` is held by `order_id` (None: by no order) from `at`, and
     belongs to `project` if given."""
-    updated_at = at.timestamp()
-    if (server := changes.inserted(SERVERS, snid)) is not None:
-        server.order_id, server.updated_at = order_id, updated_at
-        if project is not None:
-            server.project = project
-    elif project is None:
-        changes.update(
-            SERVERS, {"snid": snid}, order_id=order_id, updated_at=updated_at
-        )
-    else:
-        changes.update(
-            SERVERS,
-            {"snid": snid},
-            project=project,
-            order_id=order_id,
-            updated_at=updated_at,
-        )
+    held: dict[str, object] = {"order_id": order_id, "updated_at": at.timestamp()}
+    if project is not None:
+        held["project"] = project
+    changes.update(SERVERS, {"snid": snid}, **held)

@@ -21,11 +21,17 @@ class View(Protocol):
     name: str
     # The topics of the events it reads; the projector hands it no others.
     topics: frozenset[str]
-    # Raised when the fold changes what it writes (its tables' statements are
-    # compared without it): the read models are then another generation.
-    fold_version: int
-    # Its tables, each described by its row.
-    layout: tuple[Table[Any], ...]
+
+    @property
+    def fold_version(self) -> int:
+        """Raised when the fold changes what it writes (its tables' statements
+        are compared without it): the read models are then another generation."""
+        ...
+
+    @property
+    def layout(self) -> tuple[Table[Any], ...]:
+        """Its tables, each described by its row."""
+        ...
 
     @property
     def tables(self) -> tuple[str, ...]:

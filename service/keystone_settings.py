@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -99,28 +98,3 @@ class KeystoneSettings:
         base = self.url.rstrip("/")
         base = base.removesuffix("/v3")
         return base + "/v3/auth/tokens"
-
-    @classmethod
-    def from_env(cls, get: Callable[[str], str | None]) -> KeystoneSettings | None:
-        """The settings from PM_ORDER_KEYSTONE_*; None when no Keystone URL is set."""
-        url = get("PM_ORDER_KEYSTONE_URL")
-        if url is None:
-            return None
-        cache_text = get("PM_ORDER_TOKEN_CACHE_SECONDS") or str(DEFAULT_CACHE_SECONDS)
-        if not cache_text.isdigit():
-            raise KeystoneSettingsInvalid(
-                f"PM_ORDER_TOKEN_CACHE_SECONDS={cache_text!r} must be a whole number "
-                "of seconds, 0 or more"
-            )
-        return cls(
-            url=url,
-            public_url=get("PM_ORDER_KEYSTONE_PUBLIC_URL") or url,
-            user=get("PM_ORDER_KEYSTONE_USER"),
-            password=get("PM_ORDER_KEYSTONE_PASSWORD"),
-            project=get("PM_ORDER_KEYSTONE_PROJECT"),
-            user_domain=get("PM_ORDER_KEYSTONE_USER_DOMAIN") or "Default",
-            project_domain=get("PM_ORDER_KEYSTONE_PROJECT_DOMAIN") or "Default",
-            app_credential_id=get("PM_ORDER_KEYSTONE_APP_CREDENTIAL_ID"),
-            app_credential_secret=get("PM_ORDER_KEYSTONE_APP_CREDENTIAL_SECRET"),
-            cache_seconds=int(cache_text),
-        )

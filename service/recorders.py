@@ -20,6 +20,8 @@ from eventsourcing.utils import retry
 from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier
 
+from projections.database.arrays import array_literal
+
 
 def _with_fewer_retries(method: Any) -> Any:
     """The library's `method` retrying twice instead of ten times.
@@ -196,15 +198,17 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
         ):
             try:
                 # Client-side binding: statements with parameters in one message.
+                # The arrays go as their text, built here: the driver quotes each
+                # element on its own, in Python (a twentieth of a create's CPU).
                 if self._insert_text is None:  # composed once, on a connection
                     self._insert_text = self._insert_in_one_message.as_string(conn)
                 inserting.execute(
                     self._insert_text,
                     (
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
+                        array_literal([str(e.originator_id) for e in stored_events]),
+                        array_literal([e.originator_version for e in stored_events]),
+                        array_literal([e.topic for e in stored_events]),
+                        _bytea_array_literal([e.state for e in stored_events]),
                     ),
                 )
             except psycopg.Error:
@@ -224,6 +228,11 @@ class FailFastPostgresRecorder(PostgresApplicationRecorder):
     max_notification_id = _with_fewer_retries(
         PostgresApplicationRecorder.max_notification_id
     )
+
+
+def _bytea_array_literal(values: Sequence[bytes]) -> str:
+    """PostgreSQL's text form of an array of bytea, each in hex."""
+    return "{" + ",".join(['"\\\\x' + value.hex() + '"' for value in values]) + "}"
 
 
 def _stored_events(rows: Sequence[Any]) -> list[StoredEvent]:

@@ -212,21 +212,28 @@ class Store:
         if projector.position() >= (self.app.recorder.max_notification_id() or 0):
             mark_caught_up(self.views, self.generation)
 
-    def finish_upgrade(self, idle_seconds: float) -> list[str]:
+    def finish_upgrade(
+        self, idle_seconds: float, *, only: str | None = None
+    ) -> list[str]:
         """Drop the read models no process serves from any more: every other
         generation whose processes were last seen over `idle_seconds` ago and
         whose projector nobody leads, and release 0.1.0's tables (beside the
         event store's) when its projector is not running. What was dropped, by
-        name. (The event log is untouched: a release rolled back to later
-        builds its read models again from it.)"""
+        name; with `only`, just that generation (this release's own included:
+        after a rollback) or 0.1.0's. (The event log is untouched: a release
+        rolled back to later builds its read models again from it.)"""
         dropped = []
         now = time.time()
         for older in generations(self.views):
-            if older.name == self.generation or now - older.seen_at < idle_seconds:
+            if only is None and older.name == self.generation:
+                continue  # (`only` names it after a rollback: this release's own)
+            if only is not None and older.name != only:
+                continue
+            if now - older.seen_at < idle_seconds:
                 continue
             if self._drop_generation(older.name):
                 dropped.append(older.name)
-        if self._drop_legacy_tables():
+        if only in (None, LEGACY_RELEASE) and self._drop_legacy_tables():
             dropped.append(LEGACY_RELEASE)
         return dropped
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import uuid4
+
+from eventsourcing.persistence import StoredEvent
 
 from domain.order import order_aggregate_id
 from domain.server import Server, server_aggregate_id
@@ -126,3 +129,33 @@ def test_a_service_numbers_on_after_orders_of_another_it_never_saw(
     # then it takes the next free number, not its own next one
     assert number == 6
     assert request(second, ["SN-6"]) == 7
+
+
+def test_the_insert_stores_each_events_bytes_and_topic_exactly(store: Store) -> None:
+    # given events whose states hold every byte value, and topics with the
+    # characters an array's text form must escape
+    events = [
+        StoredEvent(
+            originator_id=uuid4(),
+            originator_version=version,
+            topic=topic,
+            state=state,
+        )
+        for version, (topic, state) in enumerate(
+            [
+                ("domain.order:Order.Requested", bytes(range(256))),
+                ('a "quoted", {braced} topic', b'\\"{},NULL'),
+                ("back\\slash", b""),
+                ("NULL", "\u4e2d\u6587".encode()),
+            ],
+            start=1,
+        )
+    ]
+    # when
+    store.app.recorder.insert_events(events)
+    # then: read back as written, byte for byte
+    recorder = store.app.recorder
+    read = [e for event in events for e in recorder.select_events(event.originator_id)]
+    assert [
+        (e.originator_id, e.originator_version, e.topic, bytes(e.state)) for e in read
+    ] == [(e.originator_id, e.originator_version, e.topic, e.state) for e in events]

@@ -54,13 +54,14 @@ def run_benchmarks(only: str, tmp_path: Path) -> tuple[str, str]:
 def verdict_rows(table: str, key: str) -> list[str]:
     rows = [line for line in table.splitlines() if line.startswith(f"| {key} |")]
     for row in rows:
-        assert "| PASS |" in row or "| FAIL |" in row, row
+        assert any(v in row for v in ("| PASS |", "| FAIL |", "| CANNOT JUDGE: ")), row
     return rows
 
 
 @pytest.mark.parametrize(
     ("name", "key", "printed"),
     [
+        ("peers", "1. peers", ["pm-order: POST an order", "CRUD: POST an order"]),
         ("create", "1. create", ["ours: POST an order", "baseline: bare INSERT"]),
         ("lag", "3. lag", ["ours: order created to shown", "INSERT+NOTIFY"]),
         ("projector", "4. projector", ["ours: Projector", "ProjectionRunner"]),
@@ -79,7 +80,14 @@ def test_a_benchmark_prints_its_figures(
 def test_growth_and_list_on_its_store_print_their_figures(tmp_path: Path) -> None:
     """Together, list measures on the store growth kept (as in `make bench`)."""
     output, table = run_benchmarks("growth,list", tmp_path)
-    assert len(verdict_rows(table, "5. growth")) == 4, table
+    growth = verdict_rows(table, "5. growth")
+    assert len([row for row in growth if "CANNOT JUDGE" not in row]) == 4, table
+    # The rebuild's targets (its time, the answers meanwhile) are at a million
+    # orders, not at 300.
+    rebuild = [row for row in growth if "rebuild" in row]
+    assert len(rebuild) == 2, table
+    for row in rebuild:
+        assert "CANNOT JUDGE: the largest store is 300 orders" in row, table
     assert len(verdict_rows(table, "2. list")) == 2, table
     # Growth's table has a row for each size; list says whose store it measured.
     for size in ("| 100 |", "| 300 |"):
@@ -96,6 +104,31 @@ def test_growth_and_list_on_its_store_print_their_figures(tmp_path: Path) -> Non
             "SELECT 1 FROM pg_namespace WHERE nspname = %s", (shared,)
         ).fetchall()
     assert not left, f"{shared} was left behind"
+
+
+def test_growth_of_one_size_cannot_judge_growth() -> None:
+    """One size compared with itself would pass whatever it measured."""
+    need_postgres()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_growth.py"),
+            *("--sizes", "100", "--creates", "20", "--seconds", "1"),
+            *("--backlog", "20", "--rebuild-seconds", "60"),
+            *("--rebuild-post-rate", "5"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PM_ORDER_BENCH_POSTGRES_URL": POSTGRES_URL},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-6000:]
+    verdicts = re.findall(r"target [^:]*: (PASS|FAIL|CANNOT JUDGE: [^(]*)", output)
+    assert verdicts, output[-6000:]
+    assert all(v.startswith("CANNOT JUDGE") for v in verdicts), output[-6000:]
+    assert "CANNOT JUDGE: one size" in output, output[-6000:]
 
 
 def test_list_alone_grows_its_own_store(tmp_path: Path) -> None:

@@ -13,11 +13,10 @@ from pathlib import Path
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from projections.generations import generation_of
+from projections.generations import generation_of, generation_schema
 from service.release import VERSION
 from service.store import (
     generation_path,
-    generation_schema,
     postgres_settings,
     read_models,
     sqlite_path,
@@ -157,3 +156,33 @@ def test_finishing_an_upgrade_keeps_read_models_seen_lately(
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["no older read models to drop"]
     assert still_there(database_url, older)
+
+
+def test_after_a_rollback_the_newer_releases_read_models_are_dropped_by_name(
+    database_url: str, tmp_path: Path
+) -> None:
+    # given: this release's read models, no process of it running (rolled back;
+    # none seen for longer than the operator's --idle)
+    assert servers(database_url, tmp_path) == []
+    own = generation_of(read_models())
+    if database_url.startswith("sqlite"):
+        where: Path | str = generation_path(sqlite_path(database_url), own)
+    else:
+        where = generation_schema(str(postgres_settings(database_url).schema), own)
+    assert still_there(database_url, where)
+    # when: the operator names them
+    result = pm_order(
+        "--database-url",
+        database_url,
+        "db",
+        "finish-upgrade",
+        "--generation",
+        own,
+        "--idle",
+        "1ms",
+        cwd=tmp_path,
+    )
+    # then: they are gone
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"dropped the read models of {own}"]
+    assert not still_there(database_url, where)

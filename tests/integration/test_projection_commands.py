@@ -12,7 +12,7 @@ import pytest
 from domain.service import OrderService
 from mail import ledger
 from mail.ledger import DeliveryLedger
-from service.store import open_store
+from service.store import generation_path, open_store
 from tests.integration.processes import run_pm_order as pm_order
 
 
@@ -183,8 +183,10 @@ def test_a_view_whose_rebuild_fails_is_named_and_the_others_are_still_rebuilt(
     OrderService(store.app).register_servers([("S1", "p1")])
     store.catch_up()
     store.close()
-    # the scratch file of order_lists cannot be made: a folder is in its place
-    (tmp_path / "store.sqlite3.rebuild_order_lists").mkdir()
+    # the scratch file of order_lists (beside the read models' own file) cannot
+    # be made: a folder is in its place
+    views = generation_path(tmp_path / "store.sqlite3", store.generation)
+    Path(f"{views}.rebuild_order_lists").mkdir()
     result = pm_order("--database-url", url, "projections", "rebuild", cwd=tmp_path)
     assert result.returncode == 1
     assert "order_lists: rebuild failed, nothing switched: " in result.stderr

@@ -15,10 +15,9 @@ from psycopg import sql
 
 from domain.order import order_aggregate_id
 from domain.service import OrderService
-from projections.generations import generation_of
+from projections.generations import generation_of, generation_schema
 from service.recorders import FailFastPostgresRecorder
 from service.store import (
-    generation_schema,
     open_store,
     postgres_settings,
     read_models,

@@ -84,7 +84,10 @@ def test_no_keystone_url_means_no_keystone() -> None:
             {**SERVICE_USER, "PM_ORDER_KEYSTONE_APP_CREDENTIAL_ID": "id"},
             ["not both"],
         ),
-        ({**SERVICE_USER, "PM_ORDER_TOKEN_CACHE_SECONDS": "5m"}, ["whole number"]),
+        (
+            {**SERVICE_USER, "PM_ORDER_TOKEN_CACHE_SECONDS": "5 weeks"},
+            ["PM_ORDER_TOKEN_CACHE_SECONDS", "a duration"],
+        ),
         (
             {**SERVICE_USER, "PM_ORDER_KEYSTONE_PUBLIC_URL": "keystone.example.com"},
             ["PM_ORDER_KEYSTONE_PUBLIC_URL"],
@@ -95,7 +98,7 @@ def test_no_keystone_url_means_no_keystone() -> None:
         "user-without-password",
         "app-credential-without-secret",
         "both-kinds",
-        "cache-time-not-seconds",
+        "cache-time-not-a-duration",
         "public-url-not-a-url",
     ],
 )

@@ -1,4 +1,5 @@
-"""The README's sample mails are what the mailer writes, in each language."""
+"""The sample mails of docs/languages.md are what the mailer writes, in each
+language."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from language import Language
 from mail.ledger import OutgoingMail
 from mail.messages import compose
 
-README: Final = Path(__file__).resolve().parents[2] / "README.md"
+PAGE: Final = Path(__file__).resolve().parents[2] / "docs" / "languages.md"
 
 
 @pytest.mark.parametrize(("code", "zone"), [("en", "UTC"), ("zh_CN", "Asia/Shanghai")])
-def test_the_readme_shows_the_mail_each_language_writes(code: str, zone: str) -> None:
-    # given order 1 of the README, requested by alice
+def test_the_languages_page_shows_the_mail_each_language_writes(
+    code: str, zone: str
+) -> None:
+    # given order 1 of the walk-through, requested by alice
     mail = OutgoingMail(
         message_id="<order-1.event-1@pm-order>",
         order_id=1,
@@ -46,4 +49,4 @@ def test_the_readme_shows_the_mail_each_language_writes(code: str, zone: str) ->
     )
     # then
     shown = f"```\nSubject: {message['Subject']}\n\n{message.get_content()}```\n"
-    assert shown in README.read_text(encoding="utf-8")
+    assert shown in PAGE.read_text(encoding="utf-8")
