@@ -22,6 +22,7 @@ from cli.commands import (
     events,
     machines,
     mail,
+    notifications,
     projections,
     report,
     serve,
@@ -157,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     projections.register(commands)
     events.register(commands)
     mail.register(commands)
+    notifications.register(commands)
     report.register(commands)
     completion.register(commands, root)
     grammar.finish(root)

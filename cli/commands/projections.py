@@ -11,6 +11,7 @@ from typing import Any, Final
 from cli.progress import ProgressBar, ProgressLines, Steps, progress_for
 from cli.store_path import composed
 from language import Language, ljust, rjust, width
+from notifications.backlog import backlog
 from projections import rebuild as rebuilding
 from projections import view_status
 from projections.generations import generations
@@ -76,6 +77,9 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
             view_status.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
         ]
+        # The announcements on the bus, once published: behind like a view.
+        if announced := backlog(store.app.recorder, store.app.mapper, store.views):
+            rows.append(announced)
     if args.json:
         for row in rows:
             moved_at = _iso(row.moved_at, config.timezone)
