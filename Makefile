@@ -35,11 +35,12 @@ catalogs: install
 	$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete --domain pm_order \
 		--input-file $(LOCALE)/pm_order.pot --output-dir $(LOCALE)
 
+# A person reads `make run`'s log: --log-format text.
 # The demo store persists in var/: the import registers only servers it does not
 # know yet, so that `make run` works again after orders moved some
 # (`rm -rf var` starts over from the demo inventory).
 run: install
-	$(BIN)/pm-order machines import --new-only examples/inventory.csv
+	$(BIN)/pm-order machines import --new-only examples/inventory.csv --log-format text
 	@echo
 	@echo "Serving on http://$(HOST):$(PORT). Try, in another terminal:"
 	@echo
@@ -48,7 +49,7 @@ run: install
 	@echo
 	@echo "(the README walks through ordering, accepting and refusing)"
 	@echo
-	$(BIN)/pm-order serve --host $(HOST) --port $(PORT)
+	$(BIN)/pm-order serve --host $(HOST) --port $(PORT) --log-format text
 
 # pytest exits 5 when it ran no test: make fails then, as on any failure.
 test: install

@@ -10,7 +10,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api import handlers, health, report_handlers
+from api import admin_handlers, handlers, health, policy, report_handlers
 from api.auth import (
     SP_AGENT,
     Authenticator,
@@ -30,6 +30,7 @@ from api.context import (
     IDENTITY,
     METRICS,
     PAGE_CACHE,
+    POLICY,
     SERVICE,
     STATUS,
     STORE,
@@ -59,6 +60,17 @@ from service.store import Store
 
 # Routes whose callers must show a token for the project in the URL.
 PROJECT_ROUTES: Final = frozenset({"orders", "report"})
+# Routes for the cloud's administrators: a token, and no project in the URL.
+ADMIN_ROUTES: Final = frozenset({"admin_unfinished", "admin_server"})
+# The policy rule of each route and method (api/policy.py).
+RULES: Final = {
+    ("orders", "GET"): policy.LIST_ORDERS,
+    ("orders", "POST"): policy.REQUEST_TRANSFER,
+    ("orders", "PUT"): policy.DECIDE_ORDERS,
+    ("report", "GET"): policy.SHOW_REPORT,
+    ("admin_unfinished", "GET"): policy.LIST_UNFINISHED,
+    ("admin_server", "GET"): policy.SHOW_SERVER,
+}
 STORE_THREADS: Final = 8
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
@@ -88,6 +100,7 @@ def create_app(
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[POLICY] = policy.Policy(config.policy_file, config.approver_roles)
     app.on_response_prepare.append(without_versions)
     app[RATE_LIMITER] = RateLimiter.from_limits(config.limits)
     app[ADDRESS_GATE] = AddressGate.from_limits(config.limits)
@@ -102,6 +115,15 @@ def create_app(
         prefix + "/pm_order_report/{tenant_id}", name="report"
     )
     report.add_route("GET", report_handlers.project_report)
+    admin = prefix + "/pm_order_admin"
+    app.router.add_get(
+        admin + "/unfinished_orders",
+        admin_handlers.unfinished_orders,
+        name="admin_unfinished",
+    )
+    app.router.add_get(
+        admin + "/servers/{snid}", admin_handlers.server, name="admin_server"
+    )
     app.router.add_get(prefix + "/openapi.json", handlers.openapi_document)
     # Operations, outside the prefix (a gateway forwards only the API).
     health.add_routes(app)
@@ -188,17 +210,19 @@ async def authentication_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
     """Token (401), then Sp-Agent (400), then the URL's project (400), then the
-    token's rate (429)."""
+    policy (403), then the token's rate (429); all before the body is read."""
     match_info = request.match_info
     if match_info.http_exception is not None:
         # Routing comes first: unknown paths and methods answer whoever asks.
         raise match_info.http_exception
-    if match_info.route.name not in PROJECT_ROUTES:
+    route = match_info.route.name
+    if route not in PROJECT_ROUTES and route not in ADMIN_ROUTES:
         return await handler(request)
     config = request.app[CONFIG]
     token = request.headers.get("X-Auth-Token", "")
     identity = await _identify(request, token) if token else None
-    if identity is None:
+    if identity is None or (route in PROJECT_ROUTES and not identity.project):
+        # (A system-scoped token is for the admin routes only.)
         raise ApiError(
             401,
             "a valid X-Auth-Token is required"
@@ -210,14 +234,21 @@ async def authentication_middleware(
         )
     if request.headers.get("Sp-Agent") != SP_AGENT:
         raise ApiError(400, f"the Sp-Agent header must be {SP_AGENT!r}")
-    tenant_id = match_info["tenant_id"]
-    if tenant_id != identity.project:
+    tenant_id = match_info.get("tenant_id")
+    if tenant_id is not None and tenant_id != identity.project:
         raise ApiError(
             400,
             f"Malformed request URL: URL's project_id '{tenant_id}' doesn't match "
             f"Context's project_id '{identity.project}'",
             reason="Unauthorized",
         )
+    refusal = request.app[POLICY].refusal(
+        RULES[route, "GET" if request.method == "HEAD" else request.method],
+        identity,
+        tenant_id,
+    )
+    if refusal is not None:
+        raise ApiError(403, refusal.message)
     request[IDENTITY] = identity
     refuse_when_limited(request)
     health.refuse_until_built(request)

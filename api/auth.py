@@ -23,8 +23,10 @@ class Identity:
     """A user scoped to a project, as the token says."""
 
     user_name: str
-    project: str
+    project: str  # "" for a system-scoped Keystone token
     roles: frozenset[str]
+    # "all" for a Keystone token scoped to the system (a cloud administrator's).
+    system_scope: str | None = None
 
 
 class IdentityUnavailable(Exception):
@@ -146,8 +148,13 @@ def _text(entry: Any, key: str, where: str, number: int) -> str:
     return value
 
 
+# A token listed without `roles` may do what every token could before roles were
+# checked (read, order, decide): it is a project member.
+DEFAULT_ROLES: Final = ("member",)
+
+
 def _roles(entry: dict[str, Any], where: str, number: int) -> list[str]:
-    roles = entry.get("roles", [])
+    roles = entry.get("roles", list(DEFAULT_ROLES))
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise ConfigError(f"{where}: token {number} 'roles' must be a list of strings")
     return roles

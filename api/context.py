@@ -13,6 +13,7 @@ from aiohttp import web
 from api.auth import Authenticator, Identity
 from api.metrics import Metrics
 from api.page_cache import PageCache
+from api.policy import Policy
 from domain.service import OrderService
 from projections.async_reads import AsyncListReads
 from projections.executor import in_pool
@@ -42,6 +43,8 @@ PAGE_CACHE: Final = web.AppKey("page_cache", PageCache)
 AUTHENTICATOR: Final = web.AppKey("authenticator", Authenticator)
 EXECUTOR: Final = web.AppKey("executor", Executor)
 METRICS: Final = web.AppKey("metrics", Metrics)
+# Who may do what (oslo.policy): checked by the authentication middleware.
+POLICY: Final = web.AppKey("policy", Policy)
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 

@@ -75,6 +75,9 @@ async def readyz(request: web.Request) -> web.Response:
         "generation": _generation_check(request.app, sample),
         "views": _views_check(sample, config, time.time(), _projects(request.app)),
         "listener": _listener_check(request.app),
+        # Shown, never failed on: a broker outage must not take the API out of
+        # service (the events wait in the log and are announced later).
+        "notifications": _notifications_check(sample),
     }
     unconfirmed = await _unconfirmed_writes(request.app)
     if unconfirmed is not None and checks["store"]["ok"]:
@@ -118,6 +121,19 @@ async def _unconfirmed_writes(app: web.Application) -> str | None:
         )
     except PersistenceError as error:
         return f"writes are not confirmed durable: {error}"
+
+
+def _notifications_check(sample: Sample) -> dict[str, Any]:
+    backlog = sample.notifications
+    if backlog is None:
+        return {"ok": None, "detail": "not published (PM_ORDER_TRANSPORT_URL unset)"}
+    return {
+        "ok": True,
+        "detail": f"{backlog.lag_events} events of the log not announced yet, the "
+        f"oldest {backlog.lag_seconds:.1f} s old",
+        "backlog_events": backlog.lag_events,
+        "backlog_seconds": round(backlog.lag_seconds, 3),
+    }
 
 
 def _projects(app: web.Application) -> bool:

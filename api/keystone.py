@@ -164,14 +164,25 @@ class KeystoneAuthenticator:
             token = body["token"]
             expires_at = _parse_time(token["expires_at"])
             project = token.get("project")
-            if not isinstance(project, dict):
-                # Domain-scoped, system-scoped or unscoped: not for this service.
+            system = token.get("system")
+            roles = frozenset(_text(role["name"]) for role in token.get("roles", []))
+            if isinstance(system, dict) and system.get("all") is True:
+                # A cloud administrator's: for the admin routes (api/policy.py).
+                identity = Identity(
+                    user_name=_text(token["user"]["name"]),
+                    project="",
+                    roles=roles,
+                    system_scope="all",
+                )
+            elif not isinstance(project, dict):
+                # Domain-scoped or unscoped: not for this service.
                 return _Answer(identity=None)
-            identity = Identity(
-                user_name=_text(token["user"]["name"]),
-                project=_text(project["id"]),
-                roles=frozenset(_text(role["name"]) for role in token.get("roles", [])),
-            )
+            else:
+                identity = Identity(
+                    user_name=_text(token["user"]["name"]),
+                    project=_text(project["id"]),
+                    roles=roles,
+                )
         except (KeyError, TypeError, ValueError) as error:
             log.error("Keystone's token validation is not a v3 token: %r", error)
             raise IdentityUnavailable("Keystone's answer is not a v3 token") from None

@@ -56,6 +56,13 @@ def list_query(request: web.Request) -> ListQuery:
     )
 
 
+def paging(request: web.Request) -> tuple[int, int | None]:
+    """`limit` (default and most: MAX_PAGE) and `marker`, as the lists take them."""
+    limit = _int_param(request, "limit", low=1, high=MAX_PAGE)
+    marker = _int_param(request, "marker", low=1, high=2**62)
+    return (MAX_PAGE if limit is None else limit), marker
+
+
 async def transfer_request(request: web.Request, tenant_id: str) -> TransferRequest:
     body = await _json_object(request)
     if body.get("tenant_id", tenant_id) != tenant_id:

@@ -85,6 +85,18 @@ class _AppCollector(Collector):
             for result in ("sent", "failed", "gave_up"):
                 attempts.add_metric([result], background.mailer.attempts[result])
             yield attempts
+        if background is not None and background.notifier is not None:
+            state = background.notifier.state
+            yield CounterMetricFamily(
+                PREFIX + "notifications_published",
+                "Notifications this process published and the broker confirmed.",
+                value=state.published,
+            )
+            yield CounterMetricFamily(
+                PREFIX + "notifications_publish_failures",
+                "Pages this process failed to publish (each retried).",
+                value=state.failures,
+            )
 
     def _leadership(self) -> Iterator[Metric]:
         background = self.app.get(BACKGROUND)
@@ -160,6 +172,23 @@ class _AppCollector(Collector):
         for state, count in sorted(sample.outbox.items()):
             outbox.add_metric([state], count)
         yield outbox
+        if (backlog := sample.notifications) is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "notifications_position",
+                "Notification id up to which events were announced on the bus.",
+                value=backlog.position,
+            )
+            yield GaugeMetricFamily(
+                PREFIX + "notifications_backlog_events",
+                "Events stored and not announced on the bus yet (the broker down "
+                "or full makes it grow).",
+                value=backlog.lag_events,
+            )
+            yield GaugeMetricFamily(
+                PREFIX + "notifications_backlog_seconds",
+                "Age of the oldest event not announced yet (0 when none).",
+                value=backlog.lag_seconds,
+            )
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

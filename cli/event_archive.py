@@ -29,6 +29,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import get_topic
 
+from cli.progress import Progress, Silent
 from domain.event_kinds import ORDER_EVENTS, SERVER_EVENTS
 from domain.exceptions import DomainError
 from domain.order import Order, order_aggregate_id
@@ -194,6 +195,7 @@ def import_events(
     *,
     batch_size: int = BATCH_SIZE,
     send_mail: bool = False,
+    progress: Callable[[str, int], Progress] = lambda phase, total: Silent(),
 ) -> Imported:
     """Load an exported log into an empty store, then bring its views up to date.
 
@@ -202,14 +204,26 @@ def import_events(
     a batch per transaction; should the store fail part way, it holds a prefix of
     the log and a new import needs an empty store again.
 
+    `progress(phase, total)` gives what shows the progress of each phase
+    ("checking": total unknown, 0; "writing").
+
     The mail of imported events is the business of the deployment the log comes
     from: unless `send_mail`, it is recorded as delivered, so that moving a
     deployment does not mail everyone again.
     """
     _check_empty(store.app)
-    aggregates = sum(type(event) in _CREATED for event in _read(path))
+    checked = progress("checking", 0)
+    aggregates = total = 0
+    for event in _read(path):
+        total += 1
+        aggregates += type(event) in _CREATED
+        if total % batch_size == 0:
+            checked.update(total)
+    checked.update(total)
+    checked.close()
     _check_empty(store.app)
     written, position, batch, last_order = 0, 0, [], 0
+    stored = progress("writing", total)
     try:
         for event in _read(path):
             if isinstance(event, Order.Requested):
@@ -218,9 +232,12 @@ def import_events(
             if len(batch) >= batch_size:
                 position = _put(store.app, batch)
                 written, batch = written + len(batch), []
+                stored.update(written)
         if batch:
             position = _put(store.app, batch)
             written += len(batch)
+        stored.update(written)
+        stored.close()
     except PersistenceError as error:
         raise ImportFailed(
             f"the store failed after {written} events were written ({error}): it "
@@ -305,7 +322,7 @@ def _check_sequence(
             where,
             f"{kind.__name__} {aggregate_id} version {event.originator_version} "
             f"follows version {last}: not a whole log (an export with --after or "
-            "--tenant cannot be imported)",
+            "--project cannot be imported)",
         )
     if (type(event) in _CREATED) != (last == 0):
         _refuse(where, f"{type(event).__qualname__} at version {last + 1}")

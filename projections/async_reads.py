@@ -24,14 +24,15 @@ from projections.order_lists import OrderLists, OrderPage
 class AsyncListReads:
     """The order lists' page query, on the event loop."""
 
-    def __init__(self, views: PostgresViews, *, max_size: int = 4) -> None:
+    def __init__(self, views: PostgresViews, *, max_size: int | None = None) -> None:
+        """`max_size`: as the synchronous reads' pool, unless given."""
         from psycopg_pool import AsyncConnectionPool
 
         self.views = views
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             views.conninfo,
             min_size=1,
-            max_size=max_size,
+            max_size=views.max_size if max_size is None else max_size,
             timeout=views.connect_timeout,
             reconnect_timeout=POOL_RECONNECT_SECONDS,
             kwargs={
@@ -39,11 +40,16 @@ class AsyncListReads:
                 "autocommit": True,
                 "prepare_threshold": 0,
             },
+            configure=self._configure_session,
             open=False,
         )
         # version(): the calls waiting for the next read, and the task reading.
         self._waiting: list[tuple[str, asyncio.Future[int | None]]] = []
         self._reader: asyncio.Task[None] | None = None
+
+    async def _configure_session(self, connection: Any) -> None:
+        """As the views' pool: their settings, set by the session itself."""
+        await connection.execute(*self.views.session_statement())
 
     async def open(self) -> None:
         # Not waiting for the first connection: a database that is down at start

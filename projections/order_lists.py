@@ -145,6 +145,15 @@ _SELECT_COUNT: Final = (
     "SELECT n FROM order_lists_counts WHERE project = ? AND list_type = ?"
 )
 
+# Every project's unfinished orders, oldest first (the admin API's), and how many.
+_SELECT_UNFINISHED: Final = (
+    f"SELECT {ORDERS.selected} FROM order_lists_orders"
+    f" WHERE state = '{workflow.UNFINISHED}' AND id > ? ORDER BY id LIMIT ?"
+)
+_COUNT_UNFINISHED: Final = (
+    f"SELECT SUM(n) FROM order_lists_counts WHERE list_type = {SENT_UNFINISHED}"
+)
+
 _SELECT_OVERDUE: Final = (
     "SELECT id FROM order_lists_orders"
     " WHERE state = 'unfinished' AND COALESCE(warned_at, created_at) <= ?"
@@ -311,6 +320,19 @@ class OrderLists(ReadModel):
         for (n,) in db.query(_SELECT_COUNT, (project, SENT_UNFINISHED)):
             return int(n)
         return 0
+
+    @staticmethod
+    def unfinished(db: ViewDatabase, *, limit: int, marker: int | None) -> OrderPage:
+        """Every project's unfinished orders, oldest first, after `marker`: those
+        holding servers, for the cloud's administrators."""
+        rows = db.query(_SELECT_UNFINISHED, (marker or 0, limit + 1))
+        orders = [ORDERS.row_of(row) for row in rows[:limit]]
+        total = db.query(_COUNT_UNFINISHED, ())
+        return OrderPage(
+            orders=orders,
+            total_count=int(total[0][0] or 0) if total else 0,
+            next_marker=orders[-1].id if len(rows) > limit else None,
+        )
 
     @staticmethod
     def overdue(

@@ -36,6 +36,7 @@ SERVERS: Final = Table(
 )
 
 _SELECT_ALL: Final = f"SELECT {SERVERS.selected} FROM server_ownership ORDER BY snid"
+_SELECT_ONE: Final = f"SELECT {SERVERS.selected} FROM server_ownership WHERE snid = ?"
 _SELECT_OF_PROJECT: Final = (
     f"SELECT {SERVERS.selected} FROM server_ownership WHERE project = ? ORDER BY snid"
 )
@@ -63,6 +64,12 @@ class ServerOwnership(ReadModel):
                 _held(changes, event.snid, event.at, None, project=event.to_project)
             case Server.Released():
                 _held(changes, event.snid, event.at, order_id=None)
+
+    @staticmethod
+    def server(db: ViewDatabase, snid: str) -> ServerRow | None:
+        """Server `snid` (None: never registered)."""
+        rows = db.query(_SELECT_ONE, (snid,))
+        return SERVERS.row_of(rows[0]) if rows else None
 
     @staticmethod
     def servers(db: ViewDatabase, project: str | None = None) -> list[ServerRow]:

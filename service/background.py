@@ -16,6 +16,7 @@ from typing import Final
 
 from domain.service import OrderService
 from mail.mailer import DEFAULT_BACKOFF, Backoff, Mailer
+from notifications.publisher import Publisher
 from projections.executor import in_pool
 from service.config import Config
 from service.election import Election
@@ -63,6 +64,15 @@ class Background:
                 language=config.language,
                 backoff=mail_backoff,
             )
+        # PM_ORDER_TRANSPORT_URL: every order event announced on RabbitMQ.
+        self.notifier: Publisher | None = None
+        if config.notifications is not None:
+            self.notifier = Publisher(
+                store.app,
+                store.views,
+                config.notifications,
+                wait_for_events=self.following.caught_up,
+            )
         seconds = config.warn_after.total_seconds()
         self.scheduler_interval = min(max(seconds / 10, 0.2), 30.0)
         self.mail_poll = mail_poll
@@ -82,6 +92,12 @@ class Background:
             )
         else:
             self._elected("mailer", self.mailer.deliver_due, self.mail_poll)
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):  # else its first round does it
+                await self.notifier.start()
+            # Its round waits for new events itself; after a failure (the
+            # broker down), a second before trying again.
+            self._elected("notifier", self.notifier.publish_due, 0, retry_after=1.0)
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop at a boundary: the scheduler's round and the mailer's batch in
@@ -92,6 +108,8 @@ class Background:
             await asyncio.wait(running, timeout=grace)
         await stop_tasks(self._tasks)
         self._tasks.clear()
+        if self.notifier is not None:
+            await self.notifier.close()
         left = deadline - asyncio.get_running_loop().time()
         await self.following.stop(max(left, 0.1))
 
@@ -108,9 +126,15 @@ class Background:
             self.following.wake()
 
     def _elected(
-        self, name: str, step: Callable[[], Awaitable[object]], interval: float
+        self,
+        name: str,
+        step: Callable[[], Awaitable[object]],
+        interval: float,
+        *,
+        retry_after: float | None = None,
     ) -> None:
-        """Run `step` every `interval` while this process leads `name`."""
+        """Run `step` every `interval` while this process leads `name` (after a
+        failure, again after `retry_after`, by default `interval`)."""
         # One process of every release and generation leads it (the same lock
         # every release takes), once this one's read models have caught up: a
         # generation being built from the log sends nothing it has not reached.
@@ -118,7 +142,7 @@ class Background:
             name,
             self.store.views.shared_leadership(name),
             self.executor,
-            retry_after=interval,
+            retry_after=interval if retry_after is None else retry_after,
         )
         self.elections[name] = election
 

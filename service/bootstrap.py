@@ -3,7 +3,7 @@ worker, each command) from the configuration, so that none builds a
 half-configured one of its own.
 
 The store (event store and read models), the OrderService with the configured
-approver roles, limits and the unfinished-order count, and the background work
+limits and the unfinished-order count, and the background work
 (projectors, warning scheduler, mailer) come from here alone.
 """
 
@@ -54,9 +54,10 @@ def compose(
     confirmation = confirmation_of(store.app.recorder)
     if confirmation is not None:
         confirmation.timeout = config.write_confirm_timeout
+    # Who may decide is the policy's to say (PM_ORDER_APPROVER_ROLES is part of
+    # its rule, api/policy.py): one place, which a policy file can override.
     service = OrderService(
         store.app,
-        approver_roles=config.approver_roles,
         clock=clock,
         limits=config.limits.orders(),
         unfinished_orders=partial(OrderLists.unfinished_as_source, store.views),

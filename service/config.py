@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from domain.limits import OrderLimits
 from language import ENGLISH, Language
 from mail.settings import SmtpSettings
+from notifications.settings import NotificationSettings
 from service import settings as s
 from service.keystone_settings import KeystoneSettings, KeystoneSettingsInvalid
 
@@ -97,12 +98,17 @@ class Config:
     tokens_file: Path | None = None
     keystone: KeystoneSettings | None = None
     approver_roles: frozenset[str] = frozenset()
+    # PM_ORDER_POLICY_FILE: oslo.policy rules overriding the defaults (api/policy.py).
+    policy_file: Path | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     # PM_ORDER_LANGUAGE: what mails, the report and the command line speak.
     language: Language = ENGLISH
     warn_after: timedelta = timedelta(seconds=s.WARN_AFTER.value(_NONE))
     warn_max: int = s.WARN_MAX.value(_NONE)
     smtp: SmtpSettings | None = None
+    # PM_ORDER_TRANSPORT_URL (+ PM_ORDER_NOTIFICATION_TOPIC,
+    # PM_ORDER_NOTIFICATION_DURABLE): where events are announced; None: nowhere.
+    notifications: NotificationSettings | None = None
     mail_from: str = s.MAIL_FROM.value(_NONE)
     api_prefix: str = s.API_PREFIX.value(_NONE)
     # Off in production: tables then come only from `pm-order db upgrade`.
@@ -140,11 +146,13 @@ class Config:
             tokens_file=Path(tokens) if tokens else None,
             keystone=_keystone_settings(values),
             approver_roles=values.get(s.APPROVER_ROLES) or frozenset(),
+            policy_file=values.get(s.POLICY_FILE),
             timezone=values[s.TIMEZONE],
             language=values[s.LANGUAGE],
             warn_after=timedelta(seconds=values[s.WARN_AFTER]),
             warn_max=values[s.WARN_MAX],
             smtp=values.get(s.SMTP_URL),
+            notifications=_notification_settings(values),
             mail_from=values[s.MAIL_FROM],
             api_prefix=values[s.API_PREFIX],
             create_tables=values[s.CREATE_TABLES],
@@ -192,6 +200,17 @@ def _keystone_settings(values: s.Values) -> KeystoneSettings | None:
         raise ConfigError(str(error)) from None
 
 
+def _notification_settings(values: s.Values) -> NotificationSettings | None:
+    url = values.get(s.TRANSPORT_URL)
+    if url is None:
+        return None
+    return replace(
+        url,
+        topic=values[s.NOTIFICATION_TOPIC],
+        durable=values[s.NOTIFICATION_DURABLE],
+    )
+
+
 def check_database_url(url: str) -> str:
     """`url` if it names a store (sqlite:///PATH or PostgreSQL); ConfigError if not."""
     return s.database_url(url)
@@ -201,3 +220,16 @@ def parse_duration(text: str, name: str) -> timedelta:
     """A duration written as every duration setting is ('500ms', '90s', '15m',
     '2h', '1d'; a bare number is seconds) for an option called `name`."""
     return timedelta(seconds=s.Duration(high=366 * s.DAY).parse(name, text.strip()))
+
+
+# -- connections to PostgreSQL (docs/deployment-connections.md) -------------------
+
+# A command of the command line (not serve, not worker): one connection a pool,
+# two in all, whatever PM_ORDER_DB_POOL_SIZE says for the serving processes.
+COMMAND_DB_POOL_SIZE: Final = 1
+
+
+def db_pool_size(env: Mapping[str, str] | None = None) -> int:
+    """PM_ORDER_DB_POOL_SIZE (the settings' table): the most connections each
+    of a process's pools to PostgreSQL holds."""
+    return s.DB_POOL_SIZE.value(os.environ if env is None else env)

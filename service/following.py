@@ -29,7 +29,12 @@ from projections.other_generations import (
     position_of,
     running_others,
 )
-from projections.projector import ProjectionConflict, Projector, tracked_position
+from projections.projector import (
+    PAGE_SIZE,
+    ProjectionConflict,
+    Projector,
+    tracked_position,
+)
 from service.election import Election
 from service.notify_listener import NotifyListener
 
@@ -115,6 +120,7 @@ class Following:
         self._head = head
         # Other releases' read models that serve now: writes wait for them too.
         self.others: list[OtherGeneration] = []
+        self._serving: set[str] = set()
         self._caught_up = asyncio.Event()
         if generation is None:
             self._caught_up.set()
@@ -179,6 +185,10 @@ class Following:
             self._positions[view] = await self._position_or(view, 0)
         if self.generation is not None:
             await self._learn_caught_up(self.generation)
+            if isinstance(self.db, PostgresViews):
+                # Known before this process serves: its first write or read
+                # already keeps read-your-writes with the other releases.
+                await self._look_for_others(self.db)
         if self.run_projectors:
             for projector in self.projectors:
                 self._projecting.append(
@@ -412,37 +422,38 @@ class Following:
         return await self.caught_up(head, timeout)
 
     async def _watch_others(self, db: PostgresViews) -> None:
-        """Keep `others`: the other generations whose projector runs and that
-        have caught up (their processes serve, or are about to)."""
-        assert self.generation is not None
-        serving: set[str] = set()
-        head_before = None
+        """Keep `others` current: look every second."""
         while True:
-            try:
-                running = await self._run(running_others, db, self.generation)
-                head = (await self._run(self._head) if self._head else 0) or 0
-                found = []
-                for other in running:
-                    position = await self._run(position_of, db, other)
-                    if position is None:
-                        continue
-                    # Caught up once since its projector started: serving.
-                    if other.name in serving or (
-                        head_before is not None and position >= head_before
-                    ):
-                        serving.add(other.name)
-                        found.append(other)
-                serving &= {other.name for other in running}
-                if [o.name for o in found] != [o.name for o in self.others]:
-                    log.info(
-                        "other releases' read models serving: %s",
-                        ", ".join(o.name for o in found) or "none",
-                    )
-                self.others = found
-                head_before = head
-            except Exception as error:  # noqa: BLE001 - look again; never crash the watch
-                log.warning("cannot see other releases' read models: %s", error)
             await asyncio.sleep(_OTHERS_EVERY_SECONDS)
+            await self._look_for_others(db)
+
+    async def _look_for_others(self, db: PostgresViews) -> None:
+        """One look for the other generations that serve: their projector runs
+        and they have caught up (within a page of the log's head, read first:
+        a generation still being built is further behind). Once seen serving, a
+        generation counts until its projector stops."""
+        assert self.generation is not None
+        try:
+            head = (await self._run(self._head) if self._head else 0) or 0
+            running = await self._run(running_others, db, self.generation)
+            found = []
+            for other in running:
+                position = await self._run(position_of, db, other)
+                if position is None:
+                    continue
+                if other.name in self._serving or position >= head - PAGE_SIZE:
+                    self._serving.add(other.name)
+                    found.append(other)
+            self._serving &= {other.name for other in running}
+        except Exception as error:  # noqa: BLE001 - look again; never crash the watch
+            log.warning("cannot see other releases' read models: %s", error)
+            return
+        if [o.name for o in found] != [o.name for o in self.others]:
+            log.info(
+                "other releases' read models serving: %s",
+                ", ".join(o.name for o in found) or "none",
+            )
+        self.others = found
 
     async def _learn_caught_up(self, name: str) -> bool:
         """Whether the registry says generation `name` has caught up (noted)."""

@@ -30,11 +30,13 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from language import Language, LanguageUnknown
 from mail.settings import SmtpSettings, SmtpUrlInvalid, without_password
+from notifications.settings import NotificationSettings
 
 T = TypeVar("T")
 
@@ -284,6 +286,18 @@ def _smtp(text: str) -> SmtpSettings:
         raise ConfigError(f"PM_ORDER_SMTP_URL={error}") from None
 
 
+def _transport(text: str) -> NotificationSettings:
+    # TransportUrlInvalid is a ValueError: refused with the password as ***.
+    return NotificationSettings.from_url(text)
+
+
+def _policy_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(text)
+    return path
+
+
 def _address(text: str) -> str:
     if "@" not in text or any(c.isspace() for c in text):
         raise ValueError(text)
@@ -426,6 +440,7 @@ MAIL: Final = "Mail"
 LIMITS: Final = "Limits"
 HTTP: Final = "HTTP server and health"
 LOGS: Final = "Logs"
+NOTIFICATIONS: Final = "Notifications"
 
 DATABASE_URL: Final = Setting(
     "PM_ORDER_DATABASE_URL",
@@ -447,6 +462,18 @@ CREATE_TABLES: Final = Setting(
     "`no`: never create tables at start-up; production runs `pm-order db upgrade` "
     "([Operating](operating.md)).",
     STORE,
+)
+DB_POOL_SIZE: Final = Setting(
+    "PM_ORDER_DB_POOL_SIZE",
+    Whole(1, 50),
+    "2",
+    "The most connections each pool of a serving process holds to PostgreSQL "
+    "(event store, read models, the API's list reads): `serve --api-only` opens "
+    "3 x this + 1, `serve` and `worker` a few more for their leaderships; a "
+    "command of the command line holds 2 whatever it says "
+    "([Connections](deployment-connections.md)).",
+    STORE,
+    unit="connections",
 )
 IDLE_POLL_SECONDS: Final = Setting(
     "PM_ORDER_IDLE_POLL_SECONDS",
@@ -472,6 +499,15 @@ APPROVER_ROLES: Final = Setting(
     None,
     "Roles allowed to accept or refuse, comma-separated; empty: any member of the "
     "destination project.",
+    IDENTITY,
+)
+POLICY_FILE: Final = Setting(
+    "PM_ORDER_POLICY_FILE",
+    Text(_policy_file, "an existing policy file (see examples/policy.yaml.sample)"),
+    None,
+    "oslo.policy rules overriding the defaults (see [Policy](policy.md) and "
+    "`examples/policy.yaml.sample`); read again when it changes, no restart. "
+    "Unset: the defaults.",
     IDENTITY,
 )
 KEYSTONE_URL: Final = Setting(
@@ -742,6 +778,30 @@ SHUTDOWN_TIMEOUT: Final = Setting(
     "take to end.",
     HTTP,
 )
+TRANSPORT_URL: Final = Setting(
+    "PM_ORDER_TRANSPORT_URL",
+    Text(_transport, "rabbit://USER:PASS@HOST:PORT/VHOST"),
+    None,
+    "Where every order event is announced as an OpenStack notification, in "
+    "oslo.messaging's form (see [Notifications](notifications.md)); unset: "
+    "nothing is announced.",
+    NOTIFICATIONS,
+)
+NOTIFICATION_TOPIC: Final = Setting(
+    "PM_ORDER_NOTIFICATION_TOPIC",
+    Text(any_text, "a topic name"),
+    "notifications",
+    "The notifications' topic: they go to the queue `<topic>.info`.",
+    NOTIFICATIONS,
+)
+NOTIFICATION_DURABLE: Final = Setting(
+    "PM_ORDER_NOTIFICATION_DURABLE",
+    SWITCH,
+    "yes",
+    "Durable exchange and queue, persistent messages (a consumer declares them "
+    "alike: oslo.messaging's `amqp_durable_queues`).",
+    NOTIFICATIONS,
+)
 LOG_FORMAT: Final = Setting(
     "PM_ORDER_LOG_FORMAT",
     Choice({"json": "json", "text": "text"}, said="json or text"),
@@ -755,6 +815,7 @@ LOG_FORMAT: Final = Setting(
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     DATABASE_URL,
     CREATE_TABLES,
+    DB_POOL_SIZE,
     IDLE_POLL_SECONDS,
     WRITE_CONFIRM_TIMEOUT,
     TOKENS_FILE,
@@ -769,6 +830,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     KEYSTONE_APP_CREDENTIAL_SECRET,
     TOKEN_CACHE_SECONDS,
     APPROVER_ROLES,
+    POLICY_FILE,
     TIMEZONE,
     LANGUAGE,
     WARN_AFTER,
@@ -791,6 +853,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     READY_MAX_LAG,
     READY_STUCK_AFTER,
     SHUTDOWN_TIMEOUT,
+    TRANSPORT_URL,
+    NOTIFICATION_TOPIC,
+    NOTIFICATION_DURABLE,
     LOG_FORMAT,
 )
 

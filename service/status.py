@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from mail.outbox_counts import outbox_by_state
+from notifications.backlog import backlog
 from projections import view_status
 from projections.executor import in_pool
 from service.logs import redact
@@ -32,6 +33,8 @@ class Sample:
     taken_at: float
     views: list[view_status.ViewStatus] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
+    # The announcements' backlog (None: never published here).
+    notifications: view_status.ViewStatus | None = None
     error: str | None = None
     # How the tables this process reads differ from what it expects (none: as
     # expected).
@@ -93,5 +96,6 @@ class StoreStatus:
             taken_at=self.clock(),
             views=views,
             outbox=outbox_by_state(self.store.views),
+            notifications=backlog(app.recorder, app.mapper, self.store.views),
             shape_problems=self.store.shape_problems(),
         )

@@ -45,7 +45,7 @@ from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
 from service import shared_tables
-from service.config import ConfigError
+from service.config import ConfigError, db_pool_size
 from service.following import IDLE_POLL_SECONDS, Following
 from service.observed_application import CountedOrderApplication
 from service.postgres_url import LibpqPostgresFactory, libpq_parameters
@@ -195,6 +195,9 @@ class Store:
                 )
             )
         with self.views.writing() as cursor:
+            # Millions of rows take longer than the views' bound on a statement
+            # (SET LOCAL: until this transaction ends).
+            cursor.execute("SET LOCAL statement_timeout = 0")
             for view in self.all_views:
                 for table in view.tables:
                     cursor.execute(f"ANALYZE {table}")  # names are ours, not input
@@ -462,6 +465,7 @@ def _opened_postgres(settings: PostgresSettings) -> Store:
         settings.conninfo,
         schema=generation_schema(schema, name),
         shared_schema=schema,
+        max_size=db_pool_size(),
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
     return Store(app=app, views=views)
@@ -554,8 +558,9 @@ class PostgresSettings:
             # No pre-ping: a connection found dead fails its statement, and the
             # recorder retries it once on a fresh one (FailFastPostgresRecorder).
             "POSTGRES_MAX_WAITING": "64",
-            "POSTGRES_POOL_SIZE": "2",
-            "POSTGRES_MAX_OVERFLOW": "8",
+            # PM_ORDER_DB_POOL_SIZE connections at most (no overflow beyond).
+            "POSTGRES_POOL_SIZE": str(db_pool_size()),
+            "POSTGRES_MAX_OVERFLOW": "0",
             "CREATE_TABLE": "y" if create_tables else "n",
         }
         if self.schema:

@@ -1,23 +1,29 @@
 """Shared fixtures: the store on every backend, a settable clock, the real app.
 
 Application and API tests take `store_url` (directly or through `store`) and so
-run once per backend: SQLite always, PostgreSQL when a server answers at
-PM_ORDER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
+run once per backend: SQLite always, PostgreSQL too. The PostgreSQL server is the
+suite's own: a cluster made with initdb in a temporary folder on a free port,
+started when the first PostgreSQL test needs it and stopped at the end of the
+run, sized for the suite (SUITE_MAX_CONNECTIONS), so that the run neither
+depends on nor takes from what else the machine's server serves.
+PM_ORDER_TEST_POSTGRES_URL names a server to use instead (then none is started).
 Each PostgreSQL test gets a schema of its own, dropped afterwards. In CI
-(PM_ORDER_REQUIRE_POSTGRES=1) a missing PostgreSQL fails the run instead of
-skipping its tests.
+(PM_ORDER_REQUIRE_POSTGRES=1) a missing PostgreSQL (no server at the URL given,
+or no PostgreSQL binaries to start one) fails the run instead of skipping its
+tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -26,11 +32,22 @@ from api.app import create_app
 from domain.service import OrderService
 from service.config import Config, Limits
 from service.store import Store, open_store
+from tests.integration.processes import ThrowawayPostgres, free_port
 
-POSTGRES_URL = os.environ.get(
-    "PM_ORDER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+# The suite's peak is about a hundred connections (servers in processes, each
+# with its pools, beside the tests' own stores): room for it, and to spare.
+SUITE_MAX_CONNECTIONS: Final = 400
+
+_GIVEN_POSTGRES_URL: Final = os.environ.get("PM_ORDER_TEST_POSTGRES_URL") or None
+# The own cluster's port is chosen now, so that POSTGRES_URL is known to the
+# modules that import it; the cluster starts on it only when a test needs it.
+_OWN_POSTGRES_PORT: Final = free_port()
+POSTGRES_URL: Final = (
+    _GIVEN_POSTGRES_URL or f"postgresql://postgres@127.0.0.1:{_OWN_POSTGRES_PORT}/test"
 )
 POSTGRES_REQUIRED = os.environ.get("PM_ORDER_REQUIRE_POSTGRES") == "1"
+
+_own_cluster: list[ThrowawayPostgres] = []
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -52,11 +69,36 @@ def need_postgres() -> None:
 def _postgres_unavailable_reason() -> str | None:
     import psycopg
 
+    if _GIVEN_POSTGRES_URL is None:
+        try:
+            _start_own_cluster()
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+            said = str(error).strip().splitlines() or [type(error).__name__]
+            return f"cannot start the suite's own PostgreSQL cluster: {said[0]}"
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3):
             return None
     except psycopg.Error as error:
         return f"no PostgreSQL at {POSTGRES_URL}: {error}".splitlines()[0]
+
+
+def _start_own_cluster() -> None:
+    """initdb and start the suite's cluster on its port, with a database `test`."""
+    cluster = ThrowawayPostgres(
+        port=_OWN_POSTGRES_PORT,
+        settings={"max_connections": str(SUITE_MAX_CONNECTIONS)},
+    )
+    _own_cluster.append(cluster)
+    import psycopg
+
+    with psycopg.connect(cluster.url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE test")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the suite's own cluster, and remove its folder."""
+    while _own_cluster:
+        _own_cluster.pop().destroy()
 
 
 def drop_postgres_schema(schema: str) -> None:
@@ -77,6 +119,12 @@ def drop_postgres_schema(schema: str) -> None:
             )
 
 
+# tests/integration/test_pgbouncer.py runs the contract tests again with their
+# PostgreSQL store behind a PgBouncer in front of the same server: its URL,
+# with no database named.
+PGBOUNCER_URL: Final = os.environ.get("PM_ORDER_TEST_PGBOUNCER_URL") or None
+
+
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store's URL on each backend."""
@@ -85,7 +133,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     need_postgres()
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
+    if PGBOUNCER_URL is not None:  # the same server's database, through PgBouncer
+        database = POSTGRES_URL.rsplit("/", 1)[1]
+        yield f"{PGBOUNCER_URL.rstrip('/')}/{database}?schema={schema}"
+    else:
+        yield f"{POSTGRES_URL}?schema={schema}"
     drop_postgres_schema(schema)
 
 
@@ -272,6 +324,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             bold=True,
         )
         terminalreporter.write_line(
-            "Start PostgreSQL (or set PM_ORDER_TEST_POSTGRES_URL) to run them; "
+            "Install PostgreSQL's server binaries (the suite starts its own "
+            "cluster), or name a server in PM_ORDER_TEST_POSTGRES_URL, to run them; "
             "CI sets PM_ORDER_REQUIRE_POSTGRES=1 and fails instead."
         )

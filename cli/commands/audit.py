@@ -15,10 +15,10 @@ from cli import audit
 from cli.arguments import action, command_group
 from cli.audit import OrderAsOf, OrderHistory, OrderStep, ServerHistory, ServerStep
 from cli.commands import operator_refusal
+from cli.store_path import composed
 from domain.service import OrderApplication
 from domain.time_format import show_time
 from language import ENGLISH, N_, Language, ljust, width
-from service.bootstrap import composed
 from service.config import Config
 
 

@@ -15,8 +15,12 @@ from typing import Any, TextIO
 
 from cli.arguments import action, command_group
 from cli.event_archive import export_events, import_events
-from service.bootstrap import composed
-from service.config import Config, ConfigError
+from cli.grammar import project_option
+from cli.output_file import replaced
+from cli.progress import Progress, Silent, on_terminal
+from cli.store_path import composed
+from cli.terminal import is_terminal
+from service.config import Config
 
 
 def register(commands: Any) -> None:
@@ -26,7 +30,9 @@ def register(commands: Any) -> None:
         help="the event log as JSON lines: export and import",
         description="The event log, the only source of truth, as JSON lines.",
     )
-    _export_arguments(action(events, "export", export_command))
+    exporting = action(events, "export", export_command)
+    exporting.set_defaults(own_output=True)  # --output: written by the command
+    _export_arguments(exporting)
     _import_arguments(action(events, "import", import_command))
 
 
@@ -38,16 +44,14 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="only events after this notification id",
     )
-    parser.add_argument(
-        "--tenant",
-        dest="project",
-        metavar="T",
-        help="only events concerning project T: its orders (as source or "
-        "destination), and its servers while it owns them",
+    project_option(
+        parser,
+        "only events concerning PROJECT: its orders (as source or destination), "
+        "and its servers while it owns them",
     )
     parser.add_argument(
-        "--output",
         "-o",
+        "--output",
         type=Path,
         metavar="FILE",
         help="write to FILE (complete or not at all) instead of standard output",
@@ -84,10 +88,20 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
     data (the event's fields).
     """
     with composed(config) as root:
+        head = root.store.app.recorder.max_notification_id() or 0
         records = export_events(root.store.app, after=args.after, project=args.project)
+        # The bar goes with the output to a file or a pipe, not between the
+        # lines of an export written to the terminal itself.
+        shown = args.output is not None or not is_terminal(sys.stdout)
+        bar = (
+            on_terminal(config.language.gettext("exporting"), max(head - args.after, 0))
+            if shown
+            else Silent()
+        )
+        records = _counted(records, bar, args.after)
         if args.output is None:
             return _to_standard_output(records)
-        with _replaced(args.output) as file:
+        with replaced(args.output) as file:
             count, last = _write(records, file)
     print(
         config.language.ngettext(
@@ -99,6 +113,20 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _counted(
+    records: Iterator[dict[str, Any]], bar: Progress, after: int
+) -> Iterator[dict[str, Any]]:
+    """`records`, moving `bar` by their notification ids as they go by."""
+    last = after
+    for record in records:
+        last = record["id"]
+        if last % 100 == 0:
+            bar.update(last - after)
+        yield record
+    bar.update(last - after)
+    bar.close()
 
 
 def _write(records: Iterator[dict[str, Any]], file: TextIO) -> tuple[int, int]:
@@ -120,34 +148,26 @@ def _to_standard_output(records: Iterator[dict[str, Any]]) -> int:
     return 0
 
 
-@contextmanager
-def _replaced(path: Path) -> Iterator[TextIO]:
-    """A file that replaces `path` only once completely written."""
-    try:
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
-        )
-    except OSError as error:
-        raise ConfigError(f"{path}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            yield file
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def import_command(config: Config, args: argparse.Namespace) -> int:
     """load an exported event log into an empty store
 
     Load a whole exported event log into an EMPTY store, then bring the views up
     to date. The file is checked completely before anything is written: a bad
-    line refuses the whole file. Exports made with --after or --tenant are not
+    line refuses the whole file. Exports made with --after or --project are not
     whole logs and are refused.
     """
-    with _input_file(args.file) as path, composed(config) as root:
-        imported = import_events(root.store, path, send_mail=args.send_mail)
+    _ = config.language.gettext
+    names = {"checking": _("checking"), "writing": _("writing")}
+    with (
+        _input_file(args.file) as path,
+        composed(config, creates_store=True) as root,
+    ):
+        imported = import_events(
+            root.store,
+            path,
+            send_mail=args.send_mail,
+            progress=lambda phase, total: on_terminal(names[phase], total),
+        )
     if args.json:
         print(
             json.dumps(

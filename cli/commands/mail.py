@@ -8,11 +8,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+from cli.store_path import composed
 from domain.exceptions import DomainError
 from language import ljust, rjust
 from mail import ledger
 from mail.ledger import DeliveryLedger
-from service.bootstrap import composed
 from service.config import Config
 
 
@@ -21,7 +21,12 @@ class MessageUnknown(DomainError):
 
 
 def register(commands: Any) -> None:
-    mail = commands.add_parser("mail", help="the mail outbox")
+    mail = commands.add_parser(
+        "mail",
+        help="the mail outbox",
+        description="The mail outbox: the messages the mailer sends, their "
+        "delivery state, and putting failed ones back in line.",
+    )
     actions = mail.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="messages and their delivery state")
     states = listing.add_mutually_exclusive_group()
@@ -106,6 +111,9 @@ def retry_mail(config: Config, args: argparse.Namespace) -> int:
                     f"{message} is {known[message].state}, not failed: nothing to retry"
                 )
         count = DeliveryLedger.retry_failed(views, time.time(), message)
+    if args.json:
+        print(json.dumps({"retried": count}))
+        return 0
     language = config.language
     print(
         language.ngettext(

@@ -18,9 +18,9 @@ from typing import Any, Final
 from eventsourcing.application import AggregateNotFoundError
 
 from cli.arguments import action
+from cli.store_path import composed
 from domain.exceptions import DomainError, OrdersNotFound
 from domain.order import Order, order_aggregate_id
-from service.bootstrap import composed
 from service.config import Config
 
 MAX_REASON_LENGTH: Final = 200

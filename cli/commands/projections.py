@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from datetime import datetime, tzinfo
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
+from cli.progress import ProgressBar, ProgressLines, Steps, progress_for
+from cli.store_path import composed
 from language import Language, ljust, rjust, width
+from notifications.backlog import backlog
 from projections import rebuild as rebuilding
 from projections import view_status
 from projections.generations import generations
@@ -19,11 +20,12 @@ from projections.order_lists import OrderLists
 from projections.reports import Reports
 from projections.server_ownership import ServerOwnership
 from projections.view import View
-from service.bootstrap import composed
 from service.config import Config, ConfigError
 from service.store import Store
 
 # Every view, by name, in the order they are projected and shown.
+__all__ = ["ProgressBar", "ProgressLines", "progress_for"]  # (their home was here)
+
 VIEW_NAMES: Final = tuple(
     view.name for view in (OrderLists, ServerOwnership, MailOutbox, Reports)
 )
@@ -31,7 +33,13 @@ _VIEW_HELP: Final = f"one view: {', '.join(VIEW_NAMES)} (default: every view)"
 
 
 def register(commands: Any) -> None:
-    group = commands.add_parser("projections", help="the read models (views)")
+    group = commands.add_parser(
+        "projections",
+        help="the read models (views)",
+        description="The read models (views) the API answers from, kept from the "
+        "event log by projectors: how far each is, rebuild one from the events, "
+        "or verify it against a recomputation.",
+    )
     actions = group.add_subparsers(required=True, metavar="ACTION")
     status = actions.add_parser(
         "status", help="each view's position, the log's head, the lag, the last move"
@@ -69,6 +77,9 @@ def show_status(config: Config, args: argparse.Namespace) -> int:
             view_status.status(store.app.recorder, store.app.mapper, store.views, view)
             for view in store.all_views
         ]
+        # The announcements on the bus, once published: behind like a view.
+        if announced := backlog(store.app.recorder, store.app.mapper, store.views):
+            rows.append(announced)
     if args.json:
         for row in rows:
             moved_at = _iso(row.moved_at, config.timezone)
@@ -170,6 +181,9 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
                 )
                 continue
             bar.close()
+            if args.json:
+                print(json.dumps({"view": view.name, "position": position}))
+                continue
             print(
                 _(
                     "{view}: rebuilt up to {position} and switched in",
@@ -180,25 +194,19 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def progress_for(name: str, total: int, out: TextIO) -> ProgressBar | ProgressLines:
-    """A bar redrawn in place on a terminal; elsewhere (a log, a pipe) a plain
-    line every few seconds."""
-    return (
-        ProgressBar(name, total, out)
-        if out.isatty()
-        else ProgressLines(name, total, out)
-    )
-
-
 def verify_views(config: Config, args: argparse.Namespace) -> int:
+    _ = config.language.gettext
     equal = True
     report: dict[str, Any] = {}
     with composed(config) as root:
         store = root.store
+        steps = Steps()
         for view in _chosen(store, args.name):
+            steps.step(_("{view}: recomputing from the events", view=view.name))
             differences = rebuilding.verify(
                 store.app.recorder, store.app.mapper, store.views, view
             )
+            steps.done()
             report[view.name] = [d.__dict__ for d in differences]
             equal = equal and not differences
             if not args.json:
@@ -239,75 +247,3 @@ def _iso(seconds: float | None, zone: tzinfo) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, zone).isoformat(timespec="milliseconds")
-
-
-class ProgressBar:
-    """`name [#####.....] 52% 5200/10000 events 8100 ev/s ETA 0:01` on stderr."""
-
-    def __init__(
-        self,
-        name: str,
-        total: int,
-        out: TextIO = sys.stderr,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.total = max(total, 1)
-        self.out = out
-        self.clock = clock
-        self.started = clock()
-
-    def update(self, position: int) -> None:
-        elapsed = max(self.clock() - self.started, 1e-6)
-        rate = position / elapsed
-        share = min(position / self.total, 1.0)
-        left = max(self.total - position, 0) / rate if rate else 0.0
-        bar = "#" * int(share * 30) + "." * (30 - int(share * 30))
-        self.out.write(
-            f"\r{self.name} [{bar}] {share:4.0%} {position}/{self.total} events "
-            f"{rate:,.0f} ev/s ETA {int(left // 60)}:{int(left % 60):02d}"
-        )
-        self.out.flush()
-
-    def close(self) -> None:
-        self.out.write("\n")
-        self.out.flush()
-
-
-class ProgressLines:
-    """`name: 5200/10000 events (52%), 8100 ev/s` every `every` seconds, and at
-    the end: for output that is not a terminal."""
-
-    def __init__(
-        self,
-        name: str,
-        total: int,
-        out: TextIO = sys.stderr,
-        clock: Callable[[], float] = time.monotonic,
-        every: float = 5.0,
-    ) -> None:
-        self.name = name
-        self.total = max(total, 1)
-        self.out = out
-        self.clock = clock
-        self.every = every
-        self.started = self.last = clock()
-        self.position = 0
-
-    def update(self, position: int) -> None:
-        self.position = position
-        if self.clock() - self.last >= self.every:
-            self._line()
-
-    def close(self) -> None:
-        self._line()
-
-    def _line(self) -> None:
-        self.last = now = self.clock()
-        rate = self.position / max(now - self.started, 1e-6)
-        share = min(self.position / self.total, 1.0)
-        self.out.write(
-            f"{self.name}: {self.position}/{self.total} events ({share:.0%}), "
-            f"{rate:,.0f} ev/s\n"
-        )
-        self.out.flush()

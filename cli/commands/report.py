@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli import report_html
+from cli.grammar import project_option
+from cli.store_path import composed
 from language import Language, ljust, rjust, width
 from projections.reports import (
     CSV_COLUMNS,
@@ -22,7 +24,6 @@ from projections.reports import (
     Reports,
     parse_day,
 )
-from service.bootstrap import composed
 from service.config import Config, ConfigError
 
 _DESCRIPTION: Final = """\
@@ -45,9 +46,7 @@ def register(commands: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    report.add_argument(
-        "--tenant", dest="project", metavar="T", help="only this project"
-    )
+    project_option(report, "only this project")
     report.add_argument(
         "--since", metavar="DATE", help="first day, YYYY-MM-DD (UTC), included"
     )
@@ -58,16 +57,20 @@ def register(commands: Any) -> None:
         "--format",
         choices=tuple(RENDERERS),
         default="table",
-        help="table (default) for people; csv and json for programs; html: one "
-        "self-contained page with charts",
+        help="table (default) for people; csv and json (or --json) for programs; "
+        "html: one self-contained page with charts",
     )
     report.add_argument(
-        "--output", metavar="FILE", type=Path, help="write to FILE, not stdout"
+        "-o", "--output", metavar="FILE", type=Path, help="write to FILE, not stdout"
     )
-    report.set_defaults(command=make_report)
+    report.add_argument("--json", action="store_true", help="as --format json")
+    report.set_defaults(command=make_report, own_output=True)
 
 
 def make_report(config: Config, args: argparse.Namespace) -> int:
+    if args.json and args.format not in ("table", "json"):
+        raise ConfigError(f"--json and --format {args.format}: choose one")
+    output_format = "json" if args.json else args.format
     since = _day_option(args.since, "--since")
     until = _day_option(args.until, "--until")
     if since and until and since > until:
@@ -75,7 +78,7 @@ def make_report(config: Config, args: argparse.Namespace) -> int:
     with composed(config) as root:
         root.store.catch_up()  # no server may be keeping the views up to date
         figures = Reports.figures(root.store.views, args.project, since, until)
-    text = RENDERERS[args.format](figures, config.language)
+    text = RENDERERS[output_format](figures, config.language)
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import signal
+import sqlite3
 from typing import Any
 
 import uvloop
 
+from cli.listen_address import bind_failure, check_listen_address
+from cli.store_path import check_store_path
 from service.config import Config, ConfigError, parse_duration
-from service.store import open_store
+from service.store import open_store, postgres_settings, sqlite_path
 
 log = logging.getLogger("pm_order")
 
@@ -23,7 +28,6 @@ def register(commands: Any) -> None:
         description="Serve the REST API and, unless --api-only, run the background "
         "work (projectors, warning scheduler, mailer) under election. Stops in "
         "order on SIGTERM or SIGINT.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
@@ -53,7 +57,10 @@ def register(commands: Any) -> None:
     worker.set_defaults(command=worker_command)
 
     db = commands.add_parser(
-        "db", help="the database schema", description="The database schema."
+        "db",
+        help="the database schema",
+        description="The database schema: `db upgrade` creates or upgrades the "
+        "tables (when PM_ORDER_CREATE_TABLES=no leaves that to a deployment step).",
     )
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     upgrade = db_commands.add_parser(
@@ -89,6 +96,7 @@ def register(commands: Any) -> None:
 
 
 def serve_command(config: Config, args: argparse.Namespace) -> int:
+    check_listen_address(args.host, args.port)
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: must be 1 or more")
     if args.workers > 1 and config.database_url.startswith("sqlite:"):
@@ -118,15 +126,9 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
     app = create_app(
         config, authenticator=authenticator_for(config), background=not args.api_only
     )
-    log.info(
-        "serving on http://%s:%d%s%s",
-        args.host,
-        args.port,
-        config.api_prefix,
-        " (API only)" if args.api_only else "",
-    )
     # uvloop: the event loop's own work (polling, callbacks, transports) in C;
-    # measured in bench/README.md ("uvloop").
+    # measured in bench/README.md ("uvloop"). "serving on" is logged once the
+    # port is bound (_run_until_signalled).
     uvloop.run(
         _run_until_signalled(
             app,
@@ -135,6 +137,8 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
             reuse_port=reuse_port,
             shutdown_timeout=config.shutdown_timeout,
             client_timeout=config.client_timeout,
+            serving=f"http://{args.host}:{args.port}{config.api_prefix}"
+            + (" (API only)" if args.api_only else ""),
         )
     )
     log.info("stopped")
@@ -149,9 +153,12 @@ async def _run_until_signalled(
     reuse_port: bool,
     shutdown_timeout: float,
     client_timeout: float,
+    serving: str,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down in order: stop
     accepting, finish the requests in flight, end the app's background work.
+    "serving on `serving`" is logged once the port is bound, not before; a bind
+    that fails is one line (ConfigError), after the app's clean-up.
 
     (Not `web.run_app`: it cleans up inside a cancelled task, and the wait for
     requests in flight then ends at once.)"""
@@ -168,7 +175,11 @@ async def _run_until_signalled(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:  # taken since check_listen_address looked
+            raise ConfigError(bind_failure(host, port, error)) from None
+        log.info("serving on %s", serving)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -189,11 +200,15 @@ def worker_command(config: Config, args: argparse.Namespace) -> int:
 def finish_upgrade(config: Config, args: argparse.Namespace) -> int:
     idle = parse_duration(args.idle, "--idle").total_seconds()
     _ = config.language.gettext
+    check_store_path(config.database_url)  # it drops; it never makes a store
     store = open_store(config.database_url, create_tables=False)
     try:
         dropped = store.finish_upgrade(idle, only=args.generation)
     finally:
         store.close()
+    if args.json:
+        print(json.dumps({"dropped": dropped}))
+        return 0
     if not dropped:
         print(_("no older read models to drop"))
     for name in dropped:
@@ -202,8 +217,47 @@ def finish_upgrade(config: Config, args: argparse.Namespace) -> int:
 
 
 def upgrade_database(config: Config, args: argparse.Namespace) -> int:
+    """Says "created" on a database without pm-order's event table, "up to
+    date" on one that had it (upgraded or not)."""
+    existed = has_event_table(config.database_url)
     # Tables only, made whatever the schema mark says: no service to build.
     store = open_store(config.database_url, create_tables=True, upgrade=True)
     store.close()
-    print(config.language.gettext("tables are up to date"))
+    if args.json:
+        print(json.dumps({"created": not existed}))
+        return 0
+    _ = config.language.gettext
+    print(_("tables are up to date") if existed else _("created the tables"))
     return 0
+
+
+# eventsourcing's event tables: SQLite's default name, PostgreSQL's
+# `{application name}_events`.
+SQLITE_EVENT_TABLE = "stored_events"
+POSTGRES_EVENT_TABLE = "pm_order_events"
+
+
+def has_event_table(url: str) -> bool:
+    """Whether the store at `url` has its event table (one short look, one
+    connection; no file or folder made)."""
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        if not path.is_file():
+            return False
+        with contextlib.closing(
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (SQLITE_EVENT_TABLE,),
+            ).fetchone()
+        return found is not None
+    import psycopg
+
+    settings = postgres_settings(url)
+    with psycopg.connect(settings.conninfo, connect_timeout=10) as connection:
+        found = connection.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+            (settings.schema or "public", POSTGRES_EVENT_TABLE),
+        ).fetchone()
+    return found is not None and found[0] is not None

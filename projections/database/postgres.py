@@ -17,6 +17,8 @@ from projections.database.interface import (
 from projections.database.leadership import AdvisoryLock, Leadership
 
 if TYPE_CHECKING:
+    import psycopg
+
     from projections.page_writer import Table
 
 # A pool that loses its connections tries again after 1, 2, 4, 8... seconds:
@@ -46,6 +48,7 @@ class PostgresViews(ViewDatabase):
 
         self.conninfo = conninfo
         self.schema = schema
+        self.max_size = max_size
         # Where the tables every release shares are (the event store's schema):
         # the mail ledger, the generations' registry. Found after the views'
         # own schema on the search path.
@@ -59,6 +62,17 @@ class PostgresViews(ViewDatabase):
         if "connect_timeout" not in conninfo_to_dict(conninfo):
             # (the database URL's own, if it has one, is the operator's choice)
             self.connect_kwargs["connect_timeout"] = max(1, int(connect_timeout))
+        # The same settings again, set by each new connection of the pools: a
+        # pooler in session mode (PgBouncer, docs/deployment-connections.md)
+        # drops startup options, not what a session sets itself.
+        self.session_settings: dict[str, str] = {
+            "statement_timeout": str(statement_timeout_ms),
+            "lock_timeout": "5000",
+        }
+        if path:
+            self.session_settings["search_path"] = ", ".join(
+                '"' + s.replace('"', '""') + '"' for s in dict.fromkeys(path)
+            )
         # Autocommit: a lone read is one round trip; writing() opens a transaction.
         pool_kwargs = {**self.connect_kwargs, "autocommit": True}
         self._pool = psycopg_pool.ConnectionPool(
@@ -68,8 +82,21 @@ class PostgresViews(ViewDatabase):
             timeout=connect_timeout,
             kwargs=pool_kwargs,
             reconnect_timeout=POOL_RECONNECT_SECONDS,
+            configure=self.configure_session,
             open=True,
         )
+
+    def session_statement(self) -> tuple[str, list[str]]:
+        """The statement (and its parameters) that gives a session its settings."""
+        names = list(self.session_settings)
+        calls = ", ".join("set_config(%s, %s, false)" for _ in names)
+        values = [v for n in names for v in (n, self.session_settings[n])]
+        return f"SELECT {calls}", values
+
+    def configure_session(self, connection: psycopg.Connection[Any]) -> None:
+        """A new connection of the pool takes the views' settings (autocommit:
+        for the whole session)."""
+        connection.execute(*self.session_statement())
 
     @contextmanager
     def writing(self) -> Iterator[Cursor]:
@@ -185,7 +212,7 @@ class PostgresViews(ViewDatabase):
             self.conninfo,
             schema=schema,
             shared_schema=self.shared_schema,
-            max_size=2,
+            max_size=1,  # a rebuild's or a verification's scratch: one writer
             connect_timeout=self.connect_timeout,
         )
 

@@ -414,13 +414,13 @@ async def test_a_bad_decision_body_is_400_and_changes_nothing(
 
 
 @ONE_BACKEND
-async def test_the_body_is_checked_before_the_role(make_api: MakeApi) -> None:
-    # given
+async def test_the_role_is_checked_before_the_body(make_api: MakeApi) -> None:
+    # given: the contract's order is token, Sp-Agent, tenant, policy, then body
     api = await make_api(approver_roles=APPROVERS)
     # when
     status, _ = await api.decide("tok-bill", "proj-b", {"order_ids": [1], "accept": 7})
     # then
-    assert status == 400
+    assert status == 403
 
 
 @pytest.mark.parametrize(

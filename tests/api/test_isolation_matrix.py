@@ -83,8 +83,20 @@ APPROVERS: Final = {
     "source-approver": Caller("tok-alan", SOURCE),
     "other-project-approver": Caller("tok-cora", BYSTANDER),
 }
+# OpenStack's default personas, each on the destination's URL (its reader, its
+# member, an administrator of the cloud holding the admin role there) and none
+# holding the world's approver role.
+PERSONAS: Final = {
+    "reader": Caller("tok-rita", DEST),
+    "member": Caller("tok-mel", DEST),
+    "admin": Caller("tok-ada", DEST),
+}
 WORLD_TOKENS: Final = [
     *TOKENS,
+    *(
+        {"token": c.token, "user_name": name, "project_id": c.project, "roles": [name]}
+        for name, c in PERSONAS.items()
+    ),
     {
         "token": "tok-alan",
         "user_name": "alan",
@@ -117,6 +129,15 @@ MISMATCHED: Final = {
 
 LIST_ROUTES: Final = ["GET", *(f"GET type={t}" for t in range(5))]
 PROJECT_ROUTES: Final = [*LIST_ROUTES, "POST", "PUT accept", "PUT refuse", "GET report"]
+ADMIN_ROUTES: Final = ["GET admin-unfinished", "GET admin-server"]
+EVERY_ROUTE: Final = [*PROJECT_ROUTES, *ADMIN_ROUTES]
+
+# What the default policy lets each persona reach (api/policy.py); the rest is 403.
+ALLOWED: Final = {
+    "reader": {*LIST_ROUTES, "GET report"},
+    "member": {*LIST_ROUTES, "GET report", "POST"},
+    "admin": {*LIST_ROUTES, "GET report", "POST", *ADMIN_ROUTES},
+}
 
 
 @dataclass(frozen=True)
@@ -232,6 +253,10 @@ class World:
             path = f"{PREFIX}/pm_order_report/{caller.project}"
         elif rest == "openapi":
             path = f"{PREFIX}/openapi.json"
+        elif rest == "admin-unfinished":
+            path = f"{PREFIX}/pm_order_admin/unfinished_orders"
+        elif rest == "admin-server":
+            path = f"{PREFIX}/pm_order_admin/servers/{order.snids[0]}"
         if body is None and method == "POST":
             other = DEST if caller.project == BYSTANDER else BYSTANDER
             body = {"snids": ",".join(order.snids), "dest_project": other}
@@ -332,6 +357,67 @@ async def test_without_a_valid_token_no_route_reads_or_changes_anything(
     body = await error_of(response, 401)
     assert body["reason"] == "Unauthorized"
     assert response.headers["WWW-Authenticate"]
+    assert await world.snapshot() == before
+
+
+@pytest.mark.parametrize("caller", NOT_AUTHENTICATED)
+@pytest.mark.parametrize("route", ADMIN_ROUTES)
+async def test_without_a_valid_token_no_admin_route_answers(
+    world: World, route: str, caller: str
+) -> None:
+    before = await world.before()
+    response = await world.send(
+        route, Caller(NOT_AUTHENTICATED[caller], SOURCE), world.orders["unfinished"]
+    )
+    await error_of(response, 401)
+    assert await world.snapshot() == before
+
+
+# -- the personas: each gets what the policy allows, on every route -------------
+
+
+# (Orders whose servers are not the destination's: a POST allowed changes nothing.)
+@pytest.mark.parametrize("state", ["unfinished", "refused-warned"])
+@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("route", EVERY_ROUTE)
+async def test_each_persona_gets_exactly_what_the_policy_allows(
+    world: World, route: str, persona: str, state: str
+) -> None:
+    # given
+    order = world.orders[state]
+    before = await world.before()
+    # when
+    response = await world.send(route, PERSONAS[persona], order)
+    # then: a refusal is the policy's 403 and changes nothing; what is allowed
+    # passes the policy (a POST of another project's servers is then the
+    # contract's 400)
+    if route not in ALLOWED[persona]:
+        body = await error_of(response, 403)
+        assert "policy" in body["msg"]
+    elif route == "POST":
+        await error_of(response, 400)
+    else:
+        assert response.status == 200, await response.text()
+    if route == "GET admin-unfinished" and route in ALLOWED[persona]:
+        ids = [row["id"] for row in (await response.json())["orders"]]
+        assert ids == sorted(ids)
+        assert (order.id in ids) == (order.state == "unfinished")
+    if route == "GET admin-server" and route in ALLOWED[persona]:
+        body = await response.json()
+        owner, held_by = world.owner(order.snids[0])
+        assert (body["project"], body["order_id"]) == (owner, held_by)
+        assert body["history"][0]["event"] == "registered"
+    assert await world.snapshot() == before
+
+
+@pytest.mark.parametrize("caller", PARTIES)
+@pytest.mark.parametrize("route", ADMIN_ROUTES)
+async def test_a_project_token_without_the_admin_role_reaches_no_admin_route(
+    world: World, route: str, caller: str
+) -> None:
+    before = await world.before()
+    response = await world.send(route, PARTIES[caller], world.orders["unfinished"])
+    await error_of(response, 403)
     assert await world.snapshot() == before
 
 

@@ -497,3 +497,25 @@ async def test_the_configuration_alone_checks_tokens_with_keystone(
     assert known.status == 200
     assert unknown.status == 401
     assert unknown.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.url}"'
+
+
+@ONE_BACKEND
+async def test_a_system_scoped_admin_reads_the_admin_routes_and_no_project_route(
+    keystone_api: MakeApi, keystone: FakeKeystone
+) -> None:
+    # given: a cloud administrator's token, scoped to the system
+    api = await keystone_api()
+    admin = keystone.issue("root", scope="system", roles=("reader",))
+    reader = keystone.issue("rita", "proj-a", roles=("reader",))
+    # when
+    unfinished = await api.client.get(
+        "/mana_api/pm_order_admin/unfinished_orders", headers=api.headers(admin)
+    )
+    project_route = await get(api, admin)
+    not_admin = await api.client.get(
+        "/mana_api/pm_order_admin/unfinished_orders", headers=api.headers(reader)
+    )
+    # then: system scope is the admin rule's; a project route wants a project
+    assert unfinished.status == 200, await unfinished.text()
+    assert project_route.status == 401
+    assert not_admin.status == 403

@@ -224,6 +224,8 @@ def test_the_document_describes_the_contracts_operations(document: Json) -> None
         (ORDERS, "put"): "decideOrders",
         (REPORT_PATH, "get"): "getProjectReport",
         (DOCUMENT_PATH, "get"): "getOpenApiDocument",
+        ("/pm_order_admin/unfinished_orders", "get"): "listUnfinishedOrders",
+        ("/pm_order_admin/servers/{snid}", "get"): "showServer",
     }
 
 

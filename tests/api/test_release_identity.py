@@ -4,7 +4,6 @@ version and the commit it came from."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from service.release import COMMIT, VERSION
@@ -16,17 +15,12 @@ SETUP_CFG_VERSION = re.compile(r"^version = (\S+)$", re.MULTILINE)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_version_is_setup_cfgs_and_the_commit_is_the_checkouts() -> None:
+def test_the_version_is_setup_cfgs() -> None:
+    # (the commit: tests/unit/test_release.py, where HEAD cannot move between
+    # the import and the check)
     found = SETUP_CFG_VERSION.search((ROOT / "setup.cfg").read_text())
     assert found is not None
     assert found.group(1) == VERSION
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert head == COMMIT
 
 
 @ONE_BACKEND

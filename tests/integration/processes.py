@@ -133,7 +133,8 @@ class ThrowawayPostgres:
     """A PostgreSQL cluster in a temporary folder, on a free port, that tests may
     stop and start at will: a new one, or (`standby_of`) a streaming standby of
     another, made by `pg_basebackup -R`. `settings` are given to the server at
-    each start; `checksums` makes a new cluster with data checksums (which
+    each start; `port` is the one it listens on (a free one when not given);
+    `checksums` makes a new cluster with data checksums (which
     pg_rewind needs, as it needs wal_log_hints otherwise)."""
 
     def __init__(
@@ -142,6 +143,7 @@ class ThrowawayPostgres:
         settings: Mapping[str, str] | None = None,
         standby_of: ThrowawayPostgres | None = None,
         checksums: bool = False,
+        port: int | None = None,
     ) -> None:
         bin_dir = _postgres_bin()
         if bin_dir is None:
@@ -150,7 +152,7 @@ class ThrowawayPostgres:
         self.settings = dict(settings or {})
         self.folder = Path(tempfile.mkdtemp(prefix="pm-order-pg-"))
         self.data = self.folder / "data"
-        self.port = free_port()
+        self.port = port or free_port()
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         if standby_of is None:

@@ -220,7 +220,9 @@ def test_orders_history_json_gives_times_in_the_configured_zone(
 def test_orders_history_of_an_unknown_order_exits_1_with_one_line(
     tmp_path: Path,
 ) -> None:
-    # given an empty store
+    # given an empty store (made: read-only commands never make one)
+    made = run(f"sqlite:///{tmp_path}/empty.sqlite3", tmp_path, "db", "upgrade")
+    assert made.returncode == 0, made.stderr
     # when the history of order 42 is asked for
     result = run(
         f"sqlite:///{tmp_path}/empty.sqlite3", tmp_path, "orders", "history", "42"
@@ -342,7 +344,9 @@ def test_machines_history_json_lists_each_event(orders: str, tmp_path: Path) -> 
 
 
 def test_machines_history_of_an_unknown_server_exits_1(tmp_path: Path) -> None:
-    # given an empty store
+    # given an empty store (made: read-only commands never make one)
+    made = run(f"sqlite:///{tmp_path}/empty.sqlite3", tmp_path, "db", "upgrade")
+    assert made.returncode == 0, made.stderr
     # when the history of an unknown server is asked for
     result = run(
         f"sqlite:///{tmp_path}/empty.sqlite3", tmp_path, "machines", "history", "SN-404"

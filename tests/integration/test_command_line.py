@@ -412,6 +412,8 @@ def test_make_run_s_import_step_works_again_after_orders_moved_servers(
 def test_mail_retry_of_an_unknown_message_says_so_and_exits_1(
     database_url: str, tmp_path: Path
 ) -> None:
+    made = pm_order("--database-url", database_url, "db", "upgrade", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
     result = pm_order(
         "--database-url", database_url, "mail", "retry", "nope", cwd=tmp_path
     )
@@ -445,6 +447,16 @@ def test_projections_status_json_gives_moved_at_as_an_iso_time(
     database_url: str, tmp_path: Path
 ) -> None:
     # given: a store whose views have moved
+    inventory = write_csv(tmp_path / "in.csv", "snid,project_id\nS1,p1\n")
+    imported = pm_order(
+        "--database-url",
+        database_url,
+        "machines",
+        "import",
+        str(inventory),
+        cwd=tmp_path,
+    )
+    assert imported.returncode == 0, imported.stderr
     listed(database_url, tmp_path)
     # when
     result = pm_order(

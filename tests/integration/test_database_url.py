@@ -74,7 +74,8 @@ def test_a_url_libpq_would_refuse_exits_2_and_changes_nothing(
     url = with_a_dead_host_first(schema, **query)
     result = run_pm_order("--database-url", url, "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("pm-order: PM_ORDER_DATABASE_URL="), result.stderr
+    # the flag was used: its error names the flag, not the variable it overrides
+    assert result.stderr.startswith("pm-order: --database-url "), result.stderr
     assert said in result.stderr
     assert "Traceback" not in result.stderr
     assert not schema_exists(schema)

@@ -40,6 +40,12 @@ def generations(database_url: str, cwd: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def made(database_url: str, cwd: Path) -> None:
+    """This release makes the store (`db upgrade`: a read-only command makes none)."""
+    result = pm_order("--database-url", database_url, "db", "upgrade", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+
+
 def servers(database_url: str, cwd: Path) -> list[str]:
     result = pm_order(
         "--database-url", database_url, "machines", "list", "--json", cwd=cwd
@@ -97,6 +103,7 @@ def test_generations_lists_this_releases_read_models_as_caught_up(
     database_url: str, tmp_path: Path
 ) -> None:
     # given: a store this release made
+    made(database_url, tmp_path)
     assert servers(database_url, tmp_path) == []
     # when
     (listed,) = generations(database_url, tmp_path)
@@ -111,6 +118,7 @@ def test_finishing_an_upgrade_drops_the_read_models_no_process_uses(
     database_url: str, tmp_path: Path
 ) -> None:
     # given: this release's store, with an older release's generation beside it
+    made(database_url, tmp_path)
     assert servers(database_url, tmp_path) == []
     older = left_by_an_older_release(database_url, tmp_path)
     assert {g["generation"] for g in generations(database_url, tmp_path)} == {
@@ -140,6 +148,7 @@ def test_finishing_an_upgrade_keeps_read_models_seen_lately(
     database_url: str, tmp_path: Path
 ) -> None:
     # given: an older generation whose processes were seen a day ago
+    made(database_url, tmp_path)
     assert servers(database_url, tmp_path) == []
     older = left_by_an_older_release(database_url, tmp_path)
     # when: the operator says processes gone for two days are gone
@@ -163,6 +172,7 @@ def test_after_a_rollback_the_newer_releases_read_models_are_dropped_by_name(
 ) -> None:
     # given: this release's read models, no process of it running (rolled back;
     # none seen for longer than the operator's --idle)
+    made(database_url, tmp_path)
     assert servers(database_url, tmp_path) == []
     own = generation_of(read_models())
     if database_url.startswith("sqlite"):

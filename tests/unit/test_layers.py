@@ -1,5 +1,6 @@
-"""Imports only go down: cli → api → service → mail → projections → domain →
-language (the users' language, which imports no other package of the project)."""
+"""Imports only go down: cli → api → service → notifications → mail → projections →
+domain → language (the users' language, which imports no other package of the
+project)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import pytest
 ROOT: Final = Path(__file__).resolve().parents[2]
 
 # Highest first: a package may import those after it, never those before.
-LAYERS: Final = ("cli", "api", "service", "mail", "projections", "domain", "language")
+LAYERS: Final = (
+    "cli",
+    "api",
+    "service",
+    "notifications",
+    "mail",
+    "projections",
+    "domain",
+    "language",
+)
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -1,0 +1,1 @@
+"""Every event announced on the cloud's message bus as an OpenStack notification."""
