@@ -55,6 +55,6 @@ def test_proxies_addresses_and_networks_are_taken(
     }
     database = f"sqlite:///{tmp_path / 'pm-order.sqlite3'}"
     result = run_pm_order(
-        "--database-url", database, "mail", "list", cwd=tmp_path, env=env
+        "--database-url", database, "db", "upgrade", cwd=tmp_path, env=env
     )
     assert result.returncode == 0, result.stderr
