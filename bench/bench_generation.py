@@ -165,6 +165,7 @@ def run_in(
     during = [s for at, s in timed if at >= started]
     report = Report(
         "A new generation of the read models, caught up while the cluster serves",
+        key="6. generation",
         notes=[
             f"{orders:,} orders ({events:,} events; grown: {grown.describe()}); POSTs"
             f" at {rate:g}/s to a `serve --api-only` (with a worker) throughout; a"

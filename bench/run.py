@@ -117,6 +117,35 @@ BENCHMARKS: Final = {
         },
         {"full": 2100, "small": 600, "tiny": 200},
     ),
+    "generation": Benchmark(
+        "bench_generation.py",
+        {
+            "full": ("--orders", "1000000", "--rate", "200"),
+            "small": ("--orders", "20000", "--rate", "100", "--warm", "5"),
+            "tiny": ("--orders", "200", "--rate", "20", "--warm", "1", "--limit", "60"),
+        },
+        {"full": 3600, "small": 600, "tiny": 120},
+    ),
+    "notifications": Benchmark(
+        "bench_notifications.py",
+        {
+            "full": ("--orders", "1000", "--seconds", "10"),
+            "small": ("--orders", "300", "--seconds", "3"),
+            "tiny": (
+                "--orders",
+                "30",
+                "--clients",
+                "4",
+                "--seconds",
+                "1",
+                "--rate",
+                "20",
+                "--also-rate",
+                "10",
+            ),
+        },
+        {"full": 400, "small": 150, "tiny": 90},
+    ),
 }
 
 # When both run, growth goes first and keeps its store, and list measures on it

@@ -162,8 +162,8 @@ class Publisher:
     # -- the log ----------------------------------------------------------------
 
     def _start(self) -> None:
-        """The table, and a position at the log's head for a new outbox."""
-        NotificationPositions.create_tables(self.views)
+        """A position at the log's head for a new outbox (its table is one of
+        the shared ones: service/store.py)."""
         NotificationPositions.start(self.views, self._head())
 
     def _position(self) -> int:

@@ -33,8 +33,8 @@ from psycopg.sql import SQL, Identifier
 from service.config import ConfigError
 
 # 4: the event store, its order-number sequence and the mail ledger (release
-# 0.1.0 and before, marked in pm_order_schema); 5: the generations' registry
-# and this mark.
+# 0.1.0 and before, marked in pm_order_schema); 5: the generations' registry,
+# the notifications' positions and this mark.
 SHARED_VERSION: Final = 5
 # This release's tables are used as 0.1.0 (shared version 4) made them.
 READABLE_FROM: Final = 4

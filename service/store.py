@@ -21,6 +21,7 @@ from domain.order import order_aggregate_id
 from domain.order_numbers import last_taken
 from domain.service import OrderApplication
 from mail.ledger import DeliveryLedger
+from notifications.position import NotificationPositions
 from projections.database import (
     PostgresViews,
     SQLiteViews,
@@ -156,6 +157,7 @@ class Store:
             DeliveryLedger.create_tables(self.views)
         with self.views.shared_writing() as cursor:
             cursor.execute(REGISTRY_DDL)
+        NotificationPositions.create_tables(self.views)
         recorder = self.app.recorder
         if (
             isinstance(recorder, FailFastPostgresRecorder)

@@ -65,6 +65,8 @@ def verdict_rows(table: str, key: str) -> list[str]:
         ("create", "1. create", ["ours: POST an order", "baseline: bare INSERT"]),
         ("lag", "3. lag", ["ours: order created to shown", "INSERT+NOTIFY"]),
         ("projector", "4. projector", ["ours: Projector", "ProjectionRunner"]),
+        ("generation", "6. generation", ["new generation caught up"]),
+        ("notifications", "7. notifications", ["POST an order, with it"]),
     ],
 )
 def test_a_benchmark_prints_its_figures(
