@@ -282,3 +282,25 @@ def run_pm_order(
         timeout=60,
         check=False,
     )
+
+
+# The script `make install` installs, beside this interpreter.
+PM_ORDER_SCRIPT: Final = Path(sys.executable).parent / "pm-order"
+
+
+def run_installed_pm_order(
+    *args: str, cwd: Path, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The installed `pm-order` script to completion, as an operator runs it:
+    no PM_ORDER_* (nor PGAPPNAME) inherited, `env` set."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
+    clean.pop("PGAPPNAME", None)
+    return subprocess.run(
+        [str(PM_ORDER_SCRIPT), *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

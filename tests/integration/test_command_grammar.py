@@ -8,7 +8,6 @@ import argparse
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from cli.grammar import NO_OUTPUT, walk
 from cli.main import parser
 from service.release import VERSION
-
-PM_ORDER = Path(sys.executable).parent / "pm-order"
+from tests.integration.processes import PM_ORDER_SCRIPT
+from tests.integration.processes import run_installed_pm_order as pm_order
 
 EVERY_COMMAND = [(path, command) for path, command, _ in walk(parser()) if path]
 LEAVES = [
@@ -86,19 +85,6 @@ def test_the_project_option_is_one_word_everywhere() -> None:
         options = {o for action in command._actions for o in action.option_strings}
         if options & {"--project", "--tenant"}:
             assert {"--project", "--tenant"} <= options, path
-
-
-def pm_order(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
-    return subprocess.run(
-        [str(PM_ORDER), *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_version_says_the_release(tmp_path: Path) -> None:
@@ -247,7 +233,7 @@ def on_a_terminal(*args: str, cwd: Path, **env: str) -> tuple[int, str]:
     clean.pop("NO_COLOR", None)
     main, terminal = pty.openpty()
     process = subprocess.Popen(
-        [str(PM_ORDER), *args],
+        [str(PM_ORDER_SCRIPT), *args],
         cwd=cwd,
         env={**clean, "TERM": "xterm", **env},
         stdin=terminal,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,11 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import POSTGRES_URL, drop_postgres_schema, need_postgres
+from tests.integration.processes import PM_ORDER_SCRIPT
+from tests.integration.processes import run_installed_pm_order as pm_order
 
 pytestmark = pytest.mark.postgres
 
-PM_ORDER = Path(sys.executable).parent / "pm-order"
 
 COMMANDS = [
     ["machines", "list"],
@@ -34,20 +34,6 @@ COMMANDS = [
     ["report"],
     ["events", "export", "-o", "events.jsonl"],
 ]
-
-
-def pm_order(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
-    clean.pop("PGAPPNAME", None)
-    return subprocess.run(
-        [str(PM_ORDER), *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def as_role(url: str, role: str) -> str:
@@ -130,7 +116,7 @@ def test_pg_stat_activity_sees_at_most_two_connections_of_a_command(
     url, _ = limited_store
     seen: list[int] = []
     listed = subprocess.Popen(
-        [str(PM_ORDER), "--database-url", url, "machines", "list"],
+        [str(PM_ORDER_SCRIPT), "--database-url", url, "machines", "list"],
         cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != "PGAPPNAME"},
         stdout=subprocess.DEVNULL,

@@ -5,31 +5,14 @@ that make a store; `db upgrade` says whether it created the tables."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.integration.processes import free_port
-
-PM_ORDER = Path(sys.executable).parent / "pm-order"
-
-
-def pm_order(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The installed `pm-order` script, with no PM_ORDER_* inherited."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PM_ORDER_")}
-    return subprocess.run(
-        [str(PM_ORDER), *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.integration.processes import run_installed_pm_order as pm_order
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
