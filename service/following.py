@@ -53,6 +53,9 @@ _WAIT_POLL_MOST: Final = 0.05
 # it moved; this timer only bounds the wait should an announcement be lost.
 _WAIT_POLL_HEARING: Final = 0.25
 _RETRY_AFTER_ERROR: Final = 1.0
+# While a generation is built from the log: events caught up between looks at
+# whether this process is stopping (and at the log's head).
+_BUILD_STRETCH: Final = 100 * PAGE_SIZE
 # How often a process looks for other releases' read models that serve.
 _OTHERS_EVERY_SECONDS: Final = 1.0
 # How often a process not projecting reads whether its generation caught up.
@@ -283,7 +286,16 @@ class Following:
             building = self.generation is not None and not self._caught_up.is_set()
             head = await self._run(self._head) if building and self._head else None
             try:
-                moved = await in_pool(self._pages, projector.run_page, position)
+                if head:
+                    # Far behind (a generation built from the whole log): pages
+                    # pipelined, three in hand at once, a bounded stretch at a
+                    # time so that a stop is heard between stretches.
+                    if position is None:
+                        position = await in_pool(self._pages, projector.position)
+                    stop = min(head, position + _BUILD_STRETCH)
+                    moved = await in_pool(self._pages, projector.catch_up, stop)
+                else:
+                    moved = await in_pool(self._pages, projector.run_page, position)
             except ProjectionConflict:
                 # Moved elsewhere (a standby that took over, a rebuild switched in):
                 # carry on from where each view is now.
