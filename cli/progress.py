@@ -49,9 +49,9 @@ class Silent:
         pass
 
 
-class ProgressBar:
-    """`name [#####.....] 52% 5200/10000 events 8100 ev/s ETA 0:01` on stderr;
-    without a total, `name 5200 events 8100/s`."""
+class _Counted:
+    """A job of `total` items (0: not known) named `name`, reported on `out`:
+    what both ways of showing its progress know."""
 
     def __init__(
         self,
@@ -68,6 +68,25 @@ class ProgressBar:
         self.clock = clock
         self.unit = unit
         self.started = clock()
+
+    @property
+    def rate_unit(self) -> str:
+        return "ev/s" if self.unit == "events" else "/s"
+
+
+class ProgressBar(_Counted):
+    """`name [#####.....] 52% 5200/10000 events 8100 ev/s ETA 0:01` on stderr;
+    without a total, `name 5200 events 8100/s`."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        out: TextIO = sys.stderr,
+        clock: Callable[[], float] = time.monotonic,
+        unit: str = "events",
+    ) -> None:
+        super().__init__(name, total, out, clock, unit)
         self.drawn = 0.0
 
     def update(self, position: int) -> None:
@@ -85,10 +104,9 @@ class ProgressBar:
         share = min(position / self.total, 1.0)
         left = max(self.total - position, 0) / rate if rate else 0.0
         bar = "#" * int(share * 30) + "." * (30 - int(share * 30))
-        rate_unit = "ev/s" if self.unit == "events" else "/s"
         self.out.write(
             f"\r{name} [{bar}] {share:4.0%} {position}/{self.total} {self.unit} "
-            f"{rate:,.0f} {rate_unit} ETA {int(left // 60)}:{int(left % 60):02d}"
+            f"{rate:,.0f} {self.rate_unit} ETA {int(left // 60)}:{int(left % 60):02d}"
         )
         self.out.flush()
 
@@ -97,7 +115,7 @@ class ProgressBar:
         self.out.flush()
 
 
-class ProgressLines:
+class ProgressLines(_Counted):
     """`name: 5200/10000 events (52%), 8100 ev/s` every `every` seconds, and at
     the end: for output that is not a terminal."""
 
@@ -110,14 +128,9 @@ class ProgressLines:
         every: float = 5.0,
         unit: str = "events",
     ) -> None:
-        self.name = name
-        self.known = total > 0
-        self.total = max(total, 1)
-        self.out = out
-        self.clock = clock
+        super().__init__(name, total, out, clock, unit)
         self.every = every
-        self.unit = unit
-        self.started = self.last = clock()
+        self.last = self.started
         self.position = 0
 
     def update(self, position: int) -> None:
@@ -131,7 +144,7 @@ class ProgressLines:
     def _line(self) -> None:
         self.last = now = self.clock()
         rate = self.position / max(now - self.started, 1e-6)
-        rate_unit = "ev/s" if self.unit == "events" else "/s"
+        rate_unit = self.rate_unit
         if not self.known:
             self.out.write(
                 f"{self.name}: {self.position} {self.unit}, {rate:,.0f} {rate_unit}\n"
