@@ -1,9 +1,10 @@
-"""Rebuilding and verifying a view from the event log, beside the live one.
+"""Rebuilding and verifying views from the event log, beside the live ones.
 
-A view is rebuilt into a scratch place (a file beside the SQLite store, a schema
-beside the PostgreSQL one) while the live tables keep answering; then one
-transaction replaces the live rows and moves the view's position, so readers
-see the old view or the new one, never half of one. Interrupted before the
+Views are rebuilt into a scratch place (a file beside the SQLite store, a schema
+beside the PostgreSQL one) while the live tables keep answering, in one pass
+over the log for them all (read and decoded once); then one transaction puts
+the new tables in place of the live ones and moves the views' positions, so
+readers see the old views or the new, never half of one. Interrupted before the
 switch, nothing has changed; the next run starts the scratch place afresh. A
 live projector that had moved further notices the position moved under it and
 re-applies from there.
@@ -12,13 +13,13 @@ re-applies from there.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
-from projections.database import ViewDatabase
+from projections.database import SwitchBusy, ViewDatabase
 from projections.projector import (
     Contents,
     Projector,
@@ -36,16 +37,18 @@ def build_beside(
     recorder: ApplicationRecorder,
     mapper: Mapper[Any],
     live: ViewDatabase,
-    view: View,
+    views: View | Sequence[View],
     label: str,
     *,
     stop: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[ViewDatabase, Projector]:
-    """A fresh copy of `view` in a scratch place, projected up to `stop` or the end."""
-    scratch = live.scratch(f"{label}_{view.name}")
+    """Fresh copies of `views` in a scratch place, projected up to `stop` or the
+    end, in one pass over the log."""
+    views = list(views) if isinstance(views, Sequence) else [views]
+    scratch = live.scratch("_".join([label, *(v.name for v in views)]))
     try:
-        projector = Projector(recorder, mapper, scratch, view)
+        projector = Projector(recorder, mapper, scratch, views)
         projector.create_tables()
         projector.catch_up(stop=stop, progress=progress)
     except BaseException:
@@ -54,29 +57,49 @@ def build_beside(
     return scratch, projector
 
 
+# A switch that did not get its locks (readers were in the way) catches up and
+# tries again, this many times at most.
+SWITCH_ATTEMPTS: Final = 20
+
+
 def rebuild(
     recorder: ApplicationRecorder,
     mapper: Mapper[Any],
     live: ViewDatabase,
-    view: View,
+    views: View | Sequence[View],
     progress: Progress | None = None,
 ) -> int:
-    """Rebuild `view` beside the live one, then switch it in; returns its position."""
+    """Rebuild `views` beside the live ones, then switch them in together;
+    returns their position."""
+    views = list(views) if isinstance(views, Sequence) else [views]
     scratch, projector = build_beside(
-        recorder, mapper, live, view, "rebuild", progress=progress
+        recorder, mapper, live, views, "rebuild", progress=progress
     )
     try:
-        # Catch up once more just before switching, so little is re-applied after.
-        position = projector.catch_up(progress=progress)
-        with live.attached(scratch), live.writing() as cursor:
-            # The tracking row first: it is what a live projector locks first too,
-            # so the two take turns instead of interleaving their rows.
-            set_position(cursor, live, view.name, position)
-            live.copy_tables_from(scratch, view.layout, cursor)
-            live.announce_progress(cursor)
+        tables = [table for view in views for table in view.layout]
+        # Statistics for the planner, made before the tables serve (the live
+        # tables' go with them; nothing else may refresh them soon).
+        scratch.analyze([table.name for table in tables])
+        for attempt in range(SWITCH_ATTEMPTS):
+            # Catch up once more just before switching, so little is re-applied after.
+            position = projector.catch_up(progress=progress)
+            try:
+                with live.switching(scratch) as cursor:
+                    # The tracking rows first: they are what a live projector
+                    # locks first too, so the two take turns instead of
+                    # interleaving their rows.
+                    for view in views:
+                        set_position(cursor, live, view.name, position)
+                    live.switch_tables_from(scratch, tables, cursor)
+                    live.announce_progress(cursor)
+            except SwitchBusy:
+                if attempt + 1 == SWITCH_ATTEMPTS:
+                    raise
+                continue
+            return position
     finally:
         scratch.discard()
-    return position
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

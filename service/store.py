@@ -196,13 +196,7 @@ class Store:
                     Identifier(recorder.events_table_name),
                 )
             )
-        with self.views.writing() as cursor:
-            # Millions of rows take longer than the views' bound on a statement
-            # (SET LOCAL: until this transaction ends).
-            cursor.execute("SET LOCAL statement_timeout = 0")
-            for view in self.all_views:
-                for table in view.tables:
-                    cursor.execute(f"ANALYZE {table}")  # names are ours, not input
+        self.views.analyze([table for view in self.all_views for table in view.tables])
 
     def catch_up(self) -> None:
         """Bring every view up to date here, whether or not a server is running

@@ -148,50 +148,75 @@ def show_generations(config: Config, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(config: Config, args: argparse.Namespace) -> int:
+    """Every view chosen is rebuilt in one pass over the log and switched in
+    with the others; if that fails, each on its own, so that one view that cannot
+    be rebuilt stops none of the others."""
     _ = config.language.gettext
-    failed = False
     with composed(config) as root:
         store = root.store
         views = _chosen(store, args.name)
         head = store.app.recorder.max_notification_id() or 0
-        for view in views:
-            bar = progress_for(view.name, head, sys.stderr)
-            try:
-                position = rebuilding.rebuild(
-                    store.app.recorder, store.app.mapper, store.views, view, bar.update
-                )
-            except KeyboardInterrupt:
-                bar.close()
-                print(
-                    _("{view}: interrupted; nothing switched", view=view.name),
-                    file=sys.stderr,
-                )
-                return 130
-            except Exception as error:  # noqa: BLE001 - shown, then the next view
-                bar.close()
-                failed = True
-                reason = f"{type(error).__name__}: {error}"
+        try:
+            together = _rebuilt(store, views, head, config.language)
+        except KeyboardInterrupt:
+            return 130
+        if together is not None:
+            rebuilt = dict.fromkeys((view.name for view in views), together)
+        else:
+            if len(views) > 1:
+                print(_("rebuilding the views one by one"), file=sys.stderr)
+            rebuilt = {}
+            for view in views:
+                try:
+                    position = _rebuilt(store, [view], head, config.language)
+                except KeyboardInterrupt:
+                    return 130
+                if position is not None:
+                    rebuilt[view.name] = position
+        for name, position in rebuilt.items():
+            if args.json:
+                print(json.dumps({"view": name, "position": position}))
+            else:
                 print(
                     _(
-                        "{view}: rebuild failed, nothing switched: {error}",
-                        view=view.name,
-                        error=reason,
-                    ),
-                    file=sys.stderr,
+                        "{view}: rebuilt up to {position} and switched in",
+                        view=name,
+                        position=position,
+                    )
                 )
-                continue
-            bar.close()
-            if args.json:
-                print(json.dumps({"view": view.name, "position": position}))
-                continue
-            print(
-                _(
-                    "{view}: rebuilt up to {position} and switched in",
-                    view=view.name,
-                    position=position,
-                )
-            )
-    return 1 if failed else 0
+    return 0 if len(rebuilt) == len(views) else 1
+
+
+def _rebuilt(
+    store: Store, views: list[View], head: int, language: Language
+) -> int | None:
+    """`views` rebuilt and switched in: their position; None if that failed
+    (said on stderr, nothing switched). Interrupted: said, then raised again."""
+    _ = language.gettext
+    name = "+".join(view.name for view in views)
+    bar = progress_for(name, head, sys.stderr)
+    try:
+        position = rebuilding.rebuild(
+            store.app.recorder, store.app.mapper, store.views, views, bar.update
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        print(_("{view}: interrupted; nothing switched", view=name), file=sys.stderr)
+        raise
+    except Exception as error:  # noqa: BLE001 - shown, then the next view
+        bar.close()
+        reason = f"{type(error).__name__}: {error}"
+        print(
+            _(
+                "{view}: rebuild failed, nothing switched: {error}",
+                view=name,
+                error=reason,
+            ),
+            file=sys.stderr,
+        )
+        return None
+    bar.close()
+    return position
 
 
 def verify_views(config: Config, args: argparse.Namespace) -> int:

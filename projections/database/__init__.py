@@ -4,7 +4,12 @@ job (the interface the views use, each database, the array encoder, leadership).
 from __future__ import annotations
 
 from projections.database.arrays import array_literal
-from projections.database.interface import Cursor, ViewDatabase, ViewDatabaseUnavailable
+from projections.database.interface import (
+    Cursor,
+    SwitchBusy,
+    ViewDatabase,
+    ViewDatabaseUnavailable,
+)
 from projections.database.leadership import AdvisoryLock, Leadership, SoleLeader
 from projections.database.postgres import (
     POOL_RECONNECT_SECONDS,
@@ -22,6 +27,7 @@ __all__ = [
     "PostgresViews",
     "SQLiteViews",
     "SoleLeader",
+    "SwitchBusy",
     "ViewDatabase",
     "ViewDatabaseUnavailable",
     "array_literal",

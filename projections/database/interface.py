@@ -7,8 +7,8 @@ Statements are written once with `?` placeholders; PostgreSQL gets them as `%s`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, closing, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from projections.database.leadership import Leadership, SoleLeader
@@ -36,6 +36,10 @@ class Cursor(Protocol):
 
 class ViewDatabaseUnavailable(Exception):
     """The read-model database cannot be reached."""
+
+
+class SwitchBusy(Exception):
+    """A rebuild's switch did not get its locks in time; nothing was switched."""
 
 
 class ViewDatabase(ABC):
@@ -117,11 +121,22 @@ class ViewDatabase(ABC):
         """An empty place beside this database to build a view's tables in."""
 
     @abstractmethod
-    def copy_tables_from(
+    def switch_tables_from(
         self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
-        """Replace `tables`' rows with `scratch`'s (column by column, by name), in
-        `cursor`'s transaction."""
+        """Put `scratch`'s `tables` in place of this database's, in `cursor`'s
+        transaction (a `switching` one): readers see the old rows or the new."""
+
+    def switching(self, scratch: ViewDatabase) -> AbstractContextManager[Cursor]:
+        """The write transaction of a rebuild's switch, `scratch` reachable from
+        it. Where the switch takes locks that readers wait behind, it waits for
+        them a short while only: `SwitchBusy` then, nothing done (try again)."""
+        return _attached_writing(self, scratch)
+
+    def analyze(self, tables: Sequence[str]) -> None:
+        """Refresh the planner's statistics of `tables` (where the database
+        keeps them and nobody else refreshes them: autovacuum may be off)."""
+        return
 
     @abstractmethod
     def discard(self) -> None:
@@ -134,3 +149,9 @@ class ViewDatabase(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close every connection."""
+
+
+@contextmanager
+def _attached_writing(db: ViewDatabase, scratch: ViewDatabase) -> Iterator[Cursor]:
+    with db.attached(scratch), db.writing() as cursor:
+        yield cursor

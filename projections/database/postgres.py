@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from projections.database.interface import (
     Cursor,
+    SwitchBusy,
     ViewDatabase,
     ViewDatabaseUnavailable,
 )
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 # come up to a minute late. Giving up early bounds the backoff; the next
 # request that finds the pool empty starts a new attempt at once.
 POOL_RECONNECT_SECONDS: Final = 2.0
+# How long a rebuild's switch waits for a lock before it lets go of them all and
+# tries again: the longest a reader waits behind it (well under the deadlock
+# check's second, so a reader is never the one cancelled).
+SWITCH_LOCK_WAIT_MS: Final = 200
 
 
 class PostgresViews(ViewDatabase):
@@ -216,27 +221,54 @@ class PostgresViews(ViewDatabase):
             connect_timeout=self.connect_timeout,
         )
 
-    def copy_tables_from(
+    @contextmanager
+    def switching(self, scratch: ViewDatabase) -> Iterator[Cursor]:
+        import psycopg
+
+        try:
+            with self.writing() as cursor:
+                # Readers of a table wait behind the switch's lock on it, so it
+                # waits for its locks a short while only, and gives them all back
+                # to try again. (SET LOCAL: until the switch's transaction ends.)
+                cursor.execute(f"SET LOCAL lock_timeout = {SWITCH_LOCK_WAIT_MS}")
+                yield cursor
+        except ViewDatabaseUnavailable as error:
+            if isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
+                raise SwitchBusy(str(error)) from error
+            raise
+
+    def switch_tables_from(
         self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
         from psycopg import sql
 
         assert isinstance(scratch, PostgresViews)
         assert scratch.schema
-        # The switch copies whole tables (millions of rows at a million orders):
-        # the service's bound on a statement would cancel it, and the rebuild
-        # with it. (SET LOCAL: until the switch's transaction ends.)
+        # Whatever the service's bound on a statement, a switch is not cut short
+        # halfway. (SET LOCAL: until the switch's transaction ends.)
         cursor.execute("SET LOCAL statement_timeout = 0")
+        # The scratch's tables move in whole, their indexes with them: no row is
+        # copied, whatever the size (a copy of a million orders' rows took
+        # longer than the rebuild of them). The live table goes first, so the
+        # moved indexes' names are free.
+        live = sql.Identifier(self.schema or "public")
         for table in tables:
             name = sql.Identifier(table.name)
-            # Columns by name: the statement means the same whatever their order.
-            columns = sql.SQL(", ").join(map(sql.Identifier, table.names))
-            cursor.execute(sql.SQL("DELETE FROM {}").format(name))
+            cursor.execute(sql.SQL("DROP TABLE {}.{}").format(live, name))
             cursor.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}.{}").format(
-                    name, columns, columns, sql.Identifier(scratch.schema), name
+                sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
+                    sql.Identifier(scratch.schema), name, live
                 )
             )
+
+    def analyze(self, tables: Sequence[str]) -> None:
+        from psycopg import sql
+
+        with self.writing() as cursor:
+            # Millions of rows take longer than the views' bound on a statement.
+            cursor.execute("SET LOCAL statement_timeout = 0")
+            for table in tables:
+                cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
     def discard(self) -> None:
         import psycopg

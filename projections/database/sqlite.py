@@ -133,10 +133,11 @@ class SQLiteViews(ViewDatabase):
             leftover.unlink(missing_ok=True)
         return SQLiteViews(path, busy_timeout=self.busy_timeout)
 
-    def copy_tables_from(
+    def switch_tables_from(
         self, scratch: ViewDatabase, tables: Sequence[Table[Any]], cursor: Cursor
     ) -> None:
         assert isinstance(scratch, SQLiteViews)
+        # Another file: the rows are copied in (the writer's lock is the file's).
         for table in tables:  # names are the views' own, never input
             # Columns by name: the statement means the same whatever their order.
             columns = ", ".join(table.names)

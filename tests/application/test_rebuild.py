@@ -178,8 +178,8 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
         )
         busy_store.catch_up()
         # When: the older rebuild is switched in
-        with busy_store.views.attached(scratch), busy_store.views.writing() as cursor:
-            busy_store.views.copy_tables_from(scratch, view.layout, cursor)
+        with busy_store.views.switching(scratch) as cursor:
+            busy_store.views.switch_tables_from(scratch, view.layout, cursor)
             set_position(cursor, busy_store.views, view.name, rebuilt.position())
     finally:
         scratch.discard()
@@ -193,11 +193,11 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
 
 # PostgreSQL only: SQLite has no bound on a statement.
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
-def test_a_switch_copies_its_tables_whatever_the_bound_on_a_statement(
+def test_a_switch_moves_its_tables_whatever_the_bound_on_a_statement(
     busy_store: Store,
 ) -> None:
     # given the live views bounded to 10 ms a statement (the service's bound is
-    # 10 s; a switch at a million orders copies millions of rows)
+    # 10 s; a switch at a million orders waits for readers to let go)
     db = busy_store.views
     view = next(v for v in busy_store.all_views if v.name == "order_lists")
     scratch = db.scratch("bounded")
@@ -206,8 +206,8 @@ def test_a_switch_copies_its_tables_whatever_the_bound_on_a_statement(
             view.create_tables(cursor, scratch)
         with db.writing() as cursor:
             cursor.execute("SET LOCAL statement_timeout = 10")
-            # when the switch copies the scratch tables in
-            db.copy_tables_from(scratch, view.layout, cursor)
+            # when the switch moves the scratch tables in
+            db.switch_tables_from(scratch, view.layout, cursor)
             # then its statements run unbounded, to the end of the switch
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone() == ("0",)
