@@ -12,8 +12,10 @@ re-applies from there.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -46,7 +48,7 @@ def build_beside(
     """Fresh copies of `views` in a scratch place, projected up to `stop` or the
     end, in one pass over the log."""
     views = list(views) if isinstance(views, Sequence) else [views]
-    scratch = live.scratch("_".join([label, *(v.name for v in views)]))
+    scratch = live.scratch(_label(label, views))
     try:
         projector = Projector(recorder, mapper, scratch, views)
         projector.create_tables()
@@ -56,6 +58,10 @@ def build_beside(
         raise
     return scratch, projector
 
+
+# How another process opens the event log to read it: its recorder, its mapper,
+# and how to close them (picklable).
+OpenLog = Callable[[], tuple[ApplicationRecorder, Mapper[Any], Callable[[], None]]]
 
 # A switch that did not get its locks (readers were in the way) catches up and
 # tries again, this many times at most.
@@ -68,38 +74,105 @@ def rebuild(
     live: ViewDatabase,
     views: View | Sequence[View],
     progress: Progress | None = None,
+    *,
+    processes: int = 1,
+    open_log: OpenLog | None = None,
 ) -> int:
     """Rebuild `views` beside the live ones, then switch them in together;
-    returns their position."""
+    returns the position they are switched in at.
+
+    With `processes` above one (and `open_log`), where the database lets several
+    processes build at once, the views are shared among that many: each reads
+    the log itself and folds its share into a scratch place of its own, a core
+    each. This process builds the first share (told to `progress`).
+    """
     views = list(views) if isinstance(views, Sequence) else [views]
-    scratch, projector = build_beside(
-        recorder, mapper, live, views, "rebuild", progress=progress
-    )
+    if not (live.builds_in_parallel and open_log is not None):
+        processes = 1
+    shares = [views[i :: min(processes, len(views))] for i in range(processes)]
+    shares = [share for share in shares if share]
+    scratches: list[ViewDatabase] = []
     try:
-        tables = [table for view in views for table in view.layout]
-        # Statistics for the planner, made before the tables serve (the live
-        # tables' go with them; nothing else may refresh them soon).
-        scratch.analyze([table.name for table in tables])
+        projectors = []
+        for share in shares:
+            scratches.append(live.scratch(_label("rebuild", share)))
+            projectors.append(Projector(recorder, mapper, scratches[-1], share))
+            projectors[-1].create_tables()
+        with _processes(len(shares) - 1) as pool:
+            elsewhere = [
+                pool.apply_async(
+                    _caught_up_elsewhere, (open_log, scratch.opener(), share)
+                )
+                for scratch, share in zip(scratches[1:], shares[1:], strict=True)
+            ]
+            projectors[0].catch_up(progress=progress)
+            for built in elsewhere:
+                built.get()
+        for scratch, share in zip(scratches, shares, strict=True):
+            # Statistics for the planner, made before the tables serve (the live
+            # tables' go with them; nothing else may refresh them soon).
+            scratch.analyze([table.name for view in share for table in view.layout])
         for attempt in range(SWITCH_ATTEMPTS):
-            # Catch up once more just before switching, so little is re-applied after.
-            position = projector.catch_up(progress=progress)
             try:
-                with live.switching(scratch) as cursor:
-                    # The tracking rows first: they are what a live projector
-                    # locks first too, so the two take turns instead of
-                    # interleaving their rows.
-                    for view in views:
-                        set_position(cursor, live, view.name, position)
-                    live.switch_tables_from(scratch, tables, cursor)
-                    live.announce_progress(cursor)
+                return _switched_in(live, scratches, projectors, progress)
             except SwitchBusy:
                 if attempt + 1 == SWITCH_ATTEMPTS:
                     raise
-                continue
-            return position
     finally:
-        scratch.discard()
+        for scratch in scratches:
+            scratch.discard()
     raise AssertionError("unreachable")
+
+
+def _switched_in(
+    live: ViewDatabase,
+    scratches: list[ViewDatabase],
+    projectors: list[Projector],
+    progress: Progress | None,
+) -> int:
+    """Catch every share up once more (little is then re-applied after) and put
+    the scratch tables in place of the live ones, in one transaction."""
+    positions = [
+        projector.catch_up(progress=progress if n == 0 else None)
+        for n, projector in enumerate(projectors)
+    ]
+    with live.switching(scratches) as cursor:
+        # The tracking rows first: they are what a live projector locks first
+        # too, so the two take turns instead of interleaving their rows.
+        for projector, position in zip(projectors, positions, strict=True):
+            for view in projector.views:
+                set_position(cursor, live, view.name, position)
+        for scratch, projector in zip(scratches, projectors, strict=True):
+            tables = [table for view in projector.views for table in view.layout]
+            live.switch_tables_from(scratch, tables, cursor)
+        live.announce_progress(cursor)
+    return max(positions)
+
+
+def _label(label: str, views: Sequence[View]) -> str:
+    return "_".join([label, *(view.name for view in views)])
+
+
+def _processes(count: int) -> AbstractContextManager[Any]:
+    """`count` processes of a pool (stopped on leaving, whatever they are doing),
+    started afresh (spawn: nothing of this process's connections goes with them)."""
+    if count == 0:
+        return nullcontext()
+    return multiprocessing.get_context("spawn").Pool(count)
+
+
+def _caught_up_elsewhere(
+    open_log: OpenLog, open_scratch: Callable[[], ViewDatabase], views: list[View]
+) -> int:
+    """In a process of a pool: `views` (their tables made) caught up in their
+    scratch place; their position."""
+    recorder, mapper, close = open_log()
+    scratch = open_scratch()
+    try:
+        return Projector(recorder, mapper, scratch, views).catch_up()
+    finally:
+        scratch.close()
+        close()
 
 
 @dataclass(frozen=True)

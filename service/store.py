@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 from eventsourcing.persistence import (
+    ApplicationRecorder,
+    Mapper,
     PersistenceError,
 )
 from eventsourcing.utils import get_topic
@@ -371,6 +374,15 @@ def open_store(url: str, *, create_tables: bool = True, upgrade: bool = False) -
         store.close()
         raise
     return store
+
+
+def open_event_log(
+    url: str,
+) -> tuple[ApplicationRecorder, Mapper[Any], Callable[[], None]]:
+    """The event log of the store at `url`, for a process that only reads it (a
+    rebuild's builder): its recorder, its mapper, and how to close them."""
+    store = open_store(url, create_tables=False)
+    return store.app.recorder, store.app.mapper, store.close
 
 
 def _opened_sqlite(path: Path, *, create_tables: bool) -> Store:

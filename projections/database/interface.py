@@ -7,7 +7,7 @@ Statements are written once with `?` placeholders; PostgreSQL gets them as `%s`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -127,11 +127,23 @@ class ViewDatabase(ABC):
         """Put `scratch`'s `tables` in place of this database's, in `cursor`'s
         transaction (a `switching` one): readers see the old rows or the new."""
 
-    def switching(self, scratch: ViewDatabase) -> AbstractContextManager[Cursor]:
-        """The write transaction of a rebuild's switch, `scratch` reachable from
-        it. Where the switch takes locks that readers wait behind, it waits for
-        them a short while only: `SwitchBusy` then, nothing done (try again)."""
+    def switching(
+        self, scratches: Sequence[ViewDatabase]
+    ) -> AbstractContextManager[Cursor]:
+        """The write transaction of a rebuild's switch, `scratches` reachable
+        from it. Where the switch takes locks that readers wait behind, it waits
+        for them a short while only: `SwitchBusy` then, nothing done (try again)."""
+        [scratch] = scratches  # (more only where builds_in_parallel)
         return _attached_writing(self, scratch)
+
+    # Whether views may be built beside this database by several processes at
+    # once, each in a scratch place of its own, and switched in together.
+    builds_in_parallel: bool = False
+
+    def opener(self) -> Callable[[], ViewDatabase]:
+        """How another process opens this database (picklable); only where
+        `builds_in_parallel`."""
+        raise NotImplementedError
 
     def analyze(self, tables: Sequence[str]) -> None:
         """Refresh the planner's statistics of `tables` (where the database

@@ -4,7 +4,9 @@ pages, progress announced by NOTIFY, scratch schemas, reads retried once."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -31,6 +33,8 @@ POOL_RECONNECT_SECONDS: Final = 2.0
 # tries again: the longest a reader waits behind it (well under the deadlock
 # check's second, so a reader is never the one cancelled).
 SWITCH_LOCK_WAIT_MS: Final = 200
+# PostgreSQL's longest name (NAMEDATALEN - 1).
+MAX_NAME: Final = 63
 
 
 class PostgresViews(ViewDatabase):
@@ -202,10 +206,16 @@ class PostgresViews(ViewDatabase):
         )
         return frozenset(name for (name,) in cursor.fetchall())
 
+    builds_in_parallel = True
+
     def scratch(self, label: str) -> PostgresViews:
         from psycopg import sql
 
-        schema = f"{self.schema or 'public'}_{label}"[:63]
+        schema = f"{self.schema or 'public'}_{label}"
+        if len(schema) > MAX_NAME:
+            # Cut to PostgreSQL's limit, told apart from any other cut alike.
+            digest = hashlib.sha1(schema.encode(), usedforsecurity=False).hexdigest()
+            schema = f"{schema[: MAX_NAME - 9]}_{digest[:8]}"
         with self.writing() as cursor:
             cursor.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
@@ -213,7 +223,12 @@ class PostgresViews(ViewDatabase):
                 )
             )
             cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        return PostgresViews(
+        return self.beside(schema)()
+
+    def beside(self, schema: str) -> Callable[[], PostgresViews]:
+        """How to open the scratch `schema` beside these views (picklable)."""
+        return functools.partial(
+            PostgresViews,
             self.conninfo,
             schema=schema,
             shared_schema=self.shared_schema,
@@ -221,8 +236,13 @@ class PostgresViews(ViewDatabase):
             connect_timeout=self.connect_timeout,
         )
 
+    def opener(self) -> Callable[[], PostgresViews]:
+        assert self.max_size == 1, "only a scratch place is opened elsewhere"
+        assert self.schema
+        return self.beside(self.schema)
+
     @contextmanager
-    def switching(self, scratch: ViewDatabase) -> Iterator[Cursor]:
+    def switching(self, scratches: Sequence[ViewDatabase]) -> Iterator[Cursor]:
         import psycopg
 
         try:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from domain.service import OrderService
 from projections import rebuild as rebuilding
 from projections import view_status
+from projections.database import SQLiteViews
 from projections.projector import (
     Projector,
     set_position,
     tracked_position,
     view_contents,
 )
-from service.store import Store
+from service.store import Store, open_event_log
 from tests.conftest import INVENTORY, FakeClock
 
 
@@ -178,7 +183,7 @@ def test_a_live_projector_ahead_of_a_switched_rebuild_re_applies_from_its_positi
         )
         busy_store.catch_up()
         # When: the older rebuild is switched in
-        with busy_store.views.switching(scratch) as cursor:
+        with busy_store.views.switching([scratch]) as cursor:
             busy_store.views.switch_tables_from(scratch, view.layout, cursor)
             set_position(cursor, busy_store.views, view.name, rebuilt.position())
     finally:
@@ -213,3 +218,72 @@ def test_a_switch_moves_its_tables_whatever_the_bound_on_a_statement(
             assert cursor.fetchone() == ("0",)
     finally:
         scratch.discard()
+
+
+def test_views_shared_among_two_processes_are_rebuilt_as_one_would(
+    busy_store: Store, store_url: str
+) -> None:
+    # given every view as the projector made it, then one corrupted
+    before = {v.name: view_contents(busy_store.views, v) for v in busy_store.all_views}
+    with busy_store.views.writing() as cursor:
+        cursor.execute("DELETE FROM server_ownership WHERE snid = 'SN-A-004'")
+    # when every view is rebuilt with two processes (PostgreSQL: a share each;
+    # SQLite: one process whatever is asked)
+    position = rebuilding.rebuild(
+        busy_store.app.recorder,
+        busy_store.app.mapper,
+        busy_store.views,
+        busy_store.all_views,
+        processes=2,
+        open_log=functools.partial(open_event_log, store_url),
+    )
+    # then each is switched in at the head, as the projector made it
+    assert position == busy_store.app.recorder.max_notification_id()
+    for view in busy_store.all_views:
+        assert tracked_position(busy_store.views, view.name) == position, view.name
+        assert view_contents(busy_store.views, view) == before[view.name], view.name
+    assert _scratch_places(busy_store) == []
+
+
+def _failing_log() -> Any:
+    raise RuntimeError("the log cannot be read here")
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_share_that_fails_in_another_process_switches_nothing(
+    busy_store: Store,
+) -> None:
+    # given a corrupted view
+    with busy_store.views.writing() as cursor:
+        cursor.execute("DELETE FROM server_ownership WHERE snid = 'SN-A-004'")
+    corrupted = view_contents(busy_store.views, busy_store.server_ownership)
+    positions = {
+        v.name: tracked_position(busy_store.views, v.name) for v in busy_store.all_views
+    }
+    # when the process building the second share cannot read the log
+    with pytest.raises(RuntimeError, match="cannot be read here"):
+        rebuilding.rebuild(
+            busy_store.app.recorder,
+            busy_store.app.mapper,
+            busy_store.views,
+            busy_store.all_views,
+            processes=2,
+            open_log=_failing_log,
+        )
+    # then no view is switched in, and no scratch place is left behind
+    assert view_contents(busy_store.views, busy_store.server_ownership) == corrupted
+    for view in busy_store.all_views:
+        assert tracked_position(busy_store.views, view.name) == positions[view.name]
+    assert _scratch_places(busy_store) == []
+
+
+def _scratch_places(store: Store) -> list[str]:
+    """The rebuilds' scratch places left beside the store's views."""
+    if isinstance(store.views, SQLiteViews):
+        views = Path(store.views.path)
+        return [str(p) for p in views.parent.glob(f"{views.name}.rebuild_*")]
+    rows = store.views.query(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE ?",
+        (f"{store.views.schema}_rebuild%",),
+    )
+    return [name for (name,) in rows]

@@ -194,3 +194,33 @@ def test_a_view_whose_rebuild_fails_is_named_and_the_others_are_still_rebuilt(
     assert "order_lists: rebuild failed, nothing switched: " in result.stderr
     assert "server_ownership: rebuilt" in result.stdout
     assert "reports: rebuilt" in result.stdout
+
+
+def test_a_rebuild_with_no_process_is_refused_and_changes_nothing(
+    ordered: str, tmp_path: Path
+) -> None:
+    # given a view corrupted on purpose
+    store = open_store(ordered)
+    with store.views.writing() as cursor:
+        cursor.execute("DELETE FROM server_ownership")
+    store.close()
+    # when the rebuild is asked for with no process to do it
+    result = pm_order(
+        "--database-url",
+        ordered,
+        "projections",
+        "rebuild",
+        "--processes",
+        "0",
+        cwd=tmp_path,
+    )
+    # then it is refused in one line, and the view is as it was
+    assert result.returncode == 2
+    assert "--processes 0: must be 1 or more" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "rebuilt" not in result.stdout
+    store = open_store(ordered)
+    try:
+        assert store.views.query("SELECT count(*) FROM server_ownership") == [(0,)]
+    finally:
+        store.close()
