@@ -13,11 +13,14 @@ read again on the first check after it changes: no restart is needed.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from cachetools import LRUCache
 from oslo_config import cfg
 from oslo_policy import policy
 
@@ -35,6 +38,9 @@ DECIDE_ORDERS: Final = "pm_order:order:decide"
 SHOW_REPORT: Final = "pm_order:report:show"
 LIST_UNFINISHED: Final = "pm_order:admin:unfinished:list"
 SHOW_SERVER: Final = "pm_order:admin:server:show"
+
+# Decisions a process remembers (the least recently used go first).
+DECISIONS_KEPT: Final = 4096
 
 # Keystone's default role implications (admin implies member, member implies
 # reader): Keystone puts the implied roles in its tokens; a tokens file lists
@@ -166,6 +172,16 @@ class Policy:
         conf = cfg.ConfigOpts()
         conf([], project="pm-order", default_config_files=[], default_config_dirs=[])
         self.approver_roles = frozenset(approver_roles)
+        self._file = policy_file.resolve() if policy_file else None
+        # Decisions remembered by all they depend on (the rule, the URL's
+        # project, the identity) while the file stays as it is: oslo.policy's
+        # own decision costs more CPU than the rest of a request (it inspects
+        # each check's signature and stats the file on every call).
+        self._decisions: LRUCache[tuple[str, str | None, Identity], Refusal | None] = (
+            LRUCache(DECISIONS_KEPT)
+        )
+        self._decisions_lock = threading.Lock()
+        self._file_seen = self._file_state()
         self._enforcer = policy.Enforcer(
             conf, policy_file=str(policy_file.resolve()) if policy_file else None
         )
@@ -187,6 +203,32 @@ class Policy:
     ) -> Refusal | None:
         """None when `identity` may do `rule` (on `project`'s URL, if any), else
         why not. A policy file changed since the last check is read first."""
+        key = (rule, project, identity)
+        state = self._file_state()
+        with self._decisions_lock:
+            if state != self._file_seen:
+                self._decisions.clear()
+                self._file_seen = state
+            elif key in self._decisions:
+                return self._decisions[key]
+        decided = self._decided(rule, identity, project)
+        with self._decisions_lock:
+            self._decisions[key] = decided
+        return decided
+
+    def _file_state(self) -> tuple[int, int, int] | None:
+        """What says the policy file changed (None: no file, or none there)."""
+        if self._file is None:
+            return None
+        try:
+            found = os.stat(self._file)
+        except OSError:
+            return None
+        return (found.st_mtime_ns, found.st_size, found.st_ino)
+
+    def _decided(
+        self, rule: str, identity: Identity, project: str | None
+    ) -> Refusal | None:
         target = {"project_id": project} if project is not None else {}
         if self._enforcer.authorize(rule, target, credentials(identity)):
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from email import policy
 from typing import Final
@@ -116,6 +117,9 @@ def check_mailto(
     return addresses
 
 
+# The email package's parse of a header is most of a request's CPU; the same
+# addresses come again and again (a team's list on each of its orders).
+@functools.lru_cache(maxsize=4096)
 def carried_address(address: str) -> str | None:
     """What a mail's To header carries when given `address`, as its reader sees it
     (encoded words decoded, quoting and comments resolved), the addresses
