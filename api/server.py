@@ -17,6 +17,8 @@ instead of) the app's middlewares.
   64 KiB or more) for `send_timeout` seconds is disconnected, its answer
   dropped; such answers waiting for their clients hold at most the process's
   send buffer budget (api/send_buffer.py), past which one is answered 503.
+  An answer's body is let go once it is sent (aiohttp kept it until the
+  connection's next request).
 - The process may hold as many connections as its hard limit on open files
   allows (the soft limit is raised to it at start, and logged); when it is out
   of descriptors all the same, waiting connections are shed (accepted and
@@ -493,6 +495,8 @@ async def send_buffer_middleware(
     GuardedAppRunner's, as in tests, every answer is sent.)"""
     response = await handler(request)
     connection = request.protocol
+    if not isinstance(response, web.Response) or response.prepared:
+        return response  # streamed by its handler: sent already
     size = response.content_length or 0
     if size < LARGE_ANSWER or not isinstance(connection, GuardedRequestHandler):
         return response
