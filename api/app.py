@@ -48,7 +48,7 @@ from api.rate_limit import (
 )
 from api.requests import MAX_BODY_BYTES
 from api.scrape import metrics, watch
-from api.server import without_versions
+from api.server import send_buffer_middleware, without_versions
 from domain.service import utc_now
 from projections.async_reads import AsyncListReads
 from projections.database import PostgresViews
@@ -93,6 +93,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             observe_middleware,
+            send_buffer_middleware,
             error_middleware,
             # The rate limit is checked in it, once a request is accepted.
             authentication_middleware,

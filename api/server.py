@@ -13,6 +13,12 @@ instead of) the app's middlewares.
   log names the kind of fault and the client, never the bytes sent (a header
   could hold a token).
 - No answer names the server's software or versions.
+- A client that takes nothing of its answer (one large enough to wait on it:
+  64 KiB or more) for `send_timeout` seconds is disconnected, its answer
+  dropped; such answers waiting for their clients hold at most the process's
+  send buffer budget (api/send_buffer.py), past which one is answered 503.
+  An answer's body is let go once it is sent (aiohttp kept it until the
+  connection's next request).
 - The process may hold as many connections as its hard limit on open files
   allows (the soft limit is raised to it at start, and logged); when it is out
   of descriptors all the same, waiting connections are shed (accepted and
@@ -40,11 +46,15 @@ from aiohttp.http_exceptions import (
     LineTooLong,
 )
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from api.errors import error_response
+from api.allocator import map_large_blocks
+from api.context import METRICS
+from api.errors import RETRY_AFTER_SECONDS, error_response
 from api.observe import REQUEST_ID_HEADER, new_request_id
+from api.send_buffer import LARGE_ANSWER, SendBuffer, SendBufferCollector
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +78,29 @@ def _fault(error: BaseException | None) -> str:
 
 
 class GuardedRequestHandler(RequestHandler):
-    """aiohttp's connection handler, with the headers' time bound and the API's
-    error answers."""
+    """aiohttp's connection handler, with the headers' time bound, the send
+    timeout and buffer, and the API's error answers."""
 
-    def __init__(self, manager: web.Server, *, client_timeout: float, **kwargs: Any):
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        client_timeout: float,
+        send_timeout: float,
+        send_buffer: SendBuffer,
+        **kwargs: Any,
+    ):
         super().__init__(manager, **kwargs)
         self.client_timeout = client_timeout
+        self.send_timeout = send_timeout
+        self.send_buffer = send_buffer
         self._headers_due: asyncio.TimerHandle | None = None
+        # The answer being sent, as counted in the send buffer (0: none); while
+        # it waits for the client, when the client is next due to take some of
+        # it, and how much was left to send then.
+        self._held = 0
+        self._send_due: asyncio.TimerHandle | None = None
+        self._unsent = 0
         self._in_request = False
         # The body of the request being handled, and whether bytes of the next
         # request have arrived with or during it.
@@ -98,7 +124,27 @@ class GuardedRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_clock()
+        self._stop_send_clock()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The transport holds more than it may: the client is not taking the
+        # answer as fast as it is written. From now on it must take some of it
+        # every send_timeout seconds.
+        super().pause_writing()
+        self._start_send_clock()
+
+    def resume_writing(self) -> None:
+        self._stop_send_clock()
+        super().resume_writing()
+
+    async def hold(self, size: int) -> bool:
+        """Count an answer of `size` bytes in the send buffer until it is sent;
+        False when the buffer has no room for it (nothing counted)."""
+        if not await self.send_buffer.admit(size):
+            return False
+        self._held = size
+        return True
 
     def data_received(self, data: bytes) -> None:
         if not self._in_request and self._headers_due is None:
@@ -117,8 +163,18 @@ class GuardedRequestHandler(RequestHandler):
 
     async def _handle_request(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super()._handle_request(*args, **kwargs)
+            response, reset = await super()._handle_request(*args, **kwargs)
+            if isinstance(response, web.Response) and response.prepared:
+                # Sent (or dropped): aiohttp keeps a connection's last answer
+                # until its next request, up to the keep-alive's 75 s; its body
+                # goes now (a 1,000-order page is 250 KiB).
+                response.body = None
+            return response, reset
         finally:
+            # Sent (but for the transport's last 16 KiB) or dropped.
+            if self._held:
+                self.send_buffer.release(self._held)
+                self._held = 0
             self._in_request = False
             self._payload = None
             if self._next_begun and not self._messages:
@@ -146,6 +202,36 @@ class GuardedRequestHandler(RequestHandler):
             self.client_timeout,
         )
         self.force_close()
+
+    def _start_send_clock(self) -> None:
+        assert self.transport is not None
+        self._unsent = self.transport.get_write_buffer_size()
+        self._send_due = self._loop.call_later(self.send_timeout, self._taking_nothing)
+
+    def _stop_send_clock(self) -> None:
+        if self._send_due is not None:
+            self._send_due.cancel()
+            self._send_due = None
+
+    def _taking_nothing(self) -> None:
+        self._send_due = None
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size() < self._unsent:
+            self._start_send_clock()  # it took some: it has as long again
+            return
+        peer = transport.get_extra_info("peername")
+        log.info(
+            "closed a connection from %s: it took nothing of its answer "
+            "(%d bytes left) within %g s",
+            peer[0] if isinstance(peer, tuple) else "-",
+            self._unsent,
+            self.send_timeout,
+        )
+        self.send_buffer.too_slow += 1
+        # Not close(): it would wait for the client to take what is left.
+        transport.abort()
 
     def handle_error(
         self,
@@ -189,15 +275,26 @@ class GuardedRequestHandler(RequestHandler):
 class GuardedServer(web.Server):
     """Makes a `GuardedRequestHandler` for each connection."""
 
-    def __init__(self, *args: Any, client_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        client_timeout: float,
+        send_timeout: float,
+        send_buffer: SendBuffer,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.client_timeout = client_timeout
+        self.send_timeout = send_timeout
+        self.send_buffer = send_buffer
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(
             self,
             loop=self._loop,
             client_timeout=self.client_timeout,
+            send_timeout=self.send_timeout,
+            send_buffer=self.send_buffer,
             **self._kwargs,
         )
 
@@ -332,7 +429,13 @@ class GuardedAppRunner(web.AppRunner):
     """`web.AppRunner` whose connections are `GuardedRequestHandler`s."""
 
     def __init__(
-        self, app: web.Application, *, client_timeout: float, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        client_timeout: float,
+        send_timeout: float,
+        send_buffer_bytes: int,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("keepalive_timeout", KEEPALIVE_SECONDS)
         # After an answer sent before its body was read (413, 408...), what is
@@ -340,10 +443,15 @@ class GuardedAppRunner(web.AppRunner):
         kwargs.setdefault("lingering_time", client_timeout)
         super().__init__(app, **kwargs)
         self.client_timeout = client_timeout
+        self.send_timeout = send_timeout
+        self.send_buffer = SendBuffer(send_buffer_bytes)
         self._shedding: DescriptorShedding | None = None
 
     async def setup(self) -> None:
         raise_descriptor_limit()
+        map_large_blocks()
+        if METRICS in self.app:
+            self.app[METRICS].registry.register(SendBufferCollector(self.send_buffer))
         loop = asyncio.get_running_loop()
         self._shedding = DescriptorShedding(loop.get_exception_handler())
         loop.set_exception_handler(self._shedding)
@@ -367,6 +475,8 @@ class GuardedAppRunner(web.AppRunner):
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,
             client_timeout=self.client_timeout,
+            send_timeout=self.send_timeout,
+            send_buffer=self.send_buffer,
             **plain._kwargs,
         )
 
@@ -374,3 +484,27 @@ class GuardedAppRunner(web.AppRunner):
 async def without_versions(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: `Server` names the service, not its software."""
     response.headers["Server"] = SERVER_NAME
+
+
+@web.middleware
+async def send_buffer_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """A large answer is sent only if the server's send buffer has room for it
+    (within a second); otherwise 503 with Retry-After. (On a server other than
+    GuardedAppRunner's, as in tests, every answer is sent.)"""
+    response = await handler(request)
+    connection = request.protocol
+    if not isinstance(response, web.Response) or response.prepared:
+        return response  # streamed by its handler: sent already
+    size = response.content_length or 0
+    if size < LARGE_ANSWER or not isinstance(connection, GuardedRequestHandler):
+        return response
+    if await connection.hold(size):
+        return response
+    return error_response(
+        503,
+        "the server holds as many answers as it may for clients still taking "
+        "theirs; try again",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )

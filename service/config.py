@@ -127,6 +127,11 @@ class Config:
     # A client has this long to send a request's headers, and as long again for
     # its body; a connection that does not is closed (PM_ORDER_CLIENT_TIMEOUT).
     client_timeout: float = s.CLIENT_TIMEOUT.value(_NONE)
+    # A client taking nothing of a large answer for this long is disconnected
+    # (PM_ORDER_SEND_TIMEOUT); large answers waiting for their clients hold at
+    # most this many bytes in all (PM_ORDER_SEND_BUFFER_MB).
+    send_timeout: float = s.SEND_TIMEOUT.value(_NONE)
+    send_buffer_bytes: int = s.SEND_BUFFER_MB.value(_NONE) * 1024 * 1024
     # Proxies whose X-Forwarded-For names the client (PM_ORDER_TRUSTED_PROXIES):
     # networks, as `ipaddress` writes them (an address is a /32 or /128).
     trusted_proxies: frozenset[str] = frozenset()
@@ -161,6 +166,8 @@ class Config:
             shutdown_timeout=values[s.SHUTDOWN_TIMEOUT],
             write_confirm_timeout=values[s.WRITE_CONFIRM_TIMEOUT],
             client_timeout=values[s.CLIENT_TIMEOUT],
+            send_timeout=values[s.SEND_TIMEOUT],
+            send_buffer_bytes=values[s.SEND_BUFFER_MB] * 1024 * 1024,
             trusted_proxies=values.get(s.TRUSTED_PROXIES) or frozenset(),
             limits=Limits.from_settings(values),
             idle_poll_seconds=values[s.IDLE_POLL_SECONDS],

@@ -755,6 +755,24 @@ CLIENT_TIMEOUT: Final = Setting(
     "a connection that does not is closed.",
     HTTP,
 )
+SEND_TIMEOUT: Final = Setting(
+    "PM_ORDER_SEND_TIMEOUT",
+    Duration(high=DAY),
+    "10s",
+    "How long a client may take nothing of an answer of 64 KiB or more being sent "
+    "to it; its connection is then closed and the answer's memory freed.",
+    HTTP,
+)
+SEND_BUFFER_MB: Final = Setting(
+    "PM_ORDER_SEND_BUFFER_MB",
+    Whole(1, 65_536),
+    "32",
+    "The most bytes of answers of 64 KiB or more a process holds for clients "
+    "still taking them; past it, such an answer waits up to a second for room, "
+    "then is answered 503 with Retry-After ([Security limits](security-limits.md)).",
+    HTTP,
+    unit="MiB",
+)
 READY_MAX_LAG: Final = Setting(
     "PM_ORDER_READY_MAX_LAG",
     Duration(high=DAY),
@@ -850,6 +868,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     AUTH_VALIDATIONS_PER_ADDRESS,
     TRUSTED_PROXIES,
     CLIENT_TIMEOUT,
+    SEND_TIMEOUT,
+    SEND_BUFFER_MB,
     READY_MAX_LAG,
     READY_STUCK_AFTER,
     SHUTDOWN_TIMEOUT,

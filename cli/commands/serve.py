@@ -137,6 +137,8 @@ def _serve(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int
             reuse_port=reuse_port,
             shutdown_timeout=config.shutdown_timeout,
             client_timeout=config.client_timeout,
+            send_timeout=config.send_timeout,
+            send_buffer_bytes=config.send_buffer_bytes,
             serving=f"http://{args.host}:{args.port}{config.api_prefix}"
             + (" (API only)" if args.api_only else ""),
         )
@@ -153,6 +155,8 @@ async def _run_until_signalled(
     reuse_port: bool,
     shutdown_timeout: float,
     client_timeout: float,
+    send_timeout: float,
+    send_buffer_bytes: int,
     serving: str,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down in order: stop
@@ -169,6 +173,8 @@ async def _run_until_signalled(
     runner = GuardedAppRunner(
         app,
         client_timeout=client_timeout,
+        send_timeout=send_timeout,
+        send_buffer_bytes=send_buffer_bytes,
         access_log=None,  # api/observe.py logs each request, with its id
         shutdown_timeout=shutdown_timeout,
     )

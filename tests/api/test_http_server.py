@@ -38,7 +38,11 @@ async def serving(
     OrderService(store.app, clock=clock).register_servers(INVENTORY)
     app = create_app(config, store=store, clock=clock)
     runner = GuardedAppRunner(
-        app, client_timeout=config.client_timeout, access_log=None
+        app,
+        client_timeout=config.client_timeout,
+        send_timeout=config.send_timeout,
+        send_buffer_bytes=config.send_buffer_bytes,
+        access_log=None,
     )
     await runner.setup()
     try:
