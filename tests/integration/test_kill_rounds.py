@@ -67,6 +67,9 @@ class Deployment:
         kind, n = name.split("-")
         return self.apis[int(n)] if kind == "api" else self.workers[int(n)]
 
+    def api(self, name: str) -> ApiServer:
+        return self.apis[int(name.split("-")[1])]
+
     def kill(self, name: str) -> None:
         self.process(name).kill()
         self.process(name).stop()
@@ -136,7 +139,10 @@ async def kill_and_restart(
         for victim in victims:
             await until(lambda: load.in_flight > 0, "the load to be running", 10)
             await asyncio.sleep(rng.uniform(0.3, 2.0))  # the random moment
-            cut_off += load.in_flight if victim.startswith("api") else 0
+            if victim.startswith("api"):
+                # ... when a write to it is being answered: one is cut off.
+                await load.posting_to(deployment.api(victim).base_url, 10)
+                cut_off += load.in_flight
             deployment.kill(victim)
             await in_thread(deployment.restart, victim)
         acknowledged = load.acknowledged

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -67,9 +68,27 @@ class WriteLoad:
         self.clients = clients
         self.seed = seed
         self.in_flight = 0
+        # POSTs in flight, by the base URL they went to.
+        self.posting: Counter[str] = Counter()
+        self._posted = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+
+    async def posting_to(self, url: str, timeout: float) -> None:
+        """Return while a POST to `url` is being answered (sent a moment ago and
+        not answered yet)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self._posted.clear()
+                if self.posting[url] > 0:
+                    # A moment for the request to be on its way, not still
+                    # connecting: a kill then cuts off a write being answered.
+                    await asyncio.sleep(0.002)
+                    if self.posting[url] > 0:
+                        return
+                    continue
+                await self._posted.wait()
 
     @property
     def acknowledged(self) -> int:
@@ -120,6 +139,8 @@ class WriteLoad:
         attempt = Attempt(source, dest, snids)
         fresh = [s for s in snids if s not in self.belief.held]
         self.belief.held.update(fresh)
+        self.posting[url] += 1
+        self._posted.set()
         try:
             status, body = await self._send(
                 "POST",
@@ -136,6 +157,8 @@ class WriteLoad:
         except (aiohttp.ClientError, TimeoutError) as error:
             self.ledger.cut_off(attempt, error)
             return True  # it may hold its servers: the next round's belief will say
+        finally:
+            self.posting[url] -= 1
         self.ledger.answered(attempt, status, body)
         if 400 <= status < 500:
             self.belief.held.difference_update(fresh)
