@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from datetime import datetime, tzinfo
 from typing import Any, Final
@@ -33,6 +34,8 @@ VIEW_NAMES: Final = tuple(
 # Processes a rebuild shares the views among (PostgreSQL): two folds at once
 # rebuilt 920,000 events in 32 s against 40 s in one (bench/README.md).
 REBUILD_PROCESSES: Final = 2
+# How much lower than the serving processes' the rebuild's CPU priority is.
+REBUILD_NICENESS: Final = 10
 _VIEW_HELP: Final = f"one view: {', '.join(VIEW_NAMES)} (default: every view)"
 
 
@@ -166,6 +169,9 @@ def rebuild_views(config: Config, args: argparse.Namespace) -> int:
     _ = config.language.gettext
     if args.processes < 1:
         raise ConfigError(f"--processes {args.processes}: must be 1 or more")
+    # Serving processes on the same machine come first: the rebuild (and the
+    # processes it starts, which inherit this) takes the CPU they leave.
+    os.nice(REBUILD_NICENESS)
     # How a process that builds a share of the views opens the event log.
     open_log = functools.partial(open_event_log, config.database_url)
     with composed(config) as root:
