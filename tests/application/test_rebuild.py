@@ -11,7 +11,7 @@ import pytest
 from domain.service import OrderService
 from projections import rebuild as rebuilding
 from projections import view_status
-from projections.database import SQLiteViews
+from projections.database import PostgresViews, SQLiteViews
 from projections.projector import (
     Projector,
     set_position,
@@ -287,3 +287,25 @@ def _scratch_places(store: Store) -> list[str]:
         (f"{store.views.schema}_rebuild%",),
     )
     return [name for (name,) in rows]
+
+
+# PostgreSQL only: its names are cut at 63 characters; SQLite's files are not.
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_scratch_places_named_past_the_longest_name_stay_apart(
+    busy_store: Store,
+) -> None:
+    # given two labels alike in their first 63 characters, and beyond
+    alike = "rebuild_" + "x" * 80
+    first = busy_store.views.scratch(alike + "_one")
+    second = busy_store.views.scratch(alike + "_two")
+    try:
+        # then each has a schema of its own, within PostgreSQL's limit
+        assert isinstance(first, PostgresViews)
+        assert isinstance(second, PostgresViews)
+        assert first.schema != second.schema
+        assert len(first.schema or "") <= 63
+        assert len(second.schema or "") <= 63
+        assert len(_scratch_places(busy_store)) == 2
+    finally:
+        first.discard()
+        second.discard()
