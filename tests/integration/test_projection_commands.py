@@ -107,13 +107,20 @@ def test_verify_exits_1_listing_a_corrupted_row(ordered: str, tmp_path: Path) ->
     assert "'mallory'" in result.stdout
 
 
+def empty_server_ownership(url: str) -> None:
+    """Corrupt a view on purpose: every row of server_ownership deleted."""
+    store = open_store(url)
+    try:
+        with store.views.writing() as cursor:
+            cursor.execute("DELETE FROM server_ownership")
+    finally:
+        store.close()
+
+
 def test_rebuild_repairs_the_view_and_shows_progress_as_plain_lines_off_a_terminal(
     ordered: str, tmp_path: Path
 ) -> None:
-    store = open_store(ordered)
-    with store.views.writing() as cursor:
-        cursor.execute("DELETE FROM server_ownership")
-    store.close()
+    empty_server_ownership(ordered)
     result = pm_order(
         "--database-url",
         ordered,
@@ -200,10 +207,7 @@ def test_a_rebuild_with_no_process_is_refused_and_changes_nothing(
     ordered: str, tmp_path: Path
 ) -> None:
     # given a view corrupted on purpose
-    store = open_store(ordered)
-    with store.views.writing() as cursor:
-        cursor.execute("DELETE FROM server_ownership")
-    store.close()
+    empty_server_ownership(ordered)
     # when the rebuild is asked for with no process to do it
     result = pm_order(
         "--database-url",
